@@ -1,0 +1,182 @@
+"""The contract between a tool-calling dialect ("style") and the rest of the proxy.
+
+The flow is one-way: an OpenAI request is normalised into a :class:`Conversation`,
+a :class:`Style` turns it into a :class:`GenerationPlan` (prompt, grammar,
+triggers, stops and a fresh :class:`OutputParser`), the plan goes to
+llama-server's ``/completion``, and the parser turns the generated text back
+into content and tool calls, chunk by chunk. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, Union
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One function tool offered by the client."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+ToolChoice = Union[Literal["none", "auto", "required"], "NamedToolChoice"]
+
+
+@dataclass(frozen=True)
+class NamedToolChoice:
+    """``tool_choice: {"type": "function", "function": {"name": ...}}``."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """``response_format``: ``type`` is "text", "json_object" or "json_schema"."""
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    schema: dict[str, Any] | None = None  # for json_schema
+    name: str | None = None
+    strict: bool = False
+
+
+@dataclass
+class Conversation:
+    """A chat request reduced to what a style needs.
+
+    ``messages`` are OpenAI-shaped dicts (``role``, ``content`` as a string,
+    ``tool_calls`` with ``function.arguments`` as a JSON string, ``tool_call_id``),
+    already validated and with content parts flattened to text.
+    """
+
+    messages: list[dict[str, Any]]
+    tools: list[ToolSpec] = field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat = field(default_factory=ResponseFormat)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A parsed call; ``arguments`` is a JSON string, as OpenAI sends it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ContentDelta:
+    """Text the client may see now; it will never be retracted."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of tool call ``index``: the first one carries ``id`` and ``name``."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+ParseEvent = Union[ContentDelta, ToolCallDelta]
+
+
+@dataclass
+class ParsedOutput:
+    """The whole answer, once generation is over."""
+
+    content: str | None
+    tool_calls: list[ToolCall]
+
+
+class OutputParser(Protocol):
+    """Turns generated text into content and tool calls, incrementally.
+
+    ``feed`` may be called with any split of the text (one character at a time
+    included) and must yield the same events, concatenated, as one call with the
+    whole text. Text that might still become a tool call is held back until
+    it is decided.
+    """
+
+    def feed(self, chunk: str) -> list[ParseEvent]: ...
+
+    def finish(self) -> list[ParseEvent]:
+        """Flush what was held back; call once, after the last chunk."""
+        ...
+
+    def result(self) -> ParsedOutput:
+        """The complete output; valid after :meth:`finish`."""
+        ...
+
+
+@dataclass
+class GenerationPlan:
+    """Everything llama-server's ``/completion`` needs for one request, plus the parser."""
+
+    prompt: str
+    parser: OutputParser
+    grammar: str | None = None
+    grammar_lazy: bool = False
+    # llama-server's format: {"type": "word"|"pattern"|"pattern_full"|"token", "value": str}
+    grammar_triggers: list[dict[str, str]] = field(default_factory=list)
+    preserved_tokens: list[str] = field(default_factory=list)
+    stop: list[str] = field(default_factory=list)
+
+    def completion_fields(self) -> dict[str, Any]:
+        """The ``/completion`` body fields this plan sets."""
+        body: dict[str, Any] = {"prompt": self.prompt}
+        if self.grammar:
+            body["grammar"] = self.grammar
+            if self.grammar_lazy:
+                body["grammar_lazy"] = True
+                body["grammar_triggers"] = self.grammar_triggers
+        if self.preserved_tokens:
+            body["preserved_tokens"] = self.preserved_tokens
+        if self.stop:
+            body["stop"] = self.stop
+        return body
+
+
+class StyleError(ValueError):
+    """The request cannot be expressed in this style (e.g. a schema the converter rejects).
+
+    ``param`` names the offending request field, for the 400 the client gets.
+    """
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+class Style:
+    """A tool-calling dialect: one module per dialect, registered in ``oaiproxy.styles``.
+
+    A style owns how tools reach the model (the template's own ``tools`` support
+    or a system prompt from ``templates/``), the grammar (tool schemas through
+    ``oaiproxy.grammar``), lazy-grammar triggers and preserved tokens, stop words,
+    and the incremental parser for its output.
+    """
+
+    #: the name used by ``--style`` and shown in logs
+    name: str = ""
+
+    def __init__(self, template: "ChatTemplate") -> None:  # noqa: F821 - see oaiproxy.chat_template
+        self.template = template
+
+    @classmethod
+    def detect(cls, template_source: str) -> bool:
+        """Whether a chat template's text says the model speaks this dialect."""
+        return False
+
+    def plan(self, conversation: Conversation) -> GenerationPlan:
+        """Prompt, grammar, triggers, stops and a fresh parser for one request.
+
+        Raises :class:`StyleError` for a request this style cannot serve.
+        """
+        raise NotImplementedError
