@@ -1,0 +1,316 @@
+"""One chat request, end to end, without HTTP: request → style → plan → llama-server → parser → response.
+
+The HTTP layer hands a validated :class:`ChatCompletionRequest` to
+:class:`ChatEngine` and serialises what comes back; everything about
+prompts, grammars, sampling and parsing happens here or in the style.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .chat_template import ChatTemplate
+from .errors import BadRequest, InternalError
+from .openai_types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChoiceLogprobs,
+    ChunkChoice,
+    Delta,
+    DeltaFunction,
+    DeltaToolCall,
+    PromptTokensDetails,
+    ResponseFunction,
+    ResponseMessage,
+    ResponseToolCall,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+from .styles import Style
+from .styles.base import (
+    ContentDelta,
+    Conversation,
+    GenerationPlan,
+    NamedToolChoice,
+    ParsedOutput,
+    ResponseFormat,
+    StyleError,
+    ToolCallDelta,
+    ToolSpec,
+)
+from .upstream import LlamaServerClient
+from .validation import validate_tool_calls
+
+log = logging.getLogger("oaiproxy.engine")
+
+
+def new_completion_id() -> str:
+    return "chatcmpl-" + secrets.token_hex(12)
+
+
+def to_conversation(req: ChatCompletionRequest) -> Conversation:
+    """Reduce an OpenAI request to what a style needs, checking cross-field rules."""
+    messages: list[dict[str, Any]] = []
+    for i, msg in enumerate(req.messages):
+        try:
+            text = msg.text()
+        except BadRequest as exc:
+            exc.param = f"messages[{i}].content"
+            raise
+        role = "system" if msg.role == "developer" else msg.role
+        out: dict[str, Any] = {"role": role, "content": text}
+        if msg.name:
+            out["name"] = msg.name
+        if msg.tool_calls:
+            out["tool_calls"] = [
+                {"id": tc.id, "type": "function", "function": {"name": tc.function.name,
+                                                               "arguments": tc.function.arguments}}
+                for tc in msg.tool_calls
+            ]
+        if msg.tool_call_id:
+            out["tool_call_id"] = msg.tool_call_id
+        messages.append(out)
+
+    tools = [
+        ToolSpec(name=t.function.name, description=t.function.description or "",
+                 parameters=t.function.parameters if t.function.parameters is not None
+                 else {"type": "object", "properties": {}})
+        for t in req.tools or []
+    ]
+    names = [t.name for t in tools]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise BadRequest(f"tool names must be unique; repeated: {', '.join(sorted(dupes))}", param="tools")
+
+    choice: Any = req.tool_choice if req.tool_choice is not None else ("auto" if tools else "none")
+    if not isinstance(choice, str):
+        if choice.function.name not in names:
+            raise BadRequest(f"tool_choice names function '{choice.function.name}', which is not in 'tools'",
+                             param="tool_choice")
+        choice = NamedToolChoice(choice.function.name)
+    elif choice == "required" and not tools:
+        raise BadRequest("tool_choice 'required' needs at least one tool in 'tools'", param="tool_choice")
+
+    fmt = ResponseFormat()
+    if req.response_format is not None and req.response_format.type != "text":
+        js = req.response_format.json_schema
+        fmt = ResponseFormat(
+            type=req.response_format.type,
+            schema=js.schema_ if js is not None and js.schema_ is not None else None,
+            name=js.name if js else None,
+            strict=bool(js.strict) if js else False,
+        )
+        if fmt.type == "json_schema" and fmt.schema is None:
+            fmt = ResponseFormat(type="json_object")
+    return Conversation(messages=messages, tools=tools, tool_choice=choice,
+                        parallel_tool_calls=req.parallel_tool_calls, response_format=fmt)
+
+
+def sampling_fields(req: ChatCompletionRequest, default_max_tokens: int) -> dict[str, Any]:
+    """OpenAI sampling parameters in llama-server ``/completion`` terms."""
+    body: dict[str, Any] = {"n_predict": req.max_new_tokens() or default_max_tokens, "cache_prompt": True}
+    for name in ("temperature", "top_p", "top_k", "min_p", "seed", "presence_penalty", "frequency_penalty"):
+        value = getattr(req, name)
+        if value is not None:
+            body[name] = value
+    if req.logit_bias:
+        bias = []
+        for token, value in req.logit_bias.items():
+            try:
+                bias.append([int(token), False if value <= -100 else value])
+            except ValueError:
+                raise BadRequest(f"logit_bias keys are token ids; got {token!r}", param="logit_bias") from None
+        body["logit_bias"] = bias
+    if req.logprobs:
+        body["n_probs"] = max(1, req.top_logprobs or 0)
+    return body
+
+
+@dataclass
+class _Result:
+    parsed: ParsedOutput
+    finish_reason: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _logprobs(items: list[dict[str, Any]], top: int | None) -> ChoiceLogprobs:
+    content = []
+    for item in items:
+        tops = [TopLogprob(token=t.get("token", ""), logprob=t.get("logprob", 0.0), bytes=t.get("bytes"))
+                for t in (item.get("top_logprobs") or [])[: top or 0]]
+        content.append(TokenLogprob(token=item.get("token", ""), logprob=item.get("logprob", 0.0),
+                                    bytes=item.get("bytes"), top_logprobs=tops))
+    return ChoiceLogprobs(content=content)
+
+
+class ChatEngine:
+    """Serves chat completions for one model: its template, its style, its llama-server."""
+
+    def __init__(self, *, template: ChatTemplate, style: type[Style], client: LlamaServerClient,
+                 model_id: str, default_max_tokens: int = 1024, extra_stops: list[str] | None = None):
+        self.template = template
+        self.style = style(template)
+        self.client = client
+        self.model_id = model_id
+        self.default_max_tokens = default_max_tokens
+        self.extra_stops = list(extra_stops or [])
+
+    # ------------------------------------------------------------ planning
+
+    def plan(self, req: ChatCompletionRequest) -> tuple[Conversation, GenerationPlan, dict[str, Any]]:
+        conv = to_conversation(req)
+        try:
+            plan = self.style.plan(conv)
+        except StyleError as exc:
+            raise BadRequest(str(exc), param=exc.param) from None
+        body = plan.completion_fields()
+        body.update(sampling_fields(req, self.default_max_tokens))
+        stops = list(dict.fromkeys([*plan.stop, *self.extra_stops, *req.stop_list()]))
+        if stops:
+            body["stop"] = stops
+        return conv, plan, body
+
+    def _check_calls(self, conv: Conversation, parsed: ParsedOutput) -> None:
+        problems = validate_tool_calls(parsed.tool_calls, conv.tools)
+        if problems:
+            log.error("BUG: invalid tool call produced by style %s: %s; output=%r",
+                      self.style.name, problems, parsed)
+            raise InternalError("the model produced a tool call that failed validation: " + "; ".join(problems),
+                                code="invalid_tool_call")
+
+    # ------------------------------------------------------------ non-streaming
+
+    async def _generate(self, conv: Conversation, plan: GenerationPlan, body: dict[str, Any]) -> _Result:
+        data = await self.client.completion(body)
+        text = data.get("content", "")
+        plan.parser.feed(text)
+        plan.parser.finish()
+        parsed = plan.parser.result()
+        stop_type = data.get("stop_type")
+        if parsed.tool_calls:
+            finish = "tool_calls"
+            self._check_calls(conv, parsed)
+        elif stop_type == "limit" or data.get("truncated"):
+            finish = "length"
+        else:
+            finish = "stop"
+        return _Result(
+            parsed=parsed, finish_reason=finish,
+            prompt_tokens=int(data.get("tokens_evaluated") or 0),
+            completion_tokens=int(data.get("tokens_predicted") or 0),
+            cached_tokens=int(data.get("tokens_cached") or 0),
+            logprobs=data.get("completion_probabilities") or [],
+        )
+
+    async def complete(self, req: ChatCompletionRequest) -> ChatCompletion:
+        results = []
+        plans = [self.plan(req) for _ in range(req.n)]
+        if req.n > 1 and req.seed is not None:
+            for i, (_, _, body) in enumerate(plans):
+                body["seed"] = req.seed + i
+        results = await asyncio.gather(*(self._generate(c, p, b) for c, p, b in plans))
+        choices = []
+        for i, res in enumerate(results):
+            calls = [ResponseToolCall(id=tc.id, function=ResponseFunction(name=tc.name, arguments=tc.arguments))
+                     for tc in res.parsed.tool_calls]
+            choices.append(Choice(
+                index=i,
+                message=ResponseMessage(content=res.parsed.content, tool_calls=calls or None),
+                logprobs=_logprobs(res.logprobs, req.top_logprobs) if req.logprobs else None,
+                finish_reason=res.finish_reason,
+            ))
+        prompt = results[0].prompt_tokens
+        completion = sum(r.completion_tokens for r in results)
+        return ChatCompletion(
+            id=new_completion_id(), created=int(time.time()), model=self.model_id, choices=choices,
+            usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                        prompt_tokens_details=PromptTokensDetails(cached_tokens=results[0].cached_tokens)),
+        )
+
+    # ------------------------------------------------------------ streaming
+
+    async def stream(self, req: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
+        """Chunks in OpenAI's order: role, content/tool-call deltas, finish_reason, optional usage."""
+        if req.n > 1:
+            raise BadRequest("n > 1 is not supported with stream: true", param="n")
+        conv, plan, body = self.plan(req)
+        cid, created = new_completion_id(), int(time.time())
+
+        def chunk(delta: Delta, finish: str | None = None, logprobs: ChoiceLogprobs | None = None) -> ChatCompletionChunk:
+            return ChatCompletionChunk(id=cid, created=created, model=self.model_id,
+                                       choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish,
+                                                            logprobs=logprobs)])
+
+        upstream = self.client.completion_stream(body)
+        # Wait for llama-server's first event before the role chunk, so that an
+        # upstream refusal (e.g. a prompt over the context) is still a plain HTTP error.
+        try:
+            first_event = await anext(upstream)
+        except StopAsyncIteration:
+            first_event = {"content": "", "stop": True}
+        try:
+            yield chunk(Delta(role="assistant", content=""))
+            last: dict[str, Any] = {}
+            seen_tool_call = False
+
+            def deltas(events: list[Any]) -> list[ChatCompletionChunk]:
+                nonlocal seen_tool_call
+                out = []
+                for ev in events:
+                    if isinstance(ev, ContentDelta):
+                        if ev.text:
+                            out.append(chunk(Delta(content=ev.text)))
+                    elif isinstance(ev, ToolCallDelta):
+                        seen_tool_call = True
+                        first = ev.id is not None
+                        out.append(chunk(Delta(tool_calls=[DeltaToolCall(
+                            index=ev.index, id=ev.id, type="function" if first else None,
+                            function=DeltaFunction(name=ev.name, arguments=ev.arguments if not first else ev.arguments or ""),
+                        )])))
+                return out
+
+            async def events() -> AsyncIterator[dict[str, Any]]:
+                yield first_event
+                async for ev in upstream:
+                    yield ev
+
+            async for event in events():
+                last = event
+                for c in deltas(plan.parser.feed(event.get("content", ""))):
+                    if req.logprobs and event.get("completion_probabilities"):
+                        c.choices[0].logprobs = _logprobs(event["completion_probabilities"], req.top_logprobs)
+                    yield c
+            for c in deltas(plan.parser.finish()):
+                yield c
+            parsed = plan.parser.result()
+            if parsed.tool_calls:
+                self._check_calls(conv, parsed)
+                finish = "tool_calls"
+            elif last.get("stop_type") == "limit" or last.get("truncated"):
+                finish = "length"
+            else:
+                finish = "stop"
+            yield chunk(Delta(), finish)
+            if req.stream_options and req.stream_options.include_usage:
+                prompt = int(last.get("tokens_evaluated") or 0)
+                completion = int(last.get("tokens_predicted") or 0)
+                yield ChatCompletionChunk(
+                    id=cid, created=created, model=self.model_id, choices=[],
+                    usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                                prompt_tokens_details=PromptTokensDetails(cached_tokens=int(last.get("tokens_cached") or 0))),
+                )
+        finally:
+            await upstream.aclose()

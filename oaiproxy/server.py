@@ -1,0 +1,152 @@
+"""Assemble and run a proxy from :class:`Settings`: model, llama-server, template, style, HTTP app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from .app import ProxyState, create_app
+from .chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate, TemplateError
+from .config import ConfigError, Settings
+from .default_model import default_model_path
+from .engine import ChatEngine
+from .gguf_meta import read_metadata
+from .llama_server import ManagedServer, ServerOptions, find_server_binary
+from .styles import detect_style, get_style
+from .upstream import LlamaServerClient
+
+log = logging.getLogger("oaiproxy")
+
+
+@dataclass
+class ModelInfo:
+    """Where the template and the model's name came from."""
+
+    template: ChatTemplate
+    model_id: str
+    is_default_template: bool
+
+
+def _load_template(settings: Settings, source: str | None, bos: str, eos: str, origin: str) -> tuple[ChatTemplate, bool]:
+    if settings.chat_template_file is not None:
+        path = settings.chat_template_file
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--chat-template-file: cannot read {path}: {exc.strerror or exc}") from None
+        try:
+            return ChatTemplate(text, bos_token=bos, eos_token=eos, name=str(path)), False
+        except TemplateError as exc:
+            raise ConfigError(f"--chat-template-file: {exc}") from None
+    if source:
+        try:
+            return ChatTemplate(source, bos_token=bos, eos_token=eos, name=origin), False
+        except TemplateError as exc:
+            log.warning("the chat template from %s does not compile (%s); using the default template", origin, exc)
+    else:
+        log.info("%s has no chat template; using oaiproxy's default template", origin)
+    return ChatTemplate.default(bos_token=bos, eos_token=eos), True
+
+
+async def resolve_model(settings: Settings, client: LlamaServerClient | None) -> tuple[ModelInfo, Path | None]:
+    """Read the chat template and tokens from the GGUF file, or from a running server's ``/props``."""
+    if settings.endpoint:
+        assert client is not None
+        props = await client.props()
+        template, is_default = _load_template(settings, props.chat_template, props.bos_token, props.eos_token,
+                                              f"{settings.endpoint}/props")
+        model_id = settings.alias or (Path(props.model_path).stem if props.model_path else "llama-server")
+        return ModelInfo(template, model_id, is_default), None
+    model_path = settings.model or default_model_path()
+    meta = read_metadata(model_path)
+    template, is_default = _load_template(settings, meta.chat_template, meta.bos_token, meta.eos_token, str(model_path))
+    return ModelInfo(template, settings.alias or model_path.stem, is_default), model_path
+
+
+class Proxy:
+    """A running proxy: the managed llama-server (unless ``--endpoint``) and the aiohttp app."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.managed: ManagedServer | None = None
+        self.client: LlamaServerClient | None = None
+        self.runner: web.AppRunner | None = None
+        self.state: ProxyState | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        if s.endpoint:
+            self.client = LlamaServerClient(s.endpoint)
+            if not await self.client.health():
+                await self.client.close()
+                raise ConfigError(f"--endpoint: no healthy llama-server at {s.endpoint} (GET /health failed)")
+            info, _ = await resolve_model(s, self.client)
+        else:
+            binary = find_server_binary(s.server_bin)
+            info, model_path = await resolve_model(s, None)
+            assert model_path is not None
+            self.managed = ManagedServer(ServerOptions(
+                binary=binary, model=model_path, ctx_size=s.ctx_size, parallel=s.parallel, threads=s.threads,
+                extra_args=s.server_args, startup_timeout=s.startup_timeout))
+            await self.managed.start()
+            self.client = LlamaServerClient(self.managed.url)
+        style_cls = get_style(s.style) if s.style else detect_style(info.template.source)
+        log.info("model %s, style %s, %s template", info.model_id, style_cls.name,
+                 "default" if info.is_default_template else "model's own")
+        engine = ChatEngine(template=info.template, style=style_cls, client=self.client, model_id=info.model_id,
+                            default_max_tokens=s.default_max_tokens,
+                            extra_stops=list(DEFAULT_TEMPLATE_STOPS) if info.is_default_template else [])
+        ids = [info.model_id]
+        self.state = ProxyState(engine=engine, client=self.client, model_ids=ids, managed=self.managed,
+                                api_key=s.api_key)
+        self.runner = web.AppRunner(create_app(self.state), handler_cancellation=True, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, s.host, s.port)
+        await site.start()
+        if s.host not in ("127.0.0.1", "localhost", "::1") and not s.api_key:
+            log.warning("listening on %s without --api-key: anyone who can reach it can use it", s.host)
+        log.info("oaiproxy serving on http://%s:%d/v1", s.host, self.port)
+
+    @property
+    def port(self) -> int:
+        assert self.runner is not None
+        for site in self.runner.sites:
+            server = getattr(site, "_server", None)
+            if server is not None and server.sockets:
+                return server.sockets[0].getsockname()[1]
+        return self.settings.port
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.client is not None:
+            await self.client.close()
+        if self.managed is not None:
+            await self.managed.stop()
+
+
+async def serve_forever(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM, then stop llama-server and exit."""
+    proxy = Proxy(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        start = asyncio.create_task(proxy.start())
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({start, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if start in done:
+            start.result()
+            await waiter
+        else:
+            start.cancel()
+            await asyncio.gather(start, return_exceptions=True)
+        log.info("shutting down")
+    finally:
+        await proxy.stop()

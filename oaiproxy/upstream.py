@@ -1,0 +1,162 @@
+"""The only way the proxy talks to llama-server: ``/completion`` and a few read-only endpoints.
+
+Never llama-server's chat endpoint: prompts, grammars and parsing are ours.
+Failures become :mod:`oaiproxy.errors` exceptions, so the HTTP layer only
+translates them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from .errors import BadRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+
+log = logging.getLogger("oaiproxy.upstream")
+
+
+@dataclass
+class ServerProps:
+    """What a running llama-server says about itself (``/props``)."""
+
+    chat_template: str | None
+    bos_token: str
+    eos_token: str
+    context_length: int | None
+    model_path: str | None
+    total_slots: int | None
+
+
+class LlamaServerClient:
+    """An aiohttp session bound to one llama-server base URL."""
+
+    def __init__(self, base_url: str, *, connect_timeout: float = 10.0, read_timeout: float = 600.0):
+        self.base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> "LlamaServerClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # no connection limit of our own: llama-server's slots are the limit
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=aiohttp.TCPConnector(limit=0, force_close=False)
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _get_json(self, path: str, timeout: float = 10.0) -> Any:
+        try:
+            async with self.session.get(self.base_url + path, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                if resp.status != 200:
+                    raise UpstreamError(f"llama-server {path} answered HTTP {resp.status}")
+                return await resp.json(content_type=None)
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout(f"llama-server {path} did not answer within {timeout:.0f} s") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"cannot reach llama-server at {self.base_url}: {exc}") from None
+
+    async def health(self) -> bool:
+        try:
+            async with self.session.get(self.base_url + "/health", timeout=aiohttp.ClientTimeout(total=3)) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
+
+    async def props(self) -> ServerProps:
+        data = await self._get_json("/props")
+        settings = data.get("default_generation_settings") or {}
+        return ServerProps(
+            chat_template=data.get("chat_template") or None,
+            bos_token=data.get("bos_token") or "",
+            eos_token=data.get("eos_token") or "",
+            context_length=settings.get("n_ctx") or data.get("n_ctx"),
+            model_path=data.get("model_path"),
+            total_slots=data.get("total_slots"),
+        )
+
+    async def tokenize(self, text: str) -> list[int]:
+        data = await self._post_json("/tokenize", {"content": text})
+        return list(data.get("tokens", []))
+
+    async def _post_json(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            async with self.session.post(self.base_url + path, json=body) as resp:
+                return await self._json_or_raise(resp, path)
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout(f"llama-server {path} timed out") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"llama-server {path} failed: {exc}") from None
+
+    async def _json_or_raise(self, resp: aiohttp.ClientResponse, path: str) -> Any:
+        text = await resp.text()
+        if resp.status == 200:
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                raise UpstreamError(f"llama-server {path} sent invalid JSON") from None
+        raise _error_from_upstream(resp.status, text, path)
+
+    async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One non-streaming ``/completion``."""
+        return await self._post_json("/completion", {**body, "stream": False})
+
+    async def completion_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Stream ``/completion`` events; closing the iterator closes the connection,
+        which makes llama-server stop generating and free the slot."""
+        try:
+            async with self.session.post(self.base_url + "/completion", json={**body, "stream": True}) as resp:
+                if resp.status != 200:
+                    raise _error_from_upstream(resp.status, await resp.text(), "/completion")
+                async for raw in resp.content:
+                    line = raw.strip()
+                    if not line.startswith(b"data:"):
+                        if line.startswith(b"error:"):
+                            raise UpstreamError(f"llama-server stream error: {line[6:].decode(errors='replace')}")
+                        continue
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        return
+                    try:
+                        event = json.loads(payload)
+                    except json.JSONDecodeError:
+                        raise UpstreamError("llama-server sent an invalid stream event") from None
+                    if "error" in event and "content" not in event:
+                        err = event["error"]
+                        raise UpstreamError(f"llama-server: {err.get('message') if isinstance(err, dict) else err}")
+                    yield event
+                    if event.get("stop"):
+                        return
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout("llama-server /completion stream timed out") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"llama-server /completion failed: {exc}") from None
+
+
+def _error_from_upstream(status: int, text: str, path: str) -> Exception:
+    try:
+        err = json.loads(text).get("error", {})
+        message = err.get("message") if isinstance(err, dict) else str(err)
+    except (json.JSONDecodeError, AttributeError):
+        message = text[:500]
+    if status == 400:
+        # e.g. a prompt longer than the context: the client's request, not our fault
+        return BadRequest(f"llama-server rejected the request: {message}", code="upstream_rejected")
+    if status == 503:
+        return UpstreamUnavailable(f"llama-server is busy or loading: {message}", headers={"Retry-After": "1"})
+    return UpstreamError(f"llama-server {path} answered HTTP {status}: {message}")
