@@ -36,7 +36,7 @@ from .openai_types import (
     TopLogprob,
     Usage,
 )
-from .styles import Style
+from .styles.base import Style
 from .styles.base import (
     ContentDelta,
     Conversation,
@@ -146,6 +146,11 @@ class _Result:
     logprobs: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _cached_prompt_tokens(data: dict[str, Any]) -> int:
+    # llama-server's `tokens_cached` counts generated tokens too; `timings.cache_n` is the prompt part reused.
+    return int((data.get("timings") or {}).get("cache_n") or 0)
+
+
 def _logprobs(items: list[dict[str, Any]], top: int | None) -> ChoiceLogprobs:
     content = []
     for item in items:
@@ -211,7 +216,7 @@ class ChatEngine:
             parsed=parsed, finish_reason=finish,
             prompt_tokens=int(data.get("tokens_evaluated") or 0),
             completion_tokens=int(data.get("tokens_predicted") or 0),
-            cached_tokens=int(data.get("tokens_cached") or 0),
+            cached_tokens=_cached_prompt_tokens(data),
             logprobs=data.get("completion_probabilities") or [],
         )
 
@@ -264,17 +269,14 @@ class ChatEngine:
         try:
             yield chunk(Delta(role="assistant", content=""))
             last: dict[str, Any] = {}
-            seen_tool_call = False
 
             def deltas(events: list[Any]) -> list[ChatCompletionChunk]:
-                nonlocal seen_tool_call
                 out = []
                 for ev in events:
                     if isinstance(ev, ContentDelta):
                         if ev.text:
                             out.append(chunk(Delta(content=ev.text)))
                     elif isinstance(ev, ToolCallDelta):
-                        seen_tool_call = True
                         first = ev.id is not None
                         out.append(chunk(Delta(tool_calls=[DeltaToolCall(
                             index=ev.index, id=ev.id, type="function" if first else None,
@@ -310,7 +312,7 @@ class ChatEngine:
                 yield ChatCompletionChunk(
                     id=cid, created=created, model=self.model_id, choices=[],
                     usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-                                prompt_tokens_details=PromptTokensDetails(cached_tokens=int(last.get("tokens_cached") or 0))),
+                                prompt_tokens_details=PromptTokensDetails(cached_tokens=_cached_prompt_tokens(last))),
                 )
         finally:
             await upstream.aclose()

@@ -58,8 +58,16 @@ async def resolve_model(settings: Settings, client: LlamaServerClient | None) ->
     if settings.endpoint:
         assert client is not None
         props = await client.props()
-        template, is_default = _load_template(settings, props.chat_template, props.bos_token, props.eos_token,
-                                              f"{settings.endpoint}/props")
+        local = Path(props.model_path) if props.model_path else None
+        if local is not None and local.is_file():
+            # llama-server's /props reports a ChatML fallback for a model without a template;
+            # the GGUF itself says whether it has one.
+            meta = read_metadata(local)
+            template, is_default = _load_template(settings, meta.chat_template, meta.bos_token, meta.eos_token,
+                                                  str(local))
+        else:
+            template, is_default = _load_template(settings, props.chat_template, props.bos_token,
+                                                  props.eos_token, f"{settings.endpoint}/props")
         model_id = settings.alias or (Path(props.model_path).stem if props.model_path else "llama-server")
         return ModelInfo(template, model_id, is_default), None
     model_path = settings.model or default_model_path()

@@ -104,3 +104,89 @@ def upstream(llama_server_bin: str, default_model_path: Path):
     server = Upstream(llama_server_bin, default_model_path)
     yield server
     server.stop()
+
+
+class ProxyProcess:
+    """``python -m oaiproxy`` as a user runs it, on a free port; its log goes to a file."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str] | None = None, wait: bool = True,
+                 log_dir: Path | None = None):
+        import sys
+        import tempfile
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.base_url = self.url + "/v1"
+        self.log_path = Path(tempfile.mkstemp(prefix="oaiproxy-", suffix=".log", dir=log_dir)[1])
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "oaiproxy", "--port", str(self.port), *args],
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=REPO,
+        )
+        if wait:
+            self.wait_healthy()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_healthy(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"oaiproxy exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except Exception:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"oaiproxy not healthy in {timeout} s:\n{self.log()[-3000:]}")
+
+    def children(self) -> list[int]:
+        """Pids whose parent is the proxy (its llama-server)."""
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == self.proc.pid:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(scope="session")
+def proxy(default_model_path: Path):
+    """The real proxy on the default model, spawning its own llama-server (the README's serve command)."""
+    p = ProxyProcess(["--parallel", "2", "--ctx-size", "4096"])
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def endpoint_proxy(upstream: Upstream):
+    """The real proxy in front of the session's running llama-server (``--endpoint``)."""
+    p = ProxyProcess(["--endpoint", upstream.url])
+    yield p
+    p.stop()
