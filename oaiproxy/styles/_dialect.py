@@ -1,0 +1,168 @@
+"""The skeleton every model-native dialect (Llama 3, Functionary, Hermes, Mistral) follows.
+
+A native dialect is one the model was trained on: tools reach it through the
+chat template's own ``tools`` support (or, under ``--style`` on a template
+without it, through a system prompt from ``templates/``), calls are text with a
+recognisable opening (the trigger), and ``tool_choice`` maps onto llama-server's
+grammar options the same way for all of them:
+
+* ``none``: no tools in prompt or grammar; a ``response_format`` schema, if any,
+  constrains the whole answer.
+* ``auto``: a lazy grammar that wakes up on the dialect's triggers, so free text
+  stays free and whatever follows a trigger is a valid call. With a
+  ``response_format`` schema the grammar is eager instead: calls or the JSON answer.
+* ``required`` / a named function: the calls grammar from the first token.
+
+Subclasses describe their format: the grammar of the calls section, the
+triggers, the stop words and the parser.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from oaiproxy.styles._common import (
+    ToolPlan,
+    add_response_schema,
+    history_for_template,
+    openai_tool,
+    plan_tools,
+    render,
+    render_prompt_text,
+    response_schema,
+    template_wants_object_arguments,
+    with_system_text,
+)
+from oaiproxy.styles.base import Conversation, GenerationPlan, OutputParser, Style
+
+
+class DialectStyle(Style):
+    """A native tool-calling dialect; see the module docstring for the shared request semantics."""
+
+    #: prefix of every grammar rule this dialect adds (keeps clear of the converter's names)
+    rule_prefix: str = ""
+    #: system prompt describing the tools, for templates without their own tools support
+    fallback_prompt: str = ""
+    #: stop words for every request in this dialect
+    stop_words: tuple[str, ...] = ()
+    #: special tokens the dialect's output contains (kept as text by llama-server)
+    special_tokens: tuple[str, ...] = ()
+
+    # -- what subclasses provide ----------------------------------------------------------
+
+    def calls_grammar(self, builder: Any, tools: ToolPlan) -> str:
+        """Add the rules for the calls section (starting at a trigger); return its rule name."""
+        raise NotImplementedError
+
+    def lazy_triggers(self, tools: ToolPlan) -> list[dict[str, str]]:
+        """llama-server ``grammar_triggers`` that start the calls section under ``auto``."""
+        raise NotImplementedError
+
+    def make_parser(self, tools: ToolPlan) -> OutputParser:
+        """A fresh parser; with ``tools.mode == "none"`` it must report text only."""
+        raise NotImplementedError
+
+    def format_call_text(self, name: str, arguments: str, call_id: str) -> str:
+        """A past call written out in this dialect (for templates that cannot render tool_calls)."""
+        raise NotImplementedError
+
+    def render_extra(self, tools: ToolPlan) -> dict[str, Any]:
+        """Extra variables the chat template wants (e.g. Llama's ``builtin_tools``)."""
+        return {}
+
+    def adjust_history(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Last chance to reshape the history for the template (e.g. one call per message)."""
+        return messages
+
+    def map_call_id(self, call_id: str) -> str:
+        return call_id
+
+    # -- the shared flow -------------------------------------------------------------------
+
+    def plan(self, conversation: Conversation) -> GenerationPlan:
+        from oaiproxy.grammar import GrammarBuilder
+
+        tools = plan_tools(conversation)
+        schema = response_schema(conversation)
+        prompt = self.build_prompt(conversation, tools, schema)
+        parser = self.make_parser(tools)
+        plan = GenerationPlan(prompt=prompt, parser=parser, stop=list(self.stop_words))
+        builder = GrammarBuilder()
+        if tools.mode == "none":
+            if schema is not None:
+                plan.grammar = builder.to_gbnf(add_response_schema(builder, schema, f"{self.rule_prefix}-response"))
+            return plan
+        calls = self.calls_grammar(builder, tools)
+        if tools.mode == "auto" and schema is not None:
+            answer = add_response_schema(builder, schema, f"{self.rule_prefix}-response")
+            root = builder.add_rule(f"{self.rule_prefix}-calls-or-answer", f"{calls} | {answer}")
+            plan.grammar = builder.to_gbnf(root)
+        elif tools.mode == "auto":
+            plan.grammar = builder.to_gbnf(calls)
+            plan.grammar_lazy = True
+            plan.grammar_triggers = self.lazy_triggers(tools)
+        else:
+            plan.grammar = builder.to_gbnf(calls)
+        plan.preserved_tokens = self.preserved_tokens(plan)
+        return plan
+
+    def preserved_tokens(self, plan: GenerationPlan) -> list[str]:
+        """Special tokens plus every trigger word: llama-server needs single-token triggers listed here."""
+        words = list(self.special_tokens)
+        for trig in plan.grammar_triggers:
+            if trig.get("type") == "word" and trig["value"] not in words:
+                words.append(trig["value"])
+        return words
+
+    def build_prompt(self, conversation: Conversation, tools: ToolPlan, schema: dict[str, Any] | None) -> str:
+        template = self.template
+        prompt_tools = [openai_tool(t) for t in tools.prompt_tools]
+        if template.supports_tools:
+            messages = history_for_template(
+                conversation.messages, template_wants_object_arguments(template), self.map_call_id)
+            messages = self.adjust_history(messages)
+            if schema is not None:
+                messages = with_system_text(messages, _schema_note(schema), template.supports_system_role)
+            return render(template, messages, prompt_tools or None, **self.render_extra(tools))
+        messages = self.history_as_text(conversation.messages)
+        notes = []
+        if prompt_tools:
+            notes.append(render_prompt_text(self.fallback_prompt, tools=prompt_tools,
+                                            parallel=tools.parallel, required=tools.mode == "required"))
+        if schema is not None:
+            notes.append(_schema_note(schema))
+        if notes:
+            messages = with_system_text(messages, "\n\n".join(notes), template.supports_system_role)
+        return render(template, messages, None)
+
+    def history_as_text(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A history with calls and tool results spelled out as plain user/assistant text."""
+        out: list[dict[str, Any]] = []
+        names: dict[str, str] = {}
+        for m in messages:
+            role = m.get("role")
+            content = m.get("content") or ""
+            if role == "assistant" and m.get("tool_calls"):
+                parts = [content] if content else []
+                for call in m["tool_calls"]:
+                    fn = call.get("function") or {}
+                    args = fn.get("arguments", "{}")
+                    args = args if isinstance(args, str) else json.dumps(args)
+                    names[call.get("id", "")] = fn.get("name", "")
+                    parts.append(self.format_call_text(fn.get("name", ""), args, call.get("id", "")))
+                m = {"role": "assistant", "content": "".join(parts)}
+            elif role == "tool":
+                name = m.get("name") or names.get(m.get("tool_call_id", ""), "")
+                m = {"role": "user", "content": f"Result of the call to {name or 'the tool'}:\n{content}"}
+            else:
+                m = {"role": role, "content": content}
+            if out and out[-1]["role"] == m["role"] == "user":
+                out[-1] = {"role": "user", "content": out[-1]["content"] + "\n\n" + m["content"]}
+            else:
+                out.append(m)
+        return out
+
+
+def _schema_note(schema: dict[str, Any]) -> str:
+    return render_prompt_text("response-format.jinja", schema=schema)

@@ -1,0 +1,83 @@
+"""Hermes 2 Pro / Hermes 3 / Qwen 2.5 / Qwen 3: ``<tool_call>{"name": …, "arguments": …}</tool_call>``.
+
+The format Nous Research introduced and Qwen adopted: each call is a JSON
+object wrapped in ``<tool_call>`` tags, several calls follow each other, and
+free text may precede them. ``<tool_call>`` is the lazy grammar's trigger word.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from oaiproxy.styles._common import (
+    CallObjectReader,
+    JsonCallSection,
+    ToolPlan,
+    add_tool_args,
+    json_call_body,
+    load_fragment,
+    repeat_rule,
+)
+from oaiproxy.styles._dialect import DialectStyle
+from oaiproxy.styles.base import OutputParser
+
+OPEN = "<tool_call>"
+CLOSE = "</tool_call>"
+
+
+class HermesParser(JsonCallSection):
+    """Content, then ``<tool_call>`` JSON ``</tool_call>`` blocks; arguments stream as written."""
+
+    triggers = (OPEN,)
+
+    def _enter(self, trigger: str) -> None:
+        self._mode = "call"
+        self._begin_json(trigger, CallObjectReader(self, ()))
+
+    def _section(self) -> None:
+        if self._mode == "call":
+            if self._scan_json(self._reader.on_char):
+                self._mode = "close"
+        elif self._mode == "close":
+            if self._expect(CLOSE) is not False:  # a missing closing tag does not undo a whole call
+                self._mode = "after"
+
+    def _end_section(self) -> None:
+        if self._mode == "call":
+            self._abort_json()
+        elif self._mode == "close" and self._expect(CLOSE) is None:
+            self._emit_content(self._buf)
+        self._buf = ""
+
+
+class HermesStyle(DialectStyle):
+    name = "hermes"
+    rule_prefix = "hermes"
+    fallback_prompt = "tools-hermes.jinja"
+    special_tokens = (OPEN, CLOSE)
+
+    @classmethod
+    def detect(cls, template_source: str) -> bool:
+        # Qwen3-Coder, GLM and MiniMax also say <tool_call> but put XML, not JSON, inside it.
+        return OPEN in template_source and not any(
+            marker in template_source for marker in ("<parameter=", "<arg_key>", "<invoke ", "<function=")
+        )
+
+    def calls_grammar(self, builder: Any, tools: ToolPlan) -> str:
+        load_fragment(builder, "hermes.gbnf")
+        args = add_tool_args(builder, tools, "hermes")
+        bodies = []
+        for i, spec in tools.indexed:
+            bodies.append(builder.add_rule(f"hermes-tool{i}-call", json_call_body(spec.name, args[spec.name], "hermes-ws")))
+        builder.add_rule("hermes-call-body", " | ".join(bodies))
+        return builder.add_rule("hermes-calls", repeat_rule("hermes-call", "hermes-sep", tools.max_calls))
+
+    def lazy_triggers(self, tools: ToolPlan) -> list[dict[str, str]]:
+        return [{"type": "word", "value": OPEN}]
+
+    def make_parser(self, tools: ToolPlan) -> OutputParser:
+        return HermesParser(enabled=tools.mode != "none")
+
+    def format_call_text(self, name: str, arguments: str, call_id: str) -> str:
+        return f'{OPEN}\n{{"name": {json.dumps(name)}, "arguments": {arguments}}}\n{CLOSE}'
