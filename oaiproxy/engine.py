@@ -165,13 +165,17 @@ class ChatEngine:
     """Serves chat completions for one model: its template, its style, its llama-server."""
 
     def __init__(self, *, template: ChatTemplate, style: type[Style], client: LlamaServerClient,
-                 model_id: str, default_max_tokens: int = 1024, extra_stops: list[str] | None = None):
+                 model_id: str, default_max_tokens: int = 1024, extra_stops: list[str] | None = None,
+                 strip_bos: bool = True):
         self.template = template
         self.style = style(template)
         self.client = client
         self.model_id = model_id
         self.default_max_tokens = default_max_tokens
         self.extra_stops = list(extra_stops or [])
+        # /completion adds BOS itself when the model asks for it; a template's own
+        # {{ bos_token }} would make it two.
+        self.strip_bos = strip_bos
 
     # ------------------------------------------------------------ planning
 
@@ -181,6 +185,9 @@ class ChatEngine:
             plan = self.style.plan(conv)
         except StyleError as exc:
             raise BadRequest(str(exc), param=exc.param) from None
+        bos = self.template.bos_token
+        if self.strip_bos and bos and plan.prompt.startswith(bos):
+            plan.prompt = plan.prompt[len(bos):]
         body = plan.completion_fields()
         body.update(sampling_fields(req, self.default_max_tokens))
         stops = list(dict.fromkeys([*plan.stop, *self.extra_stops, *req.stop_list()]))

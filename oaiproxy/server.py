@@ -30,6 +30,8 @@ class ModelInfo:
     template: ChatTemplate
     model_id: str
     is_default_template: bool
+    #: whether llama-server prepends BOS itself (GGUF `tokenizer.ggml.add_bos_token`, llama.cpp's default: yes)
+    adds_bos: bool = True
 
 
 def _load_template(settings: Settings, source: str | None, bos: str, eos: str, origin: str) -> tuple[ChatTemplate, bool]:
@@ -65,15 +67,17 @@ async def resolve_model(settings: Settings, client: LlamaServerClient | None) ->
             meta = read_metadata(local)
             template, is_default = _load_template(settings, meta.chat_template, meta.bos_token, meta.eos_token,
                                                   str(local))
+            adds_bos = meta.add_bos_token is not False
         else:
+            adds_bos = True
             template, is_default = _load_template(settings, props.chat_template, props.bos_token,
                                                   props.eos_token, f"{settings.endpoint}/props")
         model_id = settings.alias or (Path(props.model_path).stem if props.model_path else "llama-server")
-        return ModelInfo(template, model_id, is_default), None
+        return ModelInfo(template, model_id, is_default, adds_bos), None
     model_path = settings.model or default_model_path()
     meta = read_metadata(model_path)
     template, is_default = _load_template(settings, meta.chat_template, meta.bos_token, meta.eos_token, str(model_path))
-    return ModelInfo(template, settings.alias or model_path.stem, is_default), model_path
+    return ModelInfo(template, settings.alias or model_path.stem, is_default, meta.add_bos_token is not False), model_path
 
 
 class Proxy:
@@ -108,7 +112,8 @@ class Proxy:
                  "default" if info.is_default_template else "model's own")
         engine = ChatEngine(template=info.template, style=style_cls, client=self.client, model_id=info.model_id,
                             default_max_tokens=s.default_max_tokens,
-                            extra_stops=list(DEFAULT_TEMPLATE_STOPS) if info.is_default_template else [])
+                            extra_stops=list(DEFAULT_TEMPLATE_STOPS) if info.is_default_template else [],
+                            strip_bos=info.adds_bos)
         ids = [info.model_id]
         self.state = ProxyState(engine=engine, client=self.client, model_ids=ids, managed=self.managed,
                                 api_key=s.api_key)
