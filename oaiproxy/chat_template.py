@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable, Iterator, Sized
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,7 +40,7 @@ import jinja2
 import jinja2.ext
 from jinja2 import nodes as jinja_nodes
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, SecurityError, modifies_known_mutable
 
 from oaiproxy import resources
 
@@ -94,6 +94,7 @@ class _Budget:
     max_chars: int
     limits: RenderLimits
     spent: str | None = None  # once set, every later checkpoint raises again
+    frozen: frozenset[int] = frozenset()  # ids of the caller's containers: never mutable
 
     def checkpoint(self) -> None:
         if self.spent is None and time.monotonic() > self.deadline:
@@ -192,13 +193,46 @@ class _GuardedCodeGenerator(CodeGenerator):
         self.write("))")
 
 
+class _GenerationTag(jinja2.ext.Extension):
+    """transformers' ``{% generation %}...{% endgeneration %}``: marks the assistant's tokens for
+    training masks. Rendering ignores the marking, as transformers does unless asked for the mask."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: jinja2.parser.Parser) -> jinja_nodes.Node:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja_nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
+
+    def _render(self, caller: Any) -> str:
+        return caller()
+
+
 class _GuardedEnvironment(ImmutableSandboxedEnvironment):
     code_generator_class = _GuardedCodeGenerator
     intercepted_binops = frozenset({"+", "-", "*", "/", "//", "**", "%"})
     intercepted_unops = frozenset({"+", "-"})
 
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        """Immutable for everything we pass in; a list or dict the template built itself may grow.
+
+        Pure transformers refuses even that, but templates such as Kimi K2's
+        (``ns.ids.append(...)``) rely on it and llama.cpp allows it; the caller's
+        data stays untouchable and growth is capped like any other collection.
+        """
+        if not SandboxedEnvironment.is_safe_attribute(self, obj, attr, value):
+            return False
+        if modifies_known_mutable(obj, attr):
+            return id(obj) not in _current_budget().frozen
+        return True
+
     def checkpoint(self) -> None:
         _current_budget().checkpoint()
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        """Fail at the attempt: Jinja's default is an undefined that prints as nothing, which
+        would hide a template probing ``__class__`` & co."""
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
 
     def concat(self, parts: tuple[Any, ...]) -> str:
         budget = _current_budget()
@@ -213,8 +247,9 @@ class _GuardedEnvironment(ImmutableSandboxedEnvironment):
         budget.checkpoint()
         what = f"operator {operator!r}"
         if operator == "**":
-            if isinstance(right, int) and abs(right) > 4096 and isinstance(left, (int, float)) and abs(left) > 1:
-                budget.fail(f"{what}: exponent {right} is too large")
+            if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0:
+                if left.bit_length() * right > 65536:
+                    budget.fail(f"{what}: the result would be a {left.bit_length() * right}-bit integer")
         elif operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if isinstance(times, int) and isinstance(seq, Sized) and not isinstance(seq, (int, bool)):
@@ -224,6 +259,17 @@ class _GuardedEnvironment(ImmutableSandboxedEnvironment):
             if isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > 65536:
                 budget.fail(f"{what}: integers too large")
         elif operator == "+":
+            # arguments we turned into an object still add to strings like the JSON string they were
+            if isinstance(left, _ToolArguments) and isinstance(right, str):
+                left = str(left)
+            elif isinstance(right, _ToolArguments) and isinstance(left, str):
+                right = str(right)
+            # 'text' + missing_field adds nothing instead of failing, as in llama.cpp: a tool
+            # parameter without a description must not make the whole request fail
+            if isinstance(left, str) and isinstance(right, jinja2.Undefined):
+                right = ""
+            elif isinstance(right, str) and isinstance(left, jinja2.Undefined):
+                left = ""
             if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
                 limit = budget.max_chars if isinstance(left, str) else budget.limits.max_collection_items
                 if _size(left) + _size(right) > limit:
@@ -250,8 +296,10 @@ class _GuardedEnvironment(ImmutableSandboxedEnvironment):
         budget.checkpoint()
         what = f"calling {getattr(__obj, '__name__', type(__obj).__name__)}()"
         _check_arguments(budget, (*args, *kwargs.values()), what)
-        owner = getattr(__obj, "__self__", None)
-        name = getattr(__obj, "__name__", "")
+        # the sandbox hands out str.format as a wrapper; look through it to the bound method
+        method = getattr(__obj, "__wrapped__", __obj)
+        owner = getattr(method, "__self__", None)
+        name = getattr(method, "__name__", "")
         if isinstance(owner, str):
             if name == "join" and args:
                 _estimate_join(budget, args[0], owner, what)
@@ -265,7 +313,10 @@ class _GuardedEnvironment(ImmutableSandboxedEnvironment):
                 _check_format_string(budget, owner, what)
             elif name == "translate":
                 budget.fail(f"{what} is not allowed in chat templates")
-        return _check_size(budget, super().call(__context, __obj, *args, **kwargs), what)
+        result = _check_size(budget, super().call(__context, __obj, *args, **kwargs), what)
+        if isinstance(owner, (list, dict, set)):  # list.append & co on a template-built collection
+            _check_size(budget, owner, what)
+        return result
 
 
 def _guard_filter(name: str, func: Any) -> Any:
@@ -327,12 +378,24 @@ def _tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separato
             sort_keys: bool = False) -> str:
     # transformers' override: no HTML escaping (Jinja's built-in turns < into \u003c) and
     # json.dumps' own defaults, which is what the model saw in training.
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+    # One leniency: iterators (``tools|map(attribute='function')``) serialise as lists, as in
+    # llama.cpp, where transformers would fail.
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys,
+                      default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Iterator):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _make_environment() -> _GuardedEnvironment:
-    env = _GuardedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env = _GuardedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols, _GenerationTag])
     env.filters["tojson"] = _tojson
+    # Nothing is auto-escaped, so "safe" has nothing to protect from; a Markup result would instead
+    # HTML-escape whatever plain string is added to it ("x"|safe + t|tojson gives &#34;).
+    env.filters["safe"] = str
     env.filters = {name: _guard_filter(name, func) for name, func in env.filters.items()}
     env.tests = {name: _guard_filter(name, func) for name, func in env.tests.items()}
     env.globals.pop("lipsum", None)  # unused by real templates, and lipsum(n=10**6) is all allocation
@@ -413,6 +476,19 @@ def _normalise_messages(messages: list[dict]) -> list[dict]:
     return result
 
 
+def _container_ids(*values: Any) -> frozenset[int]:
+    """Every list, dict and set reachable from the inputs: the objects a template must not mutate."""
+    seen: set[int] = set()
+    stack = list(values)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, (list, tuple, dict, set)) and id(value) not in seen:
+            if not isinstance(value, tuple):
+                seen.add(id(value))
+            stack.extend(value.values() if isinstance(value, dict) else value)
+    return frozenset(seen)
+
+
 def _input_chars(messages: Any, tools: Any) -> int:
     try:
         return len(json.dumps([messages, tools], ensure_ascii=False, default=str))
@@ -474,7 +550,8 @@ class ChatTemplate:
         if tools is not None and not isinstance(tools, list):
             raise TemplateError(f"{self.name}: tools must be a list of tool objects, got {type(tools).__name__}")
         max_chars = max(self.limits.min_output_chars, self.limits.output_per_input_char * _input_chars(messages, tools))
-        budget = _Budget(time.monotonic() + self.limits.seconds, max_chars, self.limits)
+        budget = _Budget(time.monotonic() + self.limits.seconds, max_chars, self.limits,
+                         frozen=_container_ids(context))
         token = _budget.set(budget)
         chunks: list[str] = []
         total = 0
@@ -517,6 +594,12 @@ class ChatTemplate:
     _PROBE_TOOL = "oaiproxy_probe_tool"
     _PROBE_SYSTEM = "oaiproxy probe system text"
 
+    @classmethod
+    def _probe_tools(cls) -> list[dict]:
+        return [{"type": "function", "function": {
+            "name": cls._PROBE_TOOL, "description": "Probe tool",
+            "parameters": {"type": "object", "properties": {"arg": {"type": "string"}}, "required": ["arg"]}}}]
+
     @property
     def supports_tools(self) -> bool:
         """Whether the template describes the offered tools to the model itself.
@@ -525,11 +608,8 @@ class ChatTemplate:
         only to refuse them, others only through a macro.
         """
         if self._supports_tools is None:
-            tools = [{"type": "function", "function": {
-                "name": self._PROBE_TOOL, "description": "Probe tool",
-                "parameters": {"type": "object", "properties": {"arg": {"type": "string"}}, "required": ["arg"]}}}]
             try:
-                prompt = self.render([{"role": "user", "content": "Hello"}], tools=tools)
+                prompt = self.render([{"role": "user", "content": "Hello"}], tools=self._probe_tools())
             except TemplateError:
                 prompt = ""
             self._supports_tools = self._PROBE_TOOL in prompt
@@ -546,9 +626,12 @@ class ChatTemplate:
                 {"role": "assistant", "content": "Hi"},
                 {"role": "user", "content": "Bye"},
             ]
-            try:
-                prompt = self.render(conversation)
-            except TemplateError:
-                prompt = ""
+            prompt = ""
+            for tools in (None, self._probe_tools()):  # some tool-use templates only render with tools
+                try:
+                    prompt = self.render(conversation, tools=tools)
+                    break
+                except TemplateError:
+                    continue
             self._supports_system_role = self._PROBE_SYSTEM in prompt
         return self._supports_system_role
