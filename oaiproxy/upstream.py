@@ -112,6 +112,10 @@ class LlamaServerClient:
                 raise UpstreamError(f"llama-server {path} sent invalid JSON") from None
         raise _error_from_upstream(resp.status, text, path)
 
+    async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        """llama-server's OpenAI-shaped ``/v1/embeddings`` (the server must run with ``--embeddings``)."""
+        return await self._post_json("/v1/embeddings", body)
+
     async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         """One non-streaming ``/completion``."""
         return await self._post_json("/completion", {**body, "stream": False})
