@@ -216,41 +216,6 @@ def render(template: Any, messages: list[dict[str, Any]], tools: list[dict[str, 
         raise StyleError(f"the chat template refused this conversation: {e}", param="messages") from e
 
 
-_PROBE_ARGS = {"probe_arg": "probe_value"}
-
-
-def template_wants_object_arguments(template: Any) -> bool:
-    """Whether the template renders ``tool_calls[].function.arguments`` given as an object.
-
-    OpenAI sends arguments as a JSON string, but most templates pipe them through
-    ``tojson`` or iterate ``|items`` and so need a mapping; a few concatenate
-    strings. A probe render tells which, once per template.
-    """
-    cached = getattr(template, "_oaiproxy_object_args", None)
-    if cached is not None:
-        return cached
-    from oaiproxy.chat_template import TemplateError
-
-    probe = [
-        {"role": "user", "content": "probe question"},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"id": "probe0001", "type": "function", "function": {"name": "probe_tool", "arguments": _PROBE_ARGS}}]},
-        {"role": "tool", "tool_call_id": "probe0001", "name": "probe_tool", "content": "probe result"},
-    ]
-    tools = [openai_tool(ToolSpec("probe_tool", "probe", {"type": "object", "properties": {"probe_arg": {"type": "string"}}}))]
-    wants = False
-    try:
-        out = template.render(probe, tools=tools, add_generation_prompt=True)
-        wants = "probe_value" in out and '\\"probe_arg' not in out and "'probe_arg'" not in out
-    except (TemplateError, TypeError, ValueError):
-        wants = False
-    try:
-        template._oaiproxy_object_args = wants
-    except AttributeError:
-        pass
-    return wants
-
-
 def parse_arguments(arguments: Any) -> Any:
     """Arguments of a history call as an object (a non-JSON string stays a string)."""
     if isinstance(arguments, str):
@@ -563,6 +528,9 @@ class JsonCallSection(StreamParser):
         self._enabled = enabled
         self._mode = "content"
         self._scanner: JsonScanner | None = None
+        self._reader: CallObjectReader | None = None
+        #: a call announced outside a CallObjectReader, still being written
+        self._open_call: _Call | None = None
 
     def _run(self) -> None:
         while self._buf:
@@ -638,6 +606,7 @@ class JsonCallSection(StreamParser):
         self._scanner = JsonScanner()
         self._raw = trigger
         self._reader = reader
+        self._open_call = None
 
     def _scan_json(self, on_char: Callable[[str, Path | None, list[Path]], None]) -> bool | None:
         """Feed buffered characters to the current JSON scan; True once its value ended.
@@ -657,14 +626,20 @@ class JsonCallSection(StreamParser):
                 ch = buf[i]
                 i += 1
                 path, completed = scanner.feed_char(ch)
-                on_char(ch, path, completed)
+                if scanner.rejected:
+                    i -= 1
+                    on_char("", None, completed)
+                else:
+                    on_char(ch, path, completed)
         except JsonScanError:
             self._raw += buf[:i]
             self._buf = buf[i:]
-            reader = getattr(self, "_reader", None)
+            reader = self._reader
             if reader is not None and reader._call is not None:
                 self.truncated = True
                 reader._flush_args()
+            elif self._open_call is not None:
+                self.truncated = True
             else:
                 self._emit_content(self._raw)
             self._mode = "content"
@@ -675,7 +650,7 @@ class JsonCallSection(StreamParser):
 
     def _abort_json(self) -> None:
         """The text ended inside the JSON value: a value never begun is content, else a truncated call."""
-        reader = getattr(self, "_reader", None)
+        reader = self._reader
         if self._scanner is not None and not self._scanner.started or reader is None:
             self._emit_content(self._raw + self._buf)
         else:
@@ -707,6 +682,5 @@ __all__ = [
     "repeat_rule",
     "response_schema",
     "short_call_id_for",
-    "template_wants_object_arguments",
     "with_system_text",
 ]

@@ -26,12 +26,12 @@ from oaiproxy.styles._common import (
     ToolPlan,
     add_response_schema,
     history_for_template,
+    lit,
     openai_tool,
     plan_tools,
     render,
     render_prompt_text,
     response_schema,
-    template_wants_object_arguments,
     with_system_text,
 )
 from oaiproxy.styles.base import Conversation, GenerationPlan, OutputParser, Style
@@ -48,6 +48,8 @@ class DialectStyle(Style):
     stop_words: tuple[str, ...] = ()
     #: special tokens the dialect's output contains (kept as text by llama-server)
     special_tokens: tuple[str, ...] = ()
+    #: text a plain (JSON) answer starts with, e.g. Functionary v3.2's ``all\n`` recipient line
+    answer_prefix: str = ""
 
     # -- what subclasses provide ----------------------------------------------------------
 
@@ -91,11 +93,11 @@ class DialectStyle(Style):
         builder = GrammarBuilder()
         if tools.mode == "none":
             if schema is not None:
-                plan.grammar = builder.to_gbnf(add_response_schema(builder, schema, f"{self.rule_prefix}-response"))
+                plan.grammar = builder.to_gbnf(self._answer_rule(builder, schema))
             return plan
         calls = self.calls_grammar(builder, tools)
         if tools.mode == "auto" and schema is not None:
-            answer = add_response_schema(builder, schema, f"{self.rule_prefix}-response")
+            answer = self._answer_rule(builder, schema)
             root = builder.add_rule(f"{self.rule_prefix}-calls-or-answer", f"{calls} | {answer}")
             plan.grammar = builder.to_gbnf(root)
         elif tools.mode == "auto":
@@ -106,6 +108,12 @@ class DialectStyle(Style):
             plan.grammar = builder.to_gbnf(calls)
         plan.preserved_tokens = self.preserved_tokens(plan)
         return plan
+
+    def _answer_rule(self, builder: Any, schema: dict[str, Any]) -> str:
+        answer = add_response_schema(builder, schema, f"{self.rule_prefix}-response")
+        if not self.answer_prefix:
+            return answer
+        return builder.add_rule(f"{self.rule_prefix}-answer", f"{lit(self.answer_prefix)} {answer}")
 
     def preserved_tokens(self, plan: GenerationPlan) -> list[str]:
         """Special tokens plus every trigger word: llama-server needs single-token triggers listed here."""
@@ -119,8 +127,8 @@ class DialectStyle(Style):
         template = self.template
         prompt_tools = [openai_tool(t) for t in tools.prompt_tools]
         if template.supports_tools:
-            messages = history_for_template(
-                conversation.messages, template_wants_object_arguments(template), self.map_call_id)
+            # ChatTemplate itself hands JSON-string arguments to templates as objects
+            messages = history_for_template(conversation.messages, False, self.map_call_id)
             messages = self.adjust_history(messages)
             if schema is not None:
                 messages = with_system_text(messages, _schema_note(schema), template.supports_system_role)

@@ -48,11 +48,17 @@ class JsonScanner:
         self._key_raw: list[str] = []
         self.done = False
         self.started = False
+        #: the last character given to feed_char was not consumed (it ended a root-level number)
+        self.rejected = False
 
     # -- public -------------------------------------------------------------
 
     def feed_char(self, ch: str) -> tuple[Path | None, list[Path]]:
-        """Consume one character: (path it belongs to or None, paths it completed)."""
+        """Consume one character: (path it belongs to or None, paths it completed).
+
+        After a root-level number the first other character completes it but is
+        not consumed: :attr:`rejected` is then True and the caller keeps it.
+        """
         if self.done:
             raise JsonScanError(f"text after the end of the JSON value: {ch!r}")
         completed: list[Path] = []
@@ -61,8 +67,9 @@ class JsonScanner:
                 self._scalar_raw.append(ch)
                 return self._scalar_path, completed
             self._end_number(completed)
-            if self.done:
-                raise JsonScanError(f"text after the end of the JSON value: {ch!r}")
+            if self.done:  # a number at the root ends at the first other character, which is not ours
+                self.rejected = True
+                return None, completed
         path = self._step(ch, completed)
         return path, completed
 

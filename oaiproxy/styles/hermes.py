@@ -61,7 +61,7 @@ class HermesStyle(DialectStyle):
     def detect(cls, template_source: str) -> bool:
         # Qwen3-Coder, GLM and MiniMax also say <tool_call> but put XML, not JSON, inside it.
         return OPEN in template_source and not any(
-            marker in template_source for marker in ("<parameter=", "<arg_key>", "<invoke ", "<function=")
+            marker in template_source for marker in ("<parameter=", "<arg_key>", "<invoke ", "<function=", "<tool_calls>")
         )
 
     def calls_grammar(self, builder: Any, tools: ToolPlan) -> str:

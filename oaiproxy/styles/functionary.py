@@ -1,0 +1,153 @@
+"""MeetKai Functionary v3.1 (Llama 3.1 based) and v3.2 (``>>>recipient`` lines).
+
+v3.1 writes ``<function=NAME>{…}</function>`` and raw code after
+``<|python_tag|>``, like Llama 3.1's own tag form, so it reuses that parser
+without the bare JSON form. v3.2 routes every message part with a recipient
+line: the prompt ends with ``>>>``, the model writes ``all\\n`` and text, or a
+tool name, a newline and the JSON arguments; more parts follow ``>>>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oaiproxy.styles._common import (
+    JsonCallSection,
+    JsonScanner,
+    ToolPlan,
+    add_tool_args,
+    lit,
+    load_fragment,
+)
+from oaiproxy.styles._dialect import DialectStyle
+from oaiproxy.styles.base import OutputParser
+from oaiproxy.styles.llama3 import FUNCTION_OPEN, Llama3Style
+
+RECIPIENT = ">>>"
+TEXT_RECIPIENT = "all"
+
+
+class FunctionaryV31Style(Llama3Style):
+    """Functionary v3.1: ``<function=NAME>{…}</function>``, code after ``<|python_tag|>``."""
+
+    name = "functionary-v3.1"
+    fallback_prompt = "tools-functionary-v3.1.jinja"
+    json_form = False
+    call_builtins = ()
+
+    @classmethod
+    def detect(cls, template_source: str) -> bool:
+        return "<|start_header_id|>" in template_source and FUNCTION_OPEN in template_source
+
+    def render_extra(self, tools: ToolPlan) -> dict[str, Any]:
+        return {}
+
+    def adjust_history(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return messages  # Functionary renders several calls per turn itself
+
+
+class FunctionaryV32Parser(JsonCallSection):
+    """Recipient lines: ``all`` opens text, a tool name opens its JSON arguments."""
+
+    triggers = (RECIPIENT,)
+
+    def __init__(self, tool_names: list[str]) -> None:
+        super().__init__(enabled=True)
+        self._names = set(tool_names)
+        self._headers = [TEXT_RECIPIENT + "\n"] + [n + "\n" for n in tool_names]
+        self._mode = "start"
+        self._raw = ""
+
+    def _enter(self, trigger: str) -> None:
+        self._raw = trigger
+        self._mode = "header"
+
+    def _section(self) -> None:
+        if self._mode == "start":
+            # the prompt ends with ">>>"; a prompt from another template may not, so one is allowed here
+            if self._buf.startswith(RECIPIENT):
+                self._buf = self._buf[len(RECIPIENT):]
+                self._raw = RECIPIENT
+            elif RECIPIENT.startswith(self._buf):
+                return
+            self._mode = "header"
+        if self._mode == "header":
+            self._header()
+        elif self._mode == "args":
+            call = self._open_call
+            assert call is not None
+            if self._scan_json(lambda ch, path, done: self._call_args(call, ch) if path is not None else None):
+                self._open_call = None
+                self._mode = "after"
+
+    def _header(self) -> None:
+        buf = self._buf
+        for header in self._headers:
+            if buf.startswith(header):
+                self._buf = buf[len(header):]
+                name = header[:-1]
+                if name == TEXT_RECIPIENT:
+                    self._mode = "content"
+                else:
+                    self._open_call = self._start_call(name)
+                    self._scanner = JsonScanner()
+                    self._reader = None
+                    self._mode = "args"
+                return
+        if any(h.startswith(buf) for h in self._headers):
+            return  # undecided
+        self._emit_content(self._raw)  # no recipient line: plain text
+        self._mode = "content"
+
+    def _end_section(self) -> None:
+        if self._mode in ("start", "header"):
+            if not (TEXT_RECIPIENT + "\n").startswith(self._buf) or not self._buf:
+                self._emit_content(self._raw + self._buf)
+        elif self._mode == "args":
+            self.truncated = True
+        self._buf = ""
+
+
+class FunctionaryV32Style(DialectStyle):
+    """Functionary v3.2: ``>>>NAME\\n{…}`` parts, ``>>>all\\n`` for text."""
+
+    name = "functionary-v3.2"
+    rule_prefix = "functionary"
+    fallback_prompt = "tools-functionary-v3.2.jinja"
+    stop_words = ("<|eot_id|>", "<|eom_id|>")
+    special_tokens = ("<|eot_id|>", "<|eom_id|>")
+    answer_prefix = TEXT_RECIPIENT + "\n"
+
+    @classmethod
+    def detect(cls, template_source: str) -> bool:
+        return ">>>all" in template_source or ">>>${recipient}" in template_source
+
+    def calls_grammar(self, builder: Any, tools: ToolPlan) -> str:
+        load_fragment(builder, "functionary.gbnf")
+        args = add_tool_args(builder, tools, "functionary")
+        alts = [builder.add_rule(f"functionary-tool{i}-call", f"{lit(spec.name + chr(10))} {args[spec.name]}")
+                for i, spec in tools.indexed]
+        builder.add_rule("functionary-call", " | ".join(alts))
+        more = tools.max_calls - 1
+        body = "functionary-first" + (f" functionary-next{{0,{more}}}" if more else "")
+        return builder.add_rule("functionary-calls", body)
+
+    def lazy_triggers(self, tools: ToolPlan) -> list[dict[str, str]]:
+        names = "|".join(_regex_escape(n) for n in tools.names)
+        triggers = [{"type": "pattern", "value": f"^(?:{RECIPIENT})?(?:{names})\\n"}]
+        triggers += [{"type": "word", "value": f"{RECIPIENT}{n}\n"} for n in tools.names]
+        return triggers
+
+    def make_parser(self, tools: ToolPlan) -> OutputParser:
+        return FunctionaryV32Parser(tools.names if tools.mode != "none" else [])
+
+    def format_call_text(self, name: str, arguments: str, call_id: str) -> str:
+        return f"{RECIPIENT}{name}\n{arguments}"
+
+
+def _regex_escape(text: str) -> str:
+    """Escape for ECMAScript regexes (llama-server's std::regex)."""
+    return "".join("\\" + c if c in r"\^$.|?*+()[]{}/-" else c for c in text)
+
+
+__all__ = ["FunctionaryV31Style", "FunctionaryV32Style", "FunctionaryV32Parser"]

@@ -1,0 +1,261 @@
+"""The generic scheme, for every model without a tool-calling dialect of its own (base models included).
+
+The answer is one JSON object, constrained from the first token:
+
+    {"thought_about_next_step_only": "…", "next_step": {"tool_calls": [{"name": …, "arguments": {…}}]}}
+    {"thought_about_next_step_only": "…", "next_step": {"result": …}}
+
+A short, bounded thought first gives a small model a moment to decide before
+it commits, without room to ramble; ``next_step`` is where ``tool_choice``
+bites (``auto``: calls or result; ``required``: calls only; a named function:
+only that one). ``result`` is the response_format schema, a string for plain
+text. Past calls and answers in the history are shown in the same envelope,
+so the model continues a pattern it has seen. Without tools the answer is free
+text, or JSON following the response_format schema.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from oaiproxy.styles._common import (
+    CallObjectReader,
+    JsonCallSection,
+    ToolPlan,
+    add_response_schema,
+    add_tool_args,
+    json_call_body,
+    load_fragment,
+    merge_system_into_user,
+    plan_tools,
+    render,
+    render_prompt_text,
+    response_schema,
+    with_system_text,
+)
+from oaiproxy.styles._jsonscan import Path, StringDecoder
+from oaiproxy.styles.base import Conversation, GenerationPlan, Style
+from oaiproxy.styles.typescript import ts_signature
+
+THOUGHT = "thought_about_next_step_only"
+STEP = "next_step"
+CALLS_PATH: Path = (STEP, "tool_calls")
+RESULT_PATH: Path = (STEP, "result")
+
+
+def envelope(thought: str, step: dict[str, Any]) -> str:
+    """The envelope as the model is asked to write it (json.dumps spacing)."""
+    return json.dumps({THOUGHT: thought, STEP: step}, ensure_ascii=False)
+
+
+class PlainParser(JsonCallSection):
+    """Everything is content: no tools in play."""
+
+    def __init__(self) -> None:
+        super().__init__(enabled=False)
+
+    def _end_section(self) -> None:  # pragma: no cover - never leaves content mode
+        pass
+
+
+class GenericParser(JsonCallSection):
+    """Reads the envelope as it streams: calls from ``tool_calls``, content from ``result``.
+
+    The thought is kept on :attr:`thought` (for logs), not shown as content. A
+    string result becomes its decoded text, any other result its JSON text.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(enabled=True)
+        self._mode = "envelope"
+        self._begin_json("", None)
+        self._readers: dict[int, CallObjectReader] = {}
+        self._thought_raw: list[str] = []
+        self._result_string: bool | None = None
+        self._decoder = StringDecoder()
+
+    @property
+    def thought(self) -> str:
+        raw = "".join(self._thought_raw)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw.strip('"')
+
+    def _on_char(self, ch: str, path: Path | None, completed: list[Path]) -> None:
+        if path is not None:
+            if path[:1] == (THOUGHT,):
+                self._thought_raw.append(ch)
+            elif path[:2] == CALLS_PATH and len(path) >= 3 and isinstance(path[2], int):
+                index = path[2]
+                if index not in self._readers:
+                    self._readers[index] = self._reader = CallObjectReader(self, CALLS_PATH + (index,))
+            elif path[:2] == RESULT_PATH:
+                self._result_char(ch, path, completed)
+        for reader in self._readers.values():
+            if not reader.done:
+                reader.on_char(ch, path, completed)
+
+    def _result_char(self, ch: str, path: Path, completed: list[Path]) -> None:
+        if self._result_string is None:
+            self._result_string = ch == '"' and path == RESULT_PATH
+            if self._result_string:
+                return  # the opening quote
+        if self._result_string:
+            if RESULT_PATH in completed:  # the closing quote
+                self._emit_content(self._decoder.finish())
+            else:
+                self._emit_content(self._decoder.feed(ch))
+        else:
+            self._emit_content(ch)
+
+    def _section(self) -> None:
+        if self._mode == "envelope":
+            if self._scan_json(self._on_char):
+                self._mode = "tail"
+        elif self._mode == "tail":  # whitespace after the object is nothing; anything else is content
+            if self._buf.strip():
+                self._mode = "content"
+            else:
+                self._buf = ""
+
+    def _end_section(self) -> None:
+        if self._mode == "envelope":
+            scanner = self._scanner
+            assert scanner is not None
+            if not scanner.started:
+                self._emit_content(self._buf)
+            else:
+                self.truncated = True
+                for reader in self._readers.values():
+                    if not reader.done:
+                        reader.abort()
+                if self._result_string:
+                    self._emit_content(self._decoder.finish())
+        self._buf = ""
+
+
+class GenericStyle(Style):
+    """oaiproxy's own JSON envelope; see the module docstring."""
+
+    name = "generic"
+    #: how tools are described: "typescript" (compact) or "json_schema"
+    tools_format = "typescript"
+    #: upper bound on the thought, in characters: room to decide, not to ramble
+    thought_max_length = 160
+
+    @classmethod
+    def detect(cls, template_source: str) -> bool:
+        return False  # the fallback: chosen when no other dialect claims the template
+
+    def plan(self, conversation: Conversation) -> GenerationPlan:
+        from oaiproxy.grammar import GrammarBuilder
+
+        tools = plan_tools(conversation)
+        schema = response_schema(conversation)
+        builder = GrammarBuilder()
+        uses_envelope = tools.mode != "none"
+        prompt = self._prompt(conversation, tools, schema, uses_envelope)
+        if not uses_envelope:
+            plan = GenerationPlan(prompt=prompt, parser=PlainParser())
+            if schema is not None:
+                plan.grammar = builder.to_gbnf(add_response_schema(builder, schema, "generic-response"))
+            return plan
+        load_fragment(builder, "generic.gbnf")
+        builder.add_rule("generic-thought", builder.add_schema(
+            {"type": "string", "maxLength": self.thought_max_length}, "generic-thought-text"))
+        args = add_tool_args(builder, tools, "generic")
+        alts = [builder.add_rule(f"generic-tool{i}-call", json_call_body(spec.name, args[spec.name], "generic-ws"))
+                for i, spec in tools.indexed]
+        builder.add_rule("generic-call", " | ".join(alts))
+        more = tools.max_calls - 1
+        builder.add_rule("generic-tool-calls",
+                         "generic-call" + (f' ( "," generic-ws generic-call ){{0,{more}}}' if more else ""))
+        if tools.mode == "required":
+            builder.add_rule("generic-step", "generic-calls-step")
+            builder.add_rule("generic-result", '"null"')  # unreachable, keeps the fragment whole
+        else:
+            result_schema = schema if schema is not None else {"type": "string"}
+            builder.add_rule("generic-result", add_response_schema(builder, result_schema, "generic-response"))
+            builder.add_rule("generic-step", "generic-calls-step | generic-result-step")
+        return GenerationPlan(prompt=prompt, parser=GenericParser(), grammar=builder.to_gbnf("generic-root"))
+
+    # -- prompt ---------------------------------------------------------------------------
+
+    def _prompt(self, conversation: Conversation, tools: ToolPlan, schema: dict[str, Any] | None,
+                uses_envelope: bool) -> str:
+        template = self.template
+        messages = self._history(conversation.messages, uses_envelope, schema is not None)
+        notes = []
+        if uses_envelope:
+            notes.append(render_prompt_text(
+                "tools-generic.jinja",
+                tools=[{"name": s.name, "description": s.description, "parameters": s.parameters,
+                        "declaration": ts_signature(s)} for s in tools.prompt_tools],
+                tools_format=self.tools_format, mode=tools.mode, parallel=tools.parallel,
+                thought_max=self.thought_max_length, result_schema=schema, result_is_text=schema is None,
+            ))
+        elif schema is not None:
+            notes.append(render_prompt_text("response-format.jinja", schema=schema))
+        supports_system = template.supports_system_role
+        if notes:
+            messages = with_system_text(messages, "\n\n".join(notes), supports_system)
+        elif not supports_system:
+            messages = merge_system_into_user(messages)
+        return render(template, _alternate(messages), None)
+
+    def _history(self, messages: list[dict[str, Any]], uses_envelope: bool, json_result: bool) -> list[dict[str, Any]]:
+        """Calls and answers as envelopes, tool results as user turns: any template can render that."""
+        out: list[dict[str, Any]] = []
+        names: dict[str, str] = {}
+        for m in messages:
+            role = m.get("role")
+            content = m.get("content") or ""
+            if role == "assistant" and m.get("tool_calls"):
+                calls = []
+                for call in m["tool_calls"]:
+                    fn = call.get("function") or {}
+                    arguments = fn.get("arguments", "{}")
+                    try:
+                        arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
+                    except ValueError:
+                        pass
+                    names[call.get("id", "")] = fn.get("name", "")
+                    calls.append({"name": fn.get("name", ""), "arguments": arguments})
+                out.append({"role": "assistant", "content": envelope(content, {"tool_calls": calls})})
+            elif role == "assistant" and uses_envelope:
+                result: Any = content
+                if json_result:
+                    try:
+                        result = json.loads(content)
+                    except ValueError:
+                        pass
+                out.append({"role": "assistant", "content": envelope("", {"result": result})})
+            elif role == "tool":
+                name = m.get("name") or names.get(m.get("tool_call_id", ""), "") or "the tool"
+                out.append({"role": "user", "content": f"Result of {name}: {content}"})
+            else:
+                out.append({"role": role, "content": content})
+        return out
+
+
+class GenericJsonSchemaStyle(GenericStyle):
+    """The generic scheme with tools described as JSON Schema instead of TypeScript."""
+
+    name = "generic-json-schema"
+    tools_format = "json_schema"
+
+
+def _alternate(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge neighbouring turns of one role: many templates demand strict user/assistant alternation."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if out and out[-1]["role"] == m["role"] and m["role"] in ("user", "assistant"):
+            out[-1] = {"role": m["role"], "content": out[-1]["content"] + "\n\n" + m["content"]}
+        else:
+            out.append(dict(m))
+    return out
+
+
+__all__ = ["GenericJsonSchemaStyle", "GenericParser", "GenericStyle", "PlainParser", "envelope"]

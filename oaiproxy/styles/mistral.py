@@ -1,0 +1,106 @@
+"""Mistral Nemo: ``[TOOL_CALLS][{"name": …, "arguments": {…}, "id": "a1B2c3D4e"}]``.
+
+All calls of a turn form one JSON array after the ``[TOOL_CALLS]`` token, and
+each carries an id the model writes itself: 9 alphanumerics, which Nemo's
+template also demands of every id in the history (client ids of another shape
+are mapped to stable 9-character ones). Because the id follows the arguments,
+a call is announced once its object is complete rather than streamed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from oaiproxy.styles._common import (
+    CallObjectReader,
+    JsonCallSection,
+    ToolPlan,
+    add_tool_args,
+    json_call_body,
+    lit,
+    load_fragment,
+    new_short_call_id,
+    short_call_id_for,
+)
+from oaiproxy.styles._dialect import DialectStyle
+from oaiproxy.styles._jsonscan import Path
+from oaiproxy.styles.base import OutputParser
+
+TOOL_CALLS = "[TOOL_CALLS]"
+
+
+class MistralParser(JsonCallSection):
+    """Content, then ``[TOOL_CALLS]`` and one JSON array of calls."""
+
+    triggers = (TOOL_CALLS,)
+
+    def _enter(self, trigger: str) -> None:
+        self._mode = "calls"
+        self._begin_json(trigger, None)
+        self._readers: dict[int, CallObjectReader] = {}
+
+    def _on_char(self, ch: str, path: Path | None, completed: list[Path]) -> None:
+        if path is not None and len(path) >= 1:
+            index = path[0]
+            if isinstance(index, int) and index not in self._readers:
+                self._readers[index] = CallObjectReader(
+                    self, (index,), id_key="id", stream=False, make_id=new_short_call_id)
+                self._reader = self._readers[index]
+        for reader in list(self._readers.values()):
+            if not reader.done:
+                reader.on_char(ch, path, completed)
+
+    def _section(self) -> None:
+        if self._scan_json(self._on_char):
+            self._mode = "after"
+
+    def _end_section(self) -> None:
+        if self._mode == "calls":
+            if self._scanner is not None and not self._scanner.started:
+                self._emit_content(self._raw + self._buf)
+            else:
+                self.truncated = True
+                for reader in self._readers.values():
+                    if not reader.done:
+                        reader.abort()
+        self._buf = ""
+
+
+class MistralNemoStyle(DialectStyle):
+    name = "mistral-nemo"
+    rule_prefix = "mistral"
+    fallback_prompt = "tools-mistral.jinja"
+    special_tokens = (TOOL_CALLS,)
+
+    @classmethod
+    def detect(cls, template_source: str) -> bool:
+        # later Mistral templates write [TOOL_CALLS]name[ARGS]{…} instead of a JSON array
+        return TOOL_CALLS in template_source and "[ARGS]" not in template_source \
+            and "[CALL_ID]" not in template_source
+
+    def calls_grammar(self, builder: Any, tools: ToolPlan) -> str:
+        load_fragment(builder, "mistral.gbnf")
+        args = add_tool_args(builder, tools, "mistral")
+        alts = [builder.add_rule(f"mistral-tool{i}-call",
+                                 json_call_body(spec.name, args[spec.name], "mistral-ws",
+                                                tail='"," mistral-ws mistral-id'))
+                for i, spec in tools.indexed]
+        builder.add_rule("mistral-call", " | ".join(alts))
+        more = tools.max_calls - 1
+        rest = f' ( "," mistral-ws mistral-call ){{0,{more}}}' if more else ""
+        return builder.add_rule("mistral-calls",
+                                f'{lit(TOOL_CALLS)} "[" mistral-ws mistral-call{rest} mistral-ws "]"')
+
+    def lazy_triggers(self, tools: ToolPlan) -> list[dict[str, str]]:
+        return [{"type": "word", "value": TOOL_CALLS}]
+
+    def make_parser(self, tools: ToolPlan) -> OutputParser:
+        return MistralParser(enabled=tools.mode != "none")
+
+    def map_call_id(self, call_id: str) -> str:
+        return short_call_id_for(call_id)
+
+    def format_call_text(self, name: str, arguments: str, call_id: str) -> str:
+        return (f'{TOOL_CALLS}[{{"name": {json.dumps(name)}, "arguments": {arguments}, '
+                f'"id": {json.dumps(short_call_id_for(call_id or name))}}}]')
