@@ -1,0 +1,330 @@
+"""Shared plumbing for ``scripts/bench`` and ``scripts/eval``: processes, HTTP timing, statistics, tables.
+
+Both scripts compare oaiproxy with llama-server itself, so both need the same
+pieces: a llama-server they start (optionally with ``--jinja`` and a chat
+template), an oaiproxy in front of it (``--endpoint``, as a separate process,
+the way a user runs it), an in-process :class:`~oaiproxy.engine.ChatEngine`
+built the way the proxy builds its own (so "the same request" sent straight to
+llama-server is exactly the body the proxy would send), and honest summaries
+of noisy timings (p50/p95 over interleaved repeats).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = Path(__file__).resolve().parent
+CASES_DIR = SCRIPTS / "eval_cases"
+
+
+# ----------------------------------------------------------------------------- assets
+
+
+def llama_models_dir() -> Path:
+    """llama.cpp's ``models/`` folder (real chat templates), as ``make setup`` unpacks it."""
+    path = Path(os.environ.get("OAIPROXY_LLAMA_MODELS", REPO / ".cache" / "llama-models"))
+    if not (path / "templates").is_dir():
+        raise SystemExit(f"llama.cpp chat templates missing at {path}/templates: run `make setup` first "
+                         "(or set OAIPROXY_LLAMA_MODELS)")
+    return path
+
+
+def templates_dir() -> Path:
+    return llama_models_dir() / "templates"
+
+
+def default_model() -> Path:
+    from oaiproxy.default_model import default_model_path
+
+    return default_model_path()
+
+
+def server_binary() -> Path:
+    from oaiproxy.llama_server import find_server_binary
+
+    return find_server_binary()
+
+
+def oaiproxy_default_template() -> Path:
+    """The template oaiproxy uses for models without one (so llama-server can be given the same)."""
+    return REPO / "templates" / "default.jinja"
+
+
+def model_has_template(model: Path) -> bool:
+    from oaiproxy.gguf_meta import read_metadata
+
+    return bool(read_metadata(model).chat_template)
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, what: str, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError(f"{what} not healthy within {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+class _Process:
+    """A child process with its log in a temporary file; stopped on exit or :meth:`stop`."""
+
+    proc: subprocess.Popen
+    log_path: Path
+    url: str
+
+    def _spawn(self, cmd: list[str], what: str, timeout: float, cwd: Path | None = None) -> None:
+        fd, name = tempfile.mkstemp(prefix=f"oaiproxy-bench-{what}-", suffix=".log")
+        self.log_path = Path(name)
+        self._log = os.fdopen(fd, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd,
+                                     start_new_session=True)
+        try:
+            _wait_healthy(self.url, self.proc, what, self.log_path, timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        try:
+            self.log_path.unlink()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LlamaServer(_Process):
+    """A llama-server on one model; ``jinja=True`` turns on its own chat templating and tool calling."""
+
+    def __init__(self, model: Path, *, jinja: bool = False, template: Path | None = None, parallel: int = 2,
+                 ctx_size: int = 4096, threads: int | None = None, extra: Sequence[str] = (),
+                 timeout: float = 180):
+        self.model, self.template, self.jinja = model, template, jinja
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [str(server_binary()), "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port),
+               "-c", str(ctx_size), "-np", str(parallel), "--no-webui"]
+        if threads:
+            cmd += ["-t", str(threads)]
+        if jinja:
+            cmd.append("--jinja")
+        if template is not None:
+            cmd += ["--chat-template-file", str(template)]
+        self._spawn([*cmd, *extra], "llama-server", timeout)
+
+
+class ProxyServer(_Process):
+    """``python -m oaiproxy --endpoint URL``: the real proxy as a separate process, as users run it."""
+
+    def __init__(self, endpoint: str, *, template: Path | None = None, args: Sequence[str] = (),
+                 timeout: float = 120):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "oaiproxy", "--endpoint", endpoint, "--port", str(self.port),
+               "--log-level", "warning", *args]
+        if template is not None:
+            cmd += ["--chat-template-file", str(template)]
+        self._spawn(cmd, "oaiproxy", timeout, cwd=REPO)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 120) -> Any:
+    """A blocking JSON request (for set-up steps; timed paths use aiohttp)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raise RuntimeError(f"{url} -> HTTP {e.code}: {e.read().decode(errors='replace')[:500]}") from None
+
+
+# ----------------------------------------------------------------------------- the proxy's engine, in-process
+
+
+async def build_engine(endpoint: str, template: Path | None = None, style: str | None = None):
+    """A :class:`ChatEngine` for a running llama-server, built as ``oaiproxy --endpoint`` builds it.
+
+    Used to plan requests (``engine.plan(req)`` gives the exact ``/completion``
+    body the proxy sends) without going through HTTP.
+    """
+    from oaiproxy.chat_template import DEFAULT_TEMPLATE_STOPS
+    from oaiproxy.config import Settings
+    from oaiproxy.engine import ChatEngine
+    from oaiproxy.server import resolve_model
+    from oaiproxy.styles import detect_style, get_style
+    from oaiproxy.upstream import LlamaServerClient
+
+    client = LlamaServerClient(endpoint)
+    settings = Settings(endpoint=endpoint, chat_template_file=template, style=style)
+    info, _ = await resolve_model(settings, client)
+    style_cls = get_style(style) if style else detect_style(info.template.source)
+    return ChatEngine(template=info.template, style=style_cls, client=client, model_id=info.model_id,
+                      extra_stops=list(DEFAULT_TEMPLATE_STOPS) if info.is_default_template else [],
+                      strip_bos=info.adds_bos)
+
+
+def chat_request(body: dict[str, Any]):
+    from oaiproxy.openai_types import ChatCompletionRequest, parse_request
+
+    return parse_request(ChatCompletionRequest, body)
+
+
+# ----------------------------------------------------------------------------- eval cases and tools
+
+
+def load_yaml(path: Path) -> Any:
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def load_tools() -> dict[str, dict[str, Any]]:
+    """The tool library the eval cases draw from: name -> OpenAI function object."""
+    tools = load_yaml(CASES_DIR / "tools.yaml")
+    return {t["name"]: t for t in tools}
+
+
+def tool_schemas() -> list[tuple[str, dict[str, Any]]]:
+    """Every tool's parameter schema: the schema-conversion corpus of ``scripts/bench``."""
+    return [(name, t["parameters"]) for name, t in load_tools().items()]
+
+
+# ----------------------------------------------------------------------------- statistics and output
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    xs = sorted(values)
+    k = (len(xs) - 1) * q / 100
+    lo, hi = math.floor(k), math.ceil(k)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
+            "mean": sum(values) / len(values) if values else math.nan}
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        if value != 0 and abs(value) < 10 ** -digits:
+            return f"{value:.2e}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table, also valid GitHub Markdown, so figures paste into the docs as printed."""
+    cells = [[fmt(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+
+    def line(items: Sequence[str]) -> str:
+        return "| " + " | ".join(s.ljust(w) for s, w in zip(items, widths)) + " |"
+
+    out = [f"### {title}", "", line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [line(r) for r in cells]
+    return "\n".join(out) + "\n"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Strict JSON (NaN becomes null), so any JSON reader accepts the file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+@dataclass
+class Timed:
+    """One HTTP exchange: wall time, time to the first byte/chunk, what came back."""
+
+    seconds: float
+    status: int
+    body: Any = None
+    first_chunk: float = math.nan
+    first_token: float = math.nan
+    chunks: int = 0
