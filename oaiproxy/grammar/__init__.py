@@ -1,0 +1,11 @@
+"""JSON Schema -> GBNF grammars for llama.cpp, exact where a grammar can be.
+
+``schema_to_gbnf`` converts one schema into a whole grammar; ``GrammarBuilder``
+composes several schemas and literal text into one grammar (tool calls);
+``SchemaError`` names the keyword and JSON pointer of anything refused.
+"""
+
+from .charsets import gbnf_literal
+from .converter import GrammarBuilder, SchemaError, check_schema, schema_to_gbnf
+
+__all__ = ["schema_to_gbnf", "GrammarBuilder", "SchemaError", "gbnf_literal", "check_schema"]
