@@ -539,11 +539,15 @@ class ChatTemplate:
     def render(self, messages: list[dict], *, tools: list[dict] | None = None, add_generation_prompt: bool = True,
                **extra_context: Any) -> str:
         """Render the prompt; raises :class:`TemplateError` for anything the template cannot do."""
+        try:
+            normalised = _normalise_messages(messages)
+        except TemplateError as e:
+            raise TemplateError(f"{self.name}: {e}") from None
         context: dict[str, Any] = {
             "bos_token": self.bos_token,
             "eos_token": self.eos_token,
             **extra_context,
-            "messages": _normalise_messages(messages),
+            "messages": normalised,
             "tools": tools,
             "add_generation_prompt": add_generation_prompt,
         }
