@@ -1,0 +1,333 @@
+"""Legacy text completions (``POST /v1/completions``) on llama-server's ``/completion``.
+
+No chat template, no style, no grammar: the prompt goes to the model as it is,
+which is what clients of this older endpoint (code completion, scoring, base
+models) expect. One upstream request per prompt and per ``n``; streams from
+several of them are merged into one SSE stream with per-choice indices, as
+OpenAI does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .errors import BadRequest
+from .openai_types import PromptTokensDetails, StreamOptions, Usage
+from .upstream import LlamaServerClient
+
+#: the most choices (prompts × n) one request may ask for; each is a llama-server request
+MAX_CHOICES = 64
+#: OpenAI's default for this endpoint (chat has none)
+DEFAULT_MAX_TOKENS = 16
+
+Prompt = Union[str, list[int], list[Union[str, list[int]]]]
+
+
+def check_text_or_tokens(value: Any) -> Any:
+    """One clear message for OpenAI's four prompt/input shapes instead of pydantic's per-branch noise."""
+    shapes = "a string, a list of strings, a list of token ids, or a list of token-id lists"
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise ValueError(f"must be {shapes}")
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return value
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            continue
+        if isinstance(item, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in item):
+            continue
+        raise ValueError(f"item [{i}] is neither a string nor a list of token ids (must be {shapes})")
+    return value
+
+
+class CompletionRequest(BaseModel):
+    """OpenAI's legacy completions request; unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    prompt: Prompt
+    max_tokens: int | None = Field(default=DEFAULT_MAX_TOKENS, ge=0)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    stop: Union[str, list[str], None] = None
+    seed: int | None = None
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)
+    best_of: int | None = Field(default=None, ge=1)
+    echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=20)
+    suffix: str | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    user: str | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    _prompt_shape = field_validator("prompt", mode="before")(check_text_or_tokens)
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) > 16:
+            raise ValueError("at most 16 stop sequences")
+        return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_range(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for token, bias in (value or {}).items():
+            if not -100 <= bias <= 100:
+                raise ValueError(f"bias for token {token} must be between -100 and 100")
+        return value
+
+
+class CompletionLogprobs(BaseModel):
+    """The legacy logprobs shape: parallel lists, one entry per generated token."""
+
+    tokens: list[str] = Field(default_factory=list)
+    token_logprobs: list[float | None] = Field(default_factory=list)
+    top_logprobs: list[dict[str, float]] = Field(default_factory=list)
+    text_offset: list[int] = Field(default_factory=list)
+
+
+class CompletionChoice(BaseModel):
+    text: str
+    index: int
+    logprobs: CompletionLogprobs | None = None
+    finish_reason: Literal["stop", "length", "content_filter"] | None = None
+
+
+class TextCompletion(BaseModel):
+    """Both the whole response and each streamed chunk (``usage`` only on the last)."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+@dataclass
+class _Job:
+    """One choice: which prompt, what to echo, and the llama-server request body."""
+
+    index: int
+    prompt_index: int
+    echo: str
+    body: dict[str, Any]
+
+
+def new_completion_id() -> str:
+    return "cmpl-" + secrets.token_hex(12)
+
+
+def split_prompts(prompt: Prompt) -> list[str | list[int]]:
+    """OpenAI's four prompt shapes as a list of single prompts (text or token ids)."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if not prompt:
+        raise BadRequest("'prompt' must not be an empty list", param="prompt", code="invalid_value")
+    if all(isinstance(p, int) for p in prompt):
+        return [list(prompt)]  # type: ignore[arg-type]
+    out: list[str | list[int]] = []
+    for i, p in enumerate(prompt):
+        if isinstance(p, list) and not p:
+            raise BadRequest(f"'prompt[{i}]' must not be an empty token list", param=f"prompt[{i}]",
+                             code="invalid_value")
+        out.append(p)  # type: ignore[arg-type]
+    return out
+
+
+def check_supported(req: CompletionRequest) -> None:
+    """Refuse, by name, the options this proxy cannot honour rather than silently ignore them."""
+    if req.suffix:
+        raise BadRequest("'suffix' (fill-in-the-middle) is not supported by oaiproxy; send the prefix as 'prompt'",
+                         param="suffix", code="unsupported_parameter")
+    if req.best_of is not None and req.best_of != req.n:
+        raise BadRequest("'best_of' other than 'n' is not supported", param="best_of", code="unsupported_parameter")
+    if req.echo and req.logprobs is not None:
+        raise BadRequest("'logprobs' together with 'echo' is not supported: llama-server gives no logprobs "
+                         "for prompt tokens", param="logprobs", code="unsupported_parameter")
+
+
+def sampling_fields(req: CompletionRequest) -> dict[str, Any]:
+    """The request's sampling options in llama-server ``/completion`` terms."""
+    body: dict[str, Any] = {
+        "n_predict": DEFAULT_MAX_TOKENS if req.max_tokens is None else req.max_tokens,
+        "cache_prompt": True,
+    }
+    for name in ("temperature", "top_p", "top_k", "min_p", "seed", "presence_penalty", "frequency_penalty"):
+        value = getattr(req, name)
+        if value is not None:
+            body[name] = value
+    if req.stop:
+        body["stop"] = [req.stop] if isinstance(req.stop, str) else list(req.stop)
+    if req.logit_bias:
+        bias = []
+        for token, value in req.logit_bias.items():
+            try:
+                bias.append([int(token), False if value <= -100 else value])
+            except ValueError:
+                raise BadRequest(f"logit_bias keys are token ids; got {token!r}", param="logit_bias") from None
+        body["logit_bias"] = bias
+    if req.logprobs is not None:
+        body["n_probs"] = max(1, req.logprobs)
+    return body
+
+
+def plan_jobs(req: CompletionRequest) -> list[_Job]:
+    """One llama-server request per prompt and per ``n``, in OpenAI's choice order."""
+    check_supported(req)
+    prompts = split_prompts(req.prompt)
+    if len(prompts) * req.n > MAX_CHOICES:
+        raise BadRequest(f"{len(prompts)} prompts × n={req.n} asks for more than {MAX_CHOICES} choices",
+                         param="n", code="invalid_value")
+    if req.echo and any(not isinstance(p, str) for p in prompts):
+        raise BadRequest("'echo' needs text prompts; token-id prompts cannot be echoed", param="echo",
+                         code="unsupported_parameter")
+    base = sampling_fields(req)
+    jobs = []
+    for p_index, prompt in enumerate(prompts):
+        for j in range(req.n):
+            body = {**base, "prompt": prompt}
+            if req.seed is not None and req.n > 1:
+                body["seed"] = req.seed + j  # n identical samples would be useless
+            jobs.append(_Job(index=len(jobs), prompt_index=p_index,
+                             echo=prompt if req.echo and isinstance(prompt, str) else "", body=body))
+    return jobs
+
+
+def finish_reason(event: dict[str, Any]) -> Literal["stop", "length"]:
+    return "length" if event.get("stop_type") == "limit" or event.get("truncated") else "stop"
+
+
+def to_logprobs(items: list[dict[str, Any]], top: int, offset: int) -> CompletionLogprobs:
+    """llama-server's ``completion_probabilities`` as the legacy parallel lists, offsets from ``offset``."""
+    out = CompletionLogprobs()
+    for item in items:
+        token = item.get("token", "")
+        out.tokens.append(token)
+        out.token_logprobs.append(item.get("logprob"))
+        out.top_logprobs.append({t.get("token", ""): t.get("logprob", 0.0)
+                                 for t in (item.get("top_logprobs") or [])[:top]})
+        out.text_offset.append(offset)
+        offset += len(token)
+    return out
+
+
+def _usage(jobs: list[_Job], finals: dict[int, dict[str, Any]]) -> Usage:
+    # A prompt is counted once however many choices it has, as OpenAI does.
+    prompt_tokens: dict[int, int] = {}
+    cached: dict[int, int] = {}
+    completion = 0
+    for job in jobs:
+        data = finals.get(job.index, {})
+        prompt_tokens.setdefault(job.prompt_index, int(data.get("tokens_evaluated") or 0))
+        cached.setdefault(job.prompt_index, int((data.get("timings") or {}).get("cache_n") or 0))
+        completion += int(data.get("tokens_predicted") or 0)
+    prompt = sum(prompt_tokens.values())
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                 prompt_tokens_details=PromptTokensDetails(cached_tokens=sum(cached.values())))
+
+
+class CompletionEngine:
+    """Serves legacy completions for one model on one llama-server."""
+
+    def __init__(self, client: LlamaServerClient, model_id: str):
+        self.client = client
+        self.model_id = model_id
+
+    async def complete(self, req: CompletionRequest) -> TextCompletion:
+        jobs = plan_jobs(req)
+        results = await asyncio.gather(*(self.client.completion(job.body) for job in jobs))
+        choices = []
+        for job, data in zip(jobs, results):
+            text = data.get("content", "")
+            logprobs = None
+            if req.logprobs is not None:
+                logprobs = to_logprobs(data.get("completion_probabilities") or [], req.logprobs, len(job.echo))
+            choices.append(CompletionChoice(text=job.echo + text, index=job.index, logprobs=logprobs,
+                                            finish_reason=finish_reason(data)))
+        return TextCompletion(id=new_completion_id(), created=int(time.time()), model=self.model_id,
+                              choices=choices, usage=_usage(jobs, dict(enumerate(results))))
+
+    async def stream(self, req: CompletionRequest) -> AsyncIterator[TextCompletion]:
+        """Chunks as llama-server produces them, a finish chunk per choice, then optional usage.
+
+        Every upstream stream's first event is awaited before the first chunk, so
+        a refused request (say, a prompt over the context) is still a plain HTTP error.
+        """
+        jobs = plan_jobs(req)
+        cid, created = new_completion_id(), int(time.time())
+        streams = [self.client.completion_stream(job.body) for job in jobs]
+        queue: asyncio.Queue[tuple[int, dict[str, Any] | BaseException | None]] = asyncio.Queue()
+        pumps: list[asyncio.Task] = []
+
+        def chunk(choice: CompletionChoice) -> TextCompletion:
+            return TextCompletion(id=cid, created=created, model=self.model_id, choices=[choice])
+
+        async def pump(i: int, first: dict[str, Any] | None) -> None:
+            try:
+                if first is not None:
+                    await queue.put((i, first))
+                    if not first.get("stop"):
+                        async for event in streams[i]:
+                            await queue.put((i, event))
+                await queue.put((i, None))
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # handed to the consumer, which raises it
+                await queue.put((i, exc))
+
+        try:
+            firsts = await asyncio.gather(*(anext(s, None) for s in streams), return_exceptions=True)
+            for first in firsts:
+                if isinstance(first, BaseException):
+                    raise first
+            pumps = [asyncio.create_task(pump(i, first)) for i, first in enumerate(firsts)]  # type: ignore[arg-type]
+            offsets = {job.index: 0 for job in jobs}
+            finals: dict[int, dict[str, Any]] = {}
+            for job in jobs:
+                if job.echo:
+                    offsets[job.index] = len(job.echo)
+                    yield chunk(CompletionChoice(text=job.echo, index=job.index))
+            open_jobs = len(jobs)
+            while open_jobs:
+                i, item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if item is None:
+                    open_jobs -= 1
+                    last = finals.get(i, {})
+                    yield chunk(CompletionChoice(text="", index=i, finish_reason=finish_reason(last)))
+                    continue
+                finals[i] = item
+                text = item.get("content", "")
+                probs = item.get("completion_probabilities") or []
+                if not text and not (req.logprobs is not None and probs):
+                    continue
+                logprobs = to_logprobs(probs, req.logprobs, offsets[i]) if req.logprobs is not None else None
+                offsets[i] += len(text)
+                yield chunk(CompletionChoice(text=text, index=i, logprobs=logprobs))
+            if req.stream_options and req.stream_options.include_usage:
+                yield TextCompletion(id=cid, created=created, model=self.model_id, choices=[],
+                                     usage=_usage(jobs, finals))
+        finally:
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            for s in streams:
+                await s.aclose()
