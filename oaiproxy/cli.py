@@ -44,6 +44,12 @@ def serve(
     api_key: Optional[str] = typer.Option(None, envvar=_env("api_key"), help="Require 'Authorization: Bearer KEY' on /v1/* routes."),
     log_level: str = typer.Option("info", envvar=_env("log_level"), help="debug, info, warning or error; debug includes llama-server's log."),
     default_max_tokens: int = typer.Option(1024, envvar=_env("default_max_tokens"), help="Token limit for a request that sets no max_tokens."),
+    embedding_model: Optional[str] = typer.Option(None, envvar=_env("embedding_model"), help="Serve /v1/embeddings from a second llama-server on this GGUF ('default': the embedded model, 'chat': the chat model)."),
+    embedding_endpoint: Optional[str] = typer.Option(None, envvar=_env("embedding_endpoint"), help="Serve /v1/embeddings from a running llama-server started with --embeddings."),
+    embedding_pooling: str = typer.Option("mean", envvar=_env("embedding_pooling"), help="Pooling for the spawned embedding server: mean, cls, last, or model (the GGUF's own)."),
+    cors_origin: Optional[list[str]] = typer.Option(None, envvar=_env("cors_origin"), help="Allow browsers from this origin (repeatable or comma-separated; * for any). Default: no CORS headers."),
+    request_timeout: float = typer.Option(600.0, envvar=_env("request_timeout"), help="Seconds a request may take; then 504 (or an error event ending the stream)."),
+    max_body_bytes: int = typer.Option(8 * 1024 * 1024, envvar=_env("max_body_bytes"), help="Largest accepted request body in bytes; larger ones get 413."),
     config: Optional[Path] = typer.Option(None, envvar=_env("config"), help="YAML file with any of these options (command line and environment win)."),
 ) -> None:
     """Serve an OpenAI-compatible API (chat completions with reliable tool calls) for a GGUF model.

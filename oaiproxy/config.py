@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
     """A bad option or config file; the message names the option."""
+
+
+#: llama-server --pooling values that give one vector per input; "model" keeps the GGUF's own choice
+EMBEDDING_POOLINGS = ("mean", "cls", "last", "model")
 
 
 class Settings(BaseModel):
@@ -31,11 +35,18 @@ class Settings(BaseModel):
     chat_template_file: Path | None = None
     style: str | None = None
     alias: str | None = None
-    api_key: str | None = None
+    # repr=False: a settings dump in a log or traceback must not show the key
+    api_key: str | None = Field(default=None, repr=False)
     log_level: str = "info"
     default_max_tokens: int = Field(default=1024, ge=1)
     startup_timeout: float = Field(default=300.0, gt=0)
     server_args: list[str] = Field(default_factory=list)
+    embedding_model: str | None = None
+    embedding_endpoint: str | None = None
+    embedding_pooling: str = "mean"
+    cors_origin: list[str] = Field(default_factory=list)
+    request_timeout: float = Field(default=600.0, gt=0)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
 
     @field_validator("log_level")
     @classmethod
@@ -45,12 +56,47 @@ class Settings(BaseModel):
             raise ValueError("must be one of debug, info, warning, error, critical")
         return value
 
-    @field_validator("endpoint")
+    @field_validator("endpoint", "embedding_endpoint")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/") if value else value
+
+    @field_validator("embedding_pooling")
+    @classmethod
+    def _pooling(cls, value: str) -> str:
+        value = value.lower()
+        if value not in EMBEDDING_POOLINGS:
+            raise ValueError(f"must be one of {', '.join(EMBEDDING_POOLINGS)}")
+        return value
+
+    @field_validator("cors_origin", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        """Repeated options, comma lists (one env variable) and YAML lists all end up as one list."""
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            return value
+        out = []
+        for item in value:
+            if not isinstance(item, str):
+                raise ValueError("must be origins like https://app.example.com, or *")
+            for origin in item.replace(",", " ").split():
+                origin = origin.rstrip("/")
+                if origin != "*" and not origin.startswith(("http://", "https://")):
+                    raise ValueError(f"'{origin}' is not an origin: use scheme://host[:port], or *")
+                out.append(origin)
+        return out
+
+    @model_validator(mode="after")
+    def _one_embedding_source(self) -> "Settings":
+        if self.embedding_model and self.embedding_endpoint:
+            raise ValueError("--embedding-model and --embedding-endpoint exclude each other; give one")
+        return self
 
 
 FIELDS = tuple(Settings.model_fields)
@@ -82,5 +128,8 @@ def build_settings(values: dict[str, Any]) -> Settings:
         return Settings(**values)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        name = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "options"
-        raise ConfigError(f"{name}: {err['msg']}") from None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"]:  # a cross-field rule: its message names the options
+            raise ConfigError(msg) from None
+        name = "--" + str(err["loc"][0]).replace("_", "-")
+        raise ConfigError(f"{name}: {msg}") from None
