@@ -14,6 +14,7 @@ from .app import ProxyState, create_app
 from .chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate, TemplateError
 from .config import ConfigError, Settings
 from .default_model import default_model_path
+from .embeddings import EmbeddingBackend
 from .engine import ChatEngine
 from .gguf_meta import read_metadata
 from .llama_server import ManagedServer, ServerOptions, find_server_binary
@@ -89,6 +90,7 @@ class Proxy:
         self.client: LlamaServerClient | None = None
         self.runner: web.AppRunner | None = None
         self.state: ProxyState | None = None
+        self.embedding_backend = EmbeddingBackend.from_settings(settings)
 
     async def start(self) -> None:
         s = self.settings
@@ -97,7 +99,7 @@ class Proxy:
             if not await self.client.health():
                 await self.client.close()
                 raise ConfigError(f"--endpoint: no healthy llama-server at {s.endpoint} (GET /health failed)")
-            info, _ = await resolve_model(s, self.client)
+            info, model_path = await resolve_model(s, self.client)
         else:
             binary = find_server_binary(s.server_bin)
             info, model_path = await resolve_model(s, None)
@@ -115,9 +117,14 @@ class Proxy:
                             extra_stops=list(DEFAULT_TEMPLATE_STOPS) if info.is_default_template else [],
                             strip_bos=info.adds_bos)
         ids = [info.model_id]
+        if self.embedding_backend is not None:
+            await self.embedding_backend.start(model_path, self.client)
         self.state = ProxyState(engine=engine, client=self.client, model_ids=ids, managed=self.managed,
-                                api_key=s.api_key)
-        self.runner = web.AppRunner(create_app(self.state), handler_cancellation=True, access_log=None)
+                                api_key=s.api_key, cors_origins=s.cors_origin, request_timeout=s.request_timeout,
+                                embeddings=self.embedding_backend.engine if self.embedding_backend else None,
+                                embedding_managed=self.embedding_backend.managed if self.embedding_backend else None)
+        self.runner = web.AppRunner(create_app(self.state, max_body_bytes=s.max_body_bytes),
+                                    handler_cancellation=True, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, s.host, s.port)
         await site.start()
@@ -141,6 +148,8 @@ class Proxy:
             await self.client.close()
         if self.managed is not None:
             await self.managed.stop()
+        if self.embedding_backend is not None:
+            await self.embedding_backend.stop()
 
 
 async def serve_forever(settings: Settings) -> None:
