@@ -11,14 +11,25 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
+from .completions import CompletionEngine, CompletionRequest
+from .embeddings import EmbeddingEngine, EmbeddingRequest, EmbeddingsNotConfigured
 from .engine import ChatEngine
-from .errors import APIError, AuthenticationFailed, BadRequest, NotFound, UpstreamUnavailable, error_body
+from .errors import (
+    APIError,
+    AuthenticationFailed,
+    BadRequest,
+    NotFound,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    error_body,
+)
 from .llama_server import ManagedServer
 from .openai_types import ChatCompletionRequest, parse_request
 from .upstream import LlamaServerClient
@@ -26,6 +37,7 @@ from .upstream import LlamaServerClient
 log = logging.getLogger("oaiproxy.app")
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+REQUEST_TIMEOUT = 600.0
 
 
 @dataclass
@@ -36,8 +48,27 @@ class ProxyState:
     client: LlamaServerClient
     model_ids: list[str]
     managed: ManagedServer | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     started: float = field(default_factory=time.time)
+    completions: CompletionEngine | None = None
+    #: None when neither --embedding-model nor --embedding-endpoint is set
+    embeddings: EmbeddingEngine | None = None
+    embedding_managed: ManagedServer | None = None
+    #: allowed browser origins ("*" for any); empty: no CORS headers at all
+    cors_origins: list[str] = field(default_factory=list)
+    request_timeout: float = REQUEST_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.completions is None:
+            self.completions = CompletionEngine(self.client, self.model_ids[0])
+
+    @property
+    def all_model_ids(self) -> list[str]:
+        """Chat model first, then the embedding model if it is a different one."""
+        ids = list(self.model_ids)
+        if self.embeddings is not None and self.embeddings.model_id not in ids:
+            ids.append(self.embeddings.model_id)
+        return ids
 
 
 STATE = web.AppKey("state", ProxyState)
@@ -87,6 +118,47 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer browsers' preflight requests; the headers of other responses come from :func:`add_cors_headers`."""
+    origins = request.app[STATE].cors_origins
+    if origins and request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        allowed = allowed_origin(origins, request.headers.get("Origin"))
+        if allowed is None:
+            return json_response(error_body(f"origin {request.headers.get('Origin')!r} is not allowed "
+                                            "(see --cors-origin)", code="origin_not_allowed"), 403)
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers")
+            or "Authorization, Content-Type",
+            "Access-Control-Max-Age": "600",
+        })
+    return await handler(request)
+
+
+def allowed_origin(origins: list[str], origin: str | None) -> str | None:
+    """The Access-Control-Allow-Origin value for a request from ``origin``, or None to send no CORS headers."""
+    if not origins or not origin:
+        return None
+    if "*" in origins:
+        return "*"  # keys travel in the Authorization header, not cookies, so "*" is safe
+    return origin if origin.rstrip("/") in origins else None
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare hook: covers errors and SSE streams too, whose headers go out before the body."""
+    origins = request.app[STATE].cors_origins
+    if not origins:
+        return
+    allowed = allowed_origin(origins, request.headers.get("Origin"))
+    if allowed is None:
+        return
+    response.headers["Access-Control-Allow-Origin"] = allowed
+    response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+    if allowed != "*":
+        response.headers.add("Vary", "Origin")
+
+
 async def read_json(request: web.Request) -> Any:
     raw = await request.read()
     try:
@@ -109,6 +181,14 @@ async def health(request: web.Request) -> web.Response:
         "style": state.engine.style.name,
         "uptime_s": round(time.time() - state.started, 1),
     }
+    if state.embeddings is not None:
+        emb_ok = await state.embeddings.client.health()
+        emb_managed = state.embedding_managed
+        body["embeddings"] = {"url": state.embeddings.client.base_url, "healthy": emb_ok,
+                              "model": state.embeddings.model_id,
+                              "state": emb_managed.state if emb_managed else ("ready" if emb_ok else "unreachable"),
+                              "managed": emb_managed is not None,
+                              "error": emb_managed.last_error if emb_managed else None}
     return json_response(body, 200 if upstream_ok else 503)
 
 
@@ -119,16 +199,16 @@ def _model_object(model_id: str, created: int) -> dict[str, Any]:
 async def list_models(request: web.Request) -> web.Response:
     state = request.app[STATE]
     return json_response({"object": "list",
-                          "data": [_model_object(state.model_ids[0], int(state.started))]})
+                          "data": [_model_object(m, int(state.started)) for m in state.all_model_ids]})
 
 
 async def get_model(request: web.Request) -> web.Response:
     state = request.app[STATE]
     model_id = request.match_info["model_id"]
-    if model_id not in state.model_ids:
-        raise NotFound(f"model '{model_id}' does not exist; this server serves '{state.model_ids[0]}'",
-                       param="model", code="model_not_found")
-    return json_response(_model_object(state.model_ids[0], int(state.started)))
+    if model_id not in state.all_model_ids:
+        raise NotFound(f"model '{model_id}' does not exist; this server serves "
+                       + ", ".join(f"'{m}'" for m in state.all_model_ids), param="model", code="model_not_found")
+    return json_response(_model_object(model_id, int(state.started)))
 
 
 def _check_model(state: ProxyState, model: str | None) -> None:
@@ -137,32 +217,97 @@ def _check_model(state: ProxyState, model: str | None) -> None:
                        param="model", code="model_not_found")
 
 
-def _check_upstream_state(state: ProxyState) -> None:
-    managed = state.managed
+def _check_upstream_state(managed: ManagedServer | None) -> None:
     if managed is not None and managed.state != "ready":
         raise UpstreamUnavailable(
             f"llama-server is {managed.state}" + (f": {managed.last_error}" if managed.last_error else ""),
             headers={"Retry-After": "2"})
 
 
+def _deadline(request: web.Request) -> float:
+    return asyncio.get_running_loop().time() + request.app[STATE].request_timeout
+
+
+def _timed_out(request: web.Request) -> UpstreamTimeout:
+    limit = request.app[STATE].request_timeout
+    return UpstreamTimeout(f"the request took longer than the server's limit of {limit:g} s (--request-timeout) "
+                           "and was cancelled", code="request_timeout")
+
+
+async def _within(request: web.Request, deadline: float, work: Awaitable[Any]) -> Any:
+    """Await ``work`` until ``deadline``; cancelling it closes its llama-server requests, which frees the slots."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await work
+    except TimeoutError:
+        raise _timed_out(request) from None
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
+    deadline = _deadline(request)
     req: ChatCompletionRequest = parse_request(ChatCompletionRequest, await read_json(request))
     _check_model(state, req.model)
-    _check_upstream_state(state)
+    _check_upstream_state(state.managed)
     if not req.stream:
-        result = await state.engine.complete(req)
+        result = await _within(request, deadline, state.engine.complete(req))
         return json_response(result.model_dump(mode="json", exclude_none=False))
-    stream = state.engine.stream(req)
-    # Plan before committing to a 200 so request errors are still plain 400s.
-    first = await anext(stream)
+    return await stream_sse(request, state.engine.stream(req), deadline)
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    deadline = _deadline(request)
+    req: CompletionRequest = parse_request(CompletionRequest, await read_json(request))
+    _check_model(state, req.model)
+    _check_upstream_state(state.managed)
+    assert state.completions is not None
+    if not req.stream:
+        result = await _within(request, deadline, state.completions.complete(req))
+        return json_response(result.model_dump(mode="json"))
+    return await stream_sse(request, state.completions.stream(req), deadline)
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    deadline = _deadline(request)
+    req: EmbeddingRequest = parse_request(EmbeddingRequest, await read_json(request))
+    engine = state.embeddings
+    if engine is None:
+        raise EmbeddingsNotConfigured()
+    if req.model is not None and req.model != engine.model_id:
+        raise NotFound(f"model '{req.model}' does not exist; embeddings come from '{engine.model_id}'",
+                       param="model", code="model_not_found")
+    _check_upstream_state(state.embedding_managed)
+    result = await _within(request, deadline, engine.embed(req))
+    return json_response(result.model_dump(mode="json"))
+
+
+async def stream_sse(request: web.Request, stream: AsyncIterator[BaseModel], deadline: float) -> web.StreamResponse:
+    """Send ``stream`` as server-sent events ending in ``data: [DONE]``.
+
+    The first item is awaited before the 200 goes out, so planning and upstream
+    refusals are still plain HTTP errors; later failures, the request timeout
+    included, become one error event before the end of the stream.
+    """
+    try:
+        async with asyncio.timeout_at(deadline):
+            first = await anext(stream)
+    except TimeoutError:
+        await stream.aclose()
+        raise _timed_out(request) from None
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
     try:
-        await response.write(_sse(first.model_dump(mode="json")))
-        async for chunk in stream:
-            await response.write(_sse(chunk.model_dump(mode="json")))
+        async with asyncio.timeout_at(deadline):
+            await response.write(_sse(first.model_dump(mode="json")))
+            async for chunk in stream:
+                await response.write(_sse(chunk.model_dump(mode="json")))
+    except TimeoutError:
+        exc = _timed_out(request)
+        log.warning("stream ended by error: %s", exc.message)
+        await response.write(_sse(exc.body()))
     except APIError as exc:
         log.warning("stream ended by error: %s", exc.message)
         await response.write(_sse(exc.body()))
@@ -177,11 +322,22 @@ def _sse(data: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
 
 
+async def openapi_json(request: web.Request) -> web.Response:
+    from .openapi import openapi_document  # built on first use: it walks every pydantic model
+
+    return json_response(openapi_document())
+
+
 def create_app(state: ProxyState, *, max_body_bytes: int = MAX_BODY_BYTES) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=max_body_bytes)
+    app = web.Application(middlewares=[cors_middleware, errors_middleware, auth_middleware],
+                          client_max_size=max_body_bytes)
     app[STATE] = state
+    app.on_response_prepare.append(add_cors_headers)
     app.router.add_get("/health", health)
+    app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model_id:.+}", get_model)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)
     return app
