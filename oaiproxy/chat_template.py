@@ -407,7 +407,7 @@ def _make_environment() -> _GuardedEnvironment:
 _ENV = _make_environment()
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def _compile(source: str) -> jinja2.Template:
     """Compile once per distinct template source; the environment is shared, so this is safe to share."""
     code = _ENV.compile(source, filename=_TEMPLATE_FILENAME)
@@ -548,11 +548,17 @@ class ChatTemplate:
             "eos_token": self.eos_token,
             **extra_context,
             "messages": normalised,
-            "tools": tools,
             "add_generation_prompt": add_generation_prompt,
         }
         if tools is not None and not isinstance(tools, list):
             raise TemplateError(f"{self.name}: tools must be a list of tool objects, got {type(tools).__name__}")
+        if tools:
+            context["tools"] = tools
+        else:
+            # No tools: leave `tools` undefined, as llama.cpp does. transformers passes None, which
+            # breaks templates that loop over tools unguarded (Hermes and Command R+ tool_use), and
+            # an empty list makes Llama 3.x and Mistral announce an empty tool list.
+            context.pop("tools", None)
         max_chars = max(self.limits.min_output_chars, self.limits.output_per_input_char * _input_chars(messages, tools))
         budget = _Budget(time.monotonic() + self.limits.seconds, max_chars, self.limits,
                          frozen=_container_ids(context))

@@ -75,10 +75,11 @@ def test_generation_tag_from_transformers_renders_its_body():
         f"[{samples.FIRST_USER}][{samples.ANSWER}][{samples.LAST_USER}]")
 
 
-def test_tools_is_none_when_not_given_and_the_list_when_given():
-    source = "{{ tools is none }} {% if tools %}{{ tools[0].function.name }}{% endif %}"
-    assert render(source) == "True "
-    assert render(source, tools=samples.TOOLS) == "False get_weather"
+def test_tools_is_undefined_when_not_given_or_empty_and_the_list_when_given():
+    source = "{{ tools is defined }} {% for t in tools %}{{ t.function.name }}{% endfor %}"
+    assert render(source) == "False "
+    assert render(source, tools=[]) == "False "
+    assert render(source, tools=samples.TOOLS) == "True get_weather"
 
 
 # --- tool calls and arguments ----------------------------------------------------------------------
