@@ -182,6 +182,20 @@ def json_call_body(name: str, args_rule: str, ws: str, args_key: str = "argument
     )
 
 
+def define(builder: Any, name: str, body: str) -> str:
+    """Add a rule under exactly ``name``, for rules other rules (and fragments) refer to by name.
+
+    The builder reuses an existing rule when bodies are equal; a referenced name
+    must exist as written, so an equal body is wrapped to make it distinct.
+    """
+    got = builder.add_rule(name, body)
+    if got != name:
+        got = builder.add_rule(name, f"( {body} )")
+    if got != name:
+        raise RuntimeError(f"grammar rule {name!r} could not be defined (the builder named it {got!r})")
+    return name
+
+
 def load_fragment(builder: Any, name: str) -> None:
     """Add the rules of ``grammars/<name>`` (``rule ::= body`` lines, ``#`` comments) to ``builder``."""
     from oaiproxy.resources import read_text
@@ -200,7 +214,7 @@ def load_fragment(builder: Any, name: str) -> None:
         elif current is not None:
             current[1] += " " + stripped
     for rule_name, body in rules:
-        builder.add_rule(rule_name, body)
+        define(builder, rule_name, body)
 
 
 # -- prompt helpers ----------------------------------------------------------------------
@@ -668,6 +682,7 @@ __all__ = [
     "ToolPlan",
     "add_response_schema",
     "add_tool_args",
+    "define",
     "find_trigger",
     "json_call_body",
     "lit",

@@ -16,6 +16,7 @@ from oaiproxy.styles._common import (
     JsonScanner,
     ToolPlan,
     add_tool_args,
+    define,
     lit,
     load_fragment,
 )
@@ -127,7 +128,7 @@ class FunctionaryV32Style(DialectStyle):
         args = add_tool_args(builder, tools, "functionary")
         alts = [builder.add_rule(f"functionary-tool{i}-call", f"{lit(spec.name + chr(10))} {args[spec.name]}")
                 for i, spec in tools.indexed]
-        builder.add_rule("functionary-call", " | ".join(alts))
+        define(builder, "functionary-call", " | ".join(alts))
         more = tools.max_calls - 1
         body = "functionary-first" + (f" functionary-next{{0,{more}}}" if more else "")
         return builder.add_rule("functionary-calls", body)

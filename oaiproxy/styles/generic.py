@@ -25,6 +25,7 @@ from oaiproxy.styles._common import (
     ToolPlan,
     add_response_schema,
     add_tool_args,
+    define,
     json_call_body,
     load_fragment,
     merge_system_into_user,
@@ -143,7 +144,9 @@ class GenericStyle(Style):
     #: how tools are described: "typescript" (compact) or "json_schema"
     tools_format = "typescript"
     #: upper bound on the thought, in characters: room to decide, not to ramble
-    thought_max_length = 160
+    thought_max_length = 100
+    #: at most this many calls per answer: a base model otherwise repeats one call until n_predict runs out
+    max_parallel_calls = 4
 
     @classmethod
     def detect(cls, template_source: str) -> bool:
@@ -163,22 +166,22 @@ class GenericStyle(Style):
                 plan.grammar = builder.to_gbnf(add_response_schema(builder, schema, "generic-response"))
             return plan
         load_fragment(builder, "generic.gbnf")
-        builder.add_rule("generic-thought", builder.add_schema(
+        define(builder, "generic-thought", builder.add_schema(
             {"type": "string", "maxLength": self.thought_max_length}, "generic-thought-text"))
         args = add_tool_args(builder, tools, "generic")
         alts = [builder.add_rule(f"generic-tool{i}-call", json_call_body(spec.name, args[spec.name], "generic-ws"))
                 for i, spec in tools.indexed]
-        builder.add_rule("generic-call", " | ".join(alts))
-        more = tools.max_calls - 1
-        builder.add_rule("generic-tool-calls",
+        define(builder, "generic-call", " | ".join(alts))
+        more = min(tools.max_calls, self.max_parallel_calls) - 1
+        define(builder, "generic-tool-calls",
                          "generic-call" + (f' ( "," generic-ws generic-call ){{0,{more}}}' if more else ""))
         if tools.mode == "required":
-            builder.add_rule("generic-step", "generic-calls-step")
-            builder.add_rule("generic-result", '"null"')  # unreachable, keeps the fragment whole
+            define(builder, "generic-step", "generic-calls-step")
+            define(builder, "generic-result", '"null"')  # unreachable, keeps the fragment whole
         else:
             result_schema = schema if schema is not None else {"type": "string"}
-            builder.add_rule("generic-result", add_response_schema(builder, result_schema, "generic-response"))
-            builder.add_rule("generic-step", "generic-calls-step | generic-result-step")
+            define(builder, "generic-result", add_response_schema(builder, result_schema, "generic-response"))
+            define(builder, "generic-step", "generic-calls-step | generic-result-step")
         return GenerationPlan(prompt=prompt, parser=GenericParser(), grammar=builder.to_gbnf("generic-root"))
 
     # -- prompt ---------------------------------------------------------------------------
@@ -195,6 +198,8 @@ class GenericStyle(Style):
                         "declaration": ts_signature(s)} for s in tools.prompt_tools],
                 tools_format=self.tools_format, mode=tools.mode, parallel=tools.parallel,
                 thought_max=self.thought_max_length, result_schema=schema, result_is_text=schema is None,
+                example=envelope(f"I will call {tools.prompt_tools[0].name}.", {"tool_calls": [
+                    {"name": tools.prompt_tools[0].name, "arguments": example_arguments(tools.prompt_tools[0].parameters)}]}),
             ))
         elif schema is not None:
             notes.append(render_prompt_text("response-format.jinja", schema=schema))
@@ -238,6 +243,26 @@ class GenericStyle(Style):
             else:
                 out.append({"role": role, "content": content})
         return out
+
+
+def example_arguments(schema: Any) -> Any:
+    """Placeholder arguments showing a tool's required shape (the grammar enforces the rest)."""
+    if not isinstance(schema, dict):
+        return {}
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return example_arguments(schema[key][0])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        return {k: example_arguments(props[k]) for k in (schema.get("required") or []) if k in props}
+    return {"string": "...", "integer": 0, "number": 0, "boolean": True, "array": [], "null": None}.get(kind, "...")
 
 
 class GenericJsonSchemaStyle(GenericStyle):

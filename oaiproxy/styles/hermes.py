@@ -15,6 +15,7 @@ from oaiproxy.styles._common import (
     JsonCallSection,
     ToolPlan,
     add_tool_args,
+    define,
     json_call_body,
     load_fragment,
     repeat_rule,
@@ -70,7 +71,7 @@ class HermesStyle(DialectStyle):
         bodies = []
         for i, spec in tools.indexed:
             bodies.append(builder.add_rule(f"hermes-tool{i}-call", json_call_body(spec.name, args[spec.name], "hermes-ws")))
-        builder.add_rule("hermes-call-body", " | ".join(bodies))
+        define(builder, "hermes-call-body", " | ".join(bodies))
         return builder.add_rule("hermes-calls", repeat_rule("hermes-call", "hermes-sep", tools.max_calls))
 
     def lazy_triggers(self, tools: ToolPlan) -> list[dict[str, str]]:

@@ -28,6 +28,7 @@ from oaiproxy.styles._common import (
     JsonScanner,
     ToolPlan,
     add_tool_args,
+    define,
     json_call_body,
     lit,
     load_fragment,
@@ -345,7 +346,7 @@ class Llama3Style(DialectStyle):
         python = self._builtin_grammar(builder, tools, args)
         forms = []
         if fn_alts:
-            builder.add_rule("llama3-function-call", " | ".join(fn_alts))
+            define(builder, "llama3-function-call", " | ".join(fn_alts))
             functions = builder.add_rule("llama3-function-calls",
                                          repeat_rule("llama3-function-call", "llama3-sep", tools.max_calls))
             if json_alts:

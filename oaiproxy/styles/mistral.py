@@ -17,6 +17,7 @@ from oaiproxy.styles._common import (
     JsonCallSection,
     ToolPlan,
     add_tool_args,
+    define,
     json_call_body,
     lit,
     load_fragment,
@@ -86,7 +87,7 @@ class MistralNemoStyle(DialectStyle):
                                  json_call_body(spec.name, args[spec.name], "mistral-ws",
                                                 tail='"," mistral-ws mistral-id'))
                 for i, spec in tools.indexed]
-        builder.add_rule("mistral-call", " | ".join(alts))
+        define(builder, "mistral-call", " | ".join(alts))
         more = tools.max_calls - 1
         rest = f' ( "," mistral-ws mistral-call ){{0,{more}}}' if more else ""
         return builder.add_rule("mistral-calls",
