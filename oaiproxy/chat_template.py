@@ -31,7 +31,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Sized
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -95,6 +95,7 @@ class _Budget:
     limits: RenderLimits
     spent: str | None = None  # once set, every later checkpoint raises again
     frozen: frozenset[int] = frozenset()  # ids of the caller's containers: never mutable
+    text_sizes: dict[int, int] = field(default_factory=dict)  # _text_size of frozen containers
 
     def checkpoint(self) -> None:
         if self.spent is None and time.monotonic() > self.deadline:
@@ -154,14 +155,49 @@ def _check_format_string(budget: _Budget, text: Any, what: str) -> None:
         budget.fail(f"{what}: format string asks for a field width or precision that is too large")
 
 
-def _estimate_join(budget: _Budget, items: Any, separator: str, what: str) -> None:
-    if not isinstance(items, (list, tuple)):
-        return
-    total = len(separator) * max(len(items) - 1, 0)
-    for item in items:
-        total += len(item) if isinstance(item, str) else 16
-        if total > budget.max_chars:
-            budget.fail(f"{what} would build a string of more than {budget.max_chars} characters")
+_CONTAINERS = (list, tuple, dict, set, frozenset, jinja2.utils.Namespace)
+
+
+def _text_size(budget: _Budget, value: Any, what: str) -> int:
+    """About ``len(str(value))`` (or of its JSON), without building it.
+
+    A template can make a small list hold the same big string a thousand times, and that list
+    a thousand times: cheap to build, gigabytes to print. Each object is measured once and
+    counted as often as it is referenced, and the walk stops as soon as the limit is passed.
+    """
+    limit = budget.max_chars
+    memo: dict[int, int] = {}
+
+    def measure(item: Any) -> int:
+        if isinstance(item, str):
+            return len(item) + 2
+        if not isinstance(item, _CONTAINERS):
+            return 32
+        key = id(item)
+        known = budget.text_sizes.get(key, memo.get(key))
+        if known is not None:
+            return known
+        memo[key] = 0  # a self-containing list prints as [...]
+        if isinstance(item, jinja2.utils.Namespace):
+            item = item._Namespace__attrs  # type: ignore[attr-defined]
+        children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+        total = 2
+        for child in children:
+            total += measure(child) + 2
+            if total > limit:
+                budget.fail(f"{what} would print a value of more than {limit} characters")
+        if key in budget.frozen:
+            budget.text_sizes[key] = total
+        memo[key] = total
+        return total
+
+    return measure(value)
+
+
+def _check_printable(budget: _Budget, values: Iterable[Any], what: str) -> None:
+    for value in values:
+        if isinstance(value, _CONTAINERS):
+            _text_size(budget, value, what)
 
 
 def _estimate_replace(budget: _Budget, text: Any, old: Any, new: Any, count: Any, what: str) -> None:
@@ -237,6 +273,7 @@ class _GuardedEnvironment(ImmutableSandboxedEnvironment):
     def concat(self, parts: tuple[Any, ...]) -> str:
         budget = _current_budget()
         budget.checkpoint()
+        _check_printable(budget, parts, "'~'")
         pieces = [str(p) for p in parts]
         if sum(map(len, pieces)) > budget.max_chars:
             budget.fail(f"'~' would build a string of more than {budget.max_chars} characters")
@@ -277,6 +314,7 @@ class _GuardedEnvironment(ImmutableSandboxedEnvironment):
         elif operator == "%":
             _check_format_string(budget, left, what)
             _check_arguments(budget, right if isinstance(right, tuple) else (right,), what)
+            _check_printable(budget, (right,), what)
         return _check_size(budget, super().call_binop(context, operator, left, right), what)
 
     def call_unop(self, context: jinja2.runtime.Context, operator: str, arg: Any) -> Any:
@@ -296,13 +334,15 @@ class _GuardedEnvironment(ImmutableSandboxedEnvironment):
         budget.checkpoint()
         what = f"calling {getattr(__obj, '__name__', type(__obj).__name__)}()"
         _check_arguments(budget, (*args, *kwargs.values()), what)
+        _check_printable(budget, (*args, *kwargs.values()), what)
         # the sandbox hands out str.format as a wrapper; look through it to the bound method
         method = getattr(__obj, "__wrapped__", __obj)
         owner = getattr(method, "__self__", None)
         name = getattr(method, "__name__", "")
         if isinstance(owner, str):
-            if name == "join" and args:
-                _estimate_join(budget, args[0], owner, what)
+            if name == "join" and args and isinstance(args[0], (list, tuple)):
+                if _text_size(budget, args[0], what) + len(owner) * len(args[0]) > budget.max_chars:
+                    budget.fail(f"{what} would build a string of more than {budget.max_chars} characters")
             elif name == "replace" and len(args) >= 2:
                 _estimate_replace(budget, owner, args[0], args[1], args[2] if len(args) > 2 else -1, what)
             elif name == "expandtabs":
@@ -332,11 +372,15 @@ def _guard_filter(name: str, func: Any) -> Any:
             values.pop(0)
         # the filtered value itself may be any number; only the parameters can ask for huge output
         _check_arguments(budget, (*values[1:], *kwargs.values()), what)
+        # most filters print their input (string, join, tojson, trim...): measure it first
+        _check_printable(budget, (*values, *kwargs.values()), what)
         if values:
             value, rest = values[0], values[1:]
-            if name == "join":
+            if name == "join" and isinstance(value, (list, tuple)):
                 separator = rest[0] if rest else kwargs.get("d", "")
-                _estimate_join(budget, value, separator if isinstance(separator, str) else "", what)
+                width = len(separator) if isinstance(separator, str) else 0
+                if _text_size(budget, value, what) + width * len(value) > budget.max_chars:
+                    budget.fail(f"{what} would build a string of more than {budget.max_chars} characters")
             elif name == "replace" and len(rest) >= 2:
                 _estimate_replace(budget, value, rest[0], rest[1], rest[2] if len(rest) > 2 else None, what)
             elif name == "indent":
@@ -366,6 +410,13 @@ def _guard_filter(name: str, func: Any) -> Any:
     return guarded
 
 
+def _finalize_output(value: Any) -> Any:
+    """Every ``{{ expression }}`` passes here before it is turned into text."""
+    if isinstance(value, _CONTAINERS):
+        _check_printable(_current_budget(), (value,), "printing a value")
+    return value
+
+
 def _raise_exception(message: Any) -> None:
     raise _TemplateRaised(str(message))
 
@@ -391,7 +442,8 @@ def _json_default(value: Any) -> Any:
 
 
 def _make_environment() -> _GuardedEnvironment:
-    env = _GuardedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols, _GenerationTag])
+    env = _GuardedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols, _GenerationTag],
+                              finalize=_finalize_output)
     env.filters["tojson"] = _tojson
     # Nothing is auto-escaped, so "safe" has nothing to protect from; a Markup result would instead
     # HTML-escape whatever plain string is added to it ("x"|safe + t|tojson gives &#34;).

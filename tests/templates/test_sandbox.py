@@ -142,3 +142,30 @@ def test_after_a_hostile_template_normal_rendering_still_works():
     with pytest.raises(TemplateError):
         ChatTemplate("{{ 'x' * 10**9 }}").render([])
     assert ChatTemplate("{{ messages[0].content }}").render([{"role": "user", "content": "fine"}]) == "fine"
+
+
+# A small list holding one big string many times, held many times: cheap to build, gigabytes to
+# print. Sized here to 100 MB so that a failure of the guard cannot take the machine down.
+ALIASED = "{% set s = 'x' * 100000 %}{% set inner = [s] * 100 %}{% set outer = [inner] * 10 %}"
+ALIASING = {
+    "printed": ALIASED + "{{ outer }}",
+    "concatenated": ALIASED + "{{ outer ~ '' }}",
+    "as json": ALIASED + "{{ outer | tojson }}",
+    "through a string filter": ALIASED + "{{ outer | string | length }}",
+    "joined": ALIASED + "{{ inner | join }}",
+    "str.join": ALIASED + "{{ ''.join(inner) }}",
+    "formatted": ALIASED + "{{ '%s' % (outer,) }}",
+    "in a namespace": ALIASED + "{% set ns = namespace(v=outer) %}{{ ns }}",
+}
+
+
+@pytest.mark.parametrize("source", ALIASING.values(), ids=ALIASING.keys())
+def test_shared_references_cannot_multiply_into_huge_text(source):
+    error = render_hostile(source)
+    # caught by measuring before the text is built ("would ..."), not by the output cap afterwards
+    assert "would" in str(error), str(error)
+
+
+def test_printing_a_self_containing_list_is_fine():
+    source = "{% set l = [1] %}{% set _ = l.append(l) %}{{ l }}"
+    assert ChatTemplate(source).render([]) == "[1, [...]]"
