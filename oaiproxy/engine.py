@@ -146,6 +146,11 @@ class _Result:
     logprobs: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _cut_short(data: dict[str, Any]) -> bool:
+    """Whether llama-server stopped at the token or context limit rather than at an end."""
+    return data.get("stop_type") == "limit" or bool(data.get("truncated"))
+
+
 def _cached_prompt_tokens(data: dict[str, Any]) -> int:
     # llama-server's `tokens_cached` counts generated tokens too; `timings.cache_n` is the prompt part reused.
     return int((data.get("timings") or {}).get("cache_n") or 0)
@@ -195,13 +200,26 @@ class ChatEngine:
             body["stop"] = stops
         return conv, plan, body
 
-    def _check_calls(self, conv: Conversation, parsed: ParsedOutput) -> None:
+    def _settle(self, conv: Conversation, parsed: ParsedOutput, cut_short: bool) -> tuple[ParsedOutput, str]:
+        """Check every call against the request's tools and choose the finish reason.
+
+        A generation cut by the token limit may end inside a call: the complete
+        calls are kept, the cut one is dropped, and the finish reason says
+        ``length``. Any other invalid call is a bug in a grammar or parser: it is
+        logged loudly and becomes an error, never a bad call passed to the client.
+        """
+        if cut_short:
+            kept = [c for c in parsed.tool_calls if not validate_tool_calls([c], conv.tools)]
+            if len(kept) < len(parsed.tool_calls):
+                log.info("dropped %d tool call(s) cut by the token limit", len(parsed.tool_calls) - len(kept))
+            return ParsedOutput(content=parsed.content, tool_calls=kept), "length"
         problems = validate_tool_calls(parsed.tool_calls, conv.tools)
         if problems:
             log.error("BUG: invalid tool call produced by style %s: %s; output=%r",
                       self.style.name, problems, parsed)
             raise InternalError("the model produced a tool call that failed validation: " + "; ".join(problems),
                                 code="invalid_tool_call")
+        return parsed, "tool_calls" if parsed.tool_calls else "stop"
 
     # ------------------------------------------------------------ non-streaming
 
@@ -210,15 +228,7 @@ class ChatEngine:
         text = data.get("content", "")
         plan.parser.feed(text)
         plan.parser.finish()
-        parsed = plan.parser.result()
-        stop_type = data.get("stop_type")
-        if parsed.tool_calls:
-            finish = "tool_calls"
-            self._check_calls(conv, parsed)
-        elif stop_type == "limit" or data.get("truncated"):
-            finish = "length"
-        else:
-            finish = "stop"
+        parsed, finish = self._settle(conv, plan.parser.result(), _cut_short(data))
         return _Result(
             parsed=parsed, finish_reason=finish,
             prompt_tokens=int(data.get("tokens_evaluated") or 0),
@@ -304,14 +314,7 @@ class ChatEngine:
                     yield c
             for c in deltas(plan.parser.finish()):
                 yield c
-            parsed = plan.parser.result()
-            if parsed.tool_calls:
-                self._check_calls(conv, parsed)
-                finish = "tool_calls"
-            elif last.get("stop_type") == "limit" or last.get("truncated"):
-                finish = "length"
-            else:
-                finish = "stop"
+            _, finish = self._settle(conv, plan.parser.result(), _cut_short(last))
             yield chunk(Delta(), finish)
             if req.stream_options and req.stream_options.include_usage:
                 prompt = int(last.get("tokens_evaluated") or 0)

@@ -109,7 +109,10 @@ class Proxy:
                 extra_args=s.server_args, startup_timeout=s.startup_timeout))
             await self.managed.start()
             self.client = LlamaServerClient(self.managed.url)
-        style_cls = get_style(s.style) if s.style else detect_style(info.template.source)
+        try:
+            style_cls = get_style(s.style) if s.style else detect_style(info.template.source)
+        except ValueError as exc:
+            raise ConfigError(f"--style: {exc}") from None
         log.info("model %s, style %s, %s template", info.model_id, style_cls.name,
                  "default" if info.is_default_template else "model's own")
         engine = ChatEngine(template=info.template, style=style_cls, client=self.client, model_id=info.model_id,
