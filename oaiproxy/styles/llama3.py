@@ -157,8 +157,10 @@ class Llama3Parser(JsonCallSection):
         if self._expect(FUNCTION_CLOSE) is not False:
             self._mode = "after"
 
-    def _mode_ptag(self) -> None:
+    def _mode_ptag(self, final: bool = False) -> None:
+        """After ``<|python_tag|>``: a builtin's ``.call(`` or code; wait while undecided."""
         buf = self._buf
+        undecided = False
         for name in self._call_builtins:
             opener = name + ".call("
             if buf.startswith(opener):
@@ -168,16 +170,10 @@ class Llama3Parser(JsonCallSection):
                 self._kw_count = 0
                 self._mode = "kwkey"
                 return
-            if opener.startswith(buf):
-                return
-        if self._json_form:
-            where = json_form_start(buf)
-            if where is None:
-                return
-            if where is not False:
-                self._buf = buf[where:]
-                self._start_json(self._raw)
-                return
+            undecided = undecided or opener.startswith(buf)
+        # (a JSON call after the tag is not in the grammar: as code it is code, else text)
+        if undecided and not final:
+            return
         if self._code_tool is not None:
             self._open_call = self._start_call(self._code_tool)
             self._call_args(self._open_call, "{" + json.dumps(self._code_key) + ': "')
@@ -240,14 +236,13 @@ class Llama3Parser(JsonCallSection):
             self.truncated = True
             self._emit_content(self._raw + self._buf)
         elif mode == "ptag":
-            if self._code_tool is not None and self._buf:
-                self._mode_ptag()
-                if self._mode == "code":
-                    self._mode_code()
-                    self._end_section()
-                    return
-            self.truncated = True
-            self._emit_content(self._raw + self._buf)
+            if self._code_tool is not None:
+                self._mode_ptag(final=True)
+                self._mode_code()
+                self._call_args(self._open_call, '"}')
+            else:
+                self.truncated = bool(self._buf)
+                self._emit_content(self._raw + self._buf)
         elif mode == "code":
             assert self._open_call is not None
             self._call_args(self._open_call, '"}')
@@ -256,6 +251,29 @@ class Llama3Parser(JsonCallSection):
         elif mode == "fclose" and self._expect(FUNCTION_CLOSE) is None:
             self._emit_content(self._buf)
         self._buf = ""
+
+
+def _code_rule(builder: Any, openers: list[str]) -> str:
+    """Code after ``<|python_tag|>`` that does not start like a builtin call.
+
+    The parser reads ``brave_search.call(`` as that builtin's call, so the code
+    alternative must not admit it too (as code it would escape the builtin's
+    argument grammar). GBNF has no lookahead: walk a trie of the openers instead.
+    """
+    if not openers:
+        return "llama3-code"
+
+    def node(prefix: str, depth: int) -> str:
+        nexts = sorted({o[len(prefix)] for o in openers if o.startswith(prefix) and len(o) > len(prefix)})
+        alts = ['""', "[^" + "".join(nexts) + "] llama3-code"]
+        for ch in nexts:
+            child = prefix + ch
+            if child in openers:
+                continue  # a whole opener: not code
+            alts.append(f"{lit(ch)} {node(child, depth + 1)}")
+        return builder.add_rule(f"llama3-code-{depth}", " | ".join(alts))
+
+    return node("", 0)
 
 
 def builtin_parts(tools: ToolPlan, call_builtins: tuple[str, ...] = CALL_BUILTINS) -> tuple[tuple[str, ...], str | None]:
@@ -324,7 +342,7 @@ class Llama3Style(DialectStyle):
                 first = first and not req
             alts.append(f"{lit(spec.name + '.call(')} {' '.join(body)} \")\"")
         if code_tool is not None:
-            alts.append("llama3-code")
+            alts.append(_code_rule(builder, [name + ".call(" for name in call_builtins]))
         if not alts:
             return None
         return builder.add_rule("llama3-python-call", f"{lit(PYTHON_TAG)} ( {' | '.join(alts)} )")

@@ -1,0 +1,145 @@
+"""End to end on the real llama-server and the real default model (Gemma 3 270M base), one template per dialect.
+
+The model is tiny and was never trained on any of these formats: whatever it
+calls, it calls because the plan's grammar, triggers and stops made it. For
+each dialect: ``required`` and a named function always give valid calls,
+``auto`` gives text or valid calls (a call cut off by n_predict must be flagged,
+never passed off as whole), ``none`` never gives calls. All requests run up
+front, two at a time (the server has two slots); each test checks one result.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+
+from oaiproxy.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate
+from oaiproxy.styles import get_style
+from oaiproxy.styles.base import ContentDelta, Conversation, NamedToolChoice, ParsedOutput, ToolCallDelta, ToolSpec
+from oaiproxy.validation import validate_tool_calls
+
+pytestmark = pytest.mark.integration
+
+WEATHER = ToolSpec("get_weather", "Get the weather in a city", {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 16},
+                   "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+    "required": ["city"], "additionalProperties": False})
+SEARCH = ToolSpec("search_web", "Search the web", {
+    "type": "object", "properties": {"query": {"type": "string", "maxLength": 16}},
+    "required": ["query"], "additionalProperties": False})
+TOOLS = [WEATHER, SEARCH]
+QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+DIALECTS = [
+    ("generic", "default"),
+    ("hermes", "Qwen-Qwen2.5-7B-Instruct.jinja"),
+    ("llama3", "meta-llama-Llama-3.2-3B-Instruct.jinja"),
+    ("functionary-v3.1", "meetkai-functionary-medium-v3.1.jinja"),
+    ("functionary-v3.2", "meetkai-functionary-medium-v3.2.jinja"),
+    ("mistral-nemo", "mistralai-Mistral-Nemo-Instruct-2407.jinja"),
+]
+CHOICES = {"required": "required", "named": NamedToolChoice("search_web"), "auto": "auto", "none": "none"}
+#: enough for one whole call in each dialect (the generic envelope adds a bounded thought)
+N_PREDICT = {"generic": 96, "none": 16}
+DEFAULT_N_PREDICT = 48
+
+
+@dataclass
+class Outcome:
+    text: str
+    stop_type: str
+    parsed: ParsedOutput
+    truncated: bool
+    streamed: tuple
+    seconds: float
+
+
+def _streamed(events) -> tuple:
+    content = "".join(e.text for e in events if isinstance(e, ContentDelta))
+    args: dict[int, str] = {}
+    for e in events:
+        if isinstance(e, ToolCallDelta):
+            args[e.index] = args.get(e.index, "") + e.arguments
+    return content, tuple(args.items())
+
+
+def _run(upstream, templates_dir, style: str, filename: str, choice_name: str) -> Outcome:
+    if filename == "default":
+        tpl = ChatTemplate.default()
+        extra_stops = list(DEFAULT_TEMPLATE_STOPS)
+    else:
+        path = templates_dir / filename
+        assert path.is_file(), path
+        # llama-server adds the model's BOS itself
+        tpl = ChatTemplate(path.read_text(encoding="utf-8"), bos_token="", eos_token="</s>", name=filename)
+        extra_stops = []
+    dialect = get_style(style)(tpl)
+    plan = dialect.plan(Conversation(messages=QUESTION, tools=TOOLS, tool_choice=CHOICES[choice_name],
+                                     parallel_tool_calls=False))
+    n_predict = N_PREDICT.get(choice_name) or N_PREDICT.get(style) or DEFAULT_N_PREDICT
+    body = plan.completion_fields() | {"n_predict": n_predict, "temperature": 0.7, "seed": 42}
+    body["stop"] = body.get("stop", []) + extra_stops
+    start = time.monotonic()
+    data = upstream.post("/completion", body, timeout=600)
+    seconds = time.monotonic() - start
+    text = data["content"]
+    # the same text, one character at a time, as a stream would deliver it
+    events = [ev for ch in text for ev in plan.parser.feed(ch)] + plan.parser.finish()
+    parsed = plan.parser.result()
+    return Outcome(text, data.get("stop_type", ""), parsed, bool(getattr(plan.parser, "truncated", False)),
+                   _streamed(events), seconds)
+
+
+@pytest.fixture(scope="module")
+def outcomes(upstream, templates_dir):
+    jobs = [(s, f, c) for s, f in DIALECTS for c in CHOICES]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {job: pool.submit(_run, upstream, templates_dir, *job) for job in jobs}
+        return {job: f.result() for job, f in futures.items()}
+
+
+def _describe(o: Outcome) -> str:
+    return f"output={o.text!r} stop={o.stop_type} parsed={o.parsed} ({o.seconds:.1f}s)"
+
+
+def _check_stream_matches(o: Outcome) -> None:
+    content, args = o.streamed
+    assert (o.parsed.content or "") in (content, content.strip()) or (o.parsed.content is None and not content.strip())
+    assert [a for _, a in args] == [c.arguments for c in o.parsed.tool_calls]
+
+
+@pytest.mark.parametrize("style,filename", DIALECTS)
+@pytest.mark.parametrize("choice", ["required", "named"])
+def test_forced_choice_always_gives_valid_calls(outcomes, style, filename, choice):
+    o = outcomes[(style, filename, choice)]
+    assert o.parsed.tool_calls, _describe(o)
+    assert not o.truncated, _describe(o)
+    assert validate_tool_calls(o.parsed.tool_calls, TOOLS) == [], _describe(o)
+    if choice == "named":
+        assert {c.name for c in o.parsed.tool_calls} == {"search_web"}, _describe(o)
+    assert len(o.parsed.tool_calls) == 1  # parallel_tool_calls is false
+    _check_stream_matches(o)
+
+
+@pytest.mark.parametrize("style,filename", DIALECTS)
+def test_auto_gives_text_or_valid_calls(outcomes, style, filename):
+    o = outcomes[(style, filename, "auto")]
+    problems = validate_tool_calls(o.parsed.tool_calls, TOOLS)
+    if o.truncated:  # cut off by n_predict: flagged, and the cut call does not pass validation
+        assert o.stop_type == "limit", _describe(o)
+    else:
+        assert problems == [], _describe(o)
+        assert o.parsed.tool_calls or o.parsed.content, _describe(o)
+    _check_stream_matches(o)
+
+
+@pytest.mark.parametrize("style,filename", DIALECTS)
+def test_none_never_gives_calls(outcomes, style, filename):
+    o = outcomes[(style, filename, "none")]
+    assert o.parsed.tool_calls == [], _describe(o)
+    assert not o.truncated
+    _check_stream_matches(o)
