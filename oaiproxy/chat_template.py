@@ -12,8 +12,8 @@ a crash or an out-of-memory kill.
 The rendering context is the one transformers' ``apply_chat_template`` builds
 (``messages``, ``tools``, ``add_generation_prompt``, ``bos_token``,
 ``eos_token``, ``raise_exception``, ``strftime_now``, a non-HTML-escaping
-``tojson``) with two input normalisations that llama.cpp and vLLM also apply,
-because real templates depend on them:
+``tojson``) with the input normalisations llama.cpp (and for arguments vLLM)
+also apply, because real templates depend on them:
 
 * ``function.arguments`` of an assistant tool call arrives as a JSON string
   (OpenAI) but Llama 3.x, Hermes, Qwen, Mistral... iterate it or ``tojson`` it
@@ -22,6 +22,10 @@ because real templates depend on them:
   print it verbatim still print what the client sent.
 * ``content: null`` (an assistant turn that only calls tools) becomes ``""``,
   so templates never print the word ``None``.
+* No tools (``None`` or ``[]``) leaves ``tools`` undefined.
+
+docs/chat-templates.md explains each choice and the few leniencies that match
+llama.cpp's own Jinja engine.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ CONVERSATIONS = {
 def test_default_model_answers_in_the_assistant_turn_and_stops(upstream, messages):
     prompt = ChatTemplate.default().render(messages)
     result = upstream.post("/completion", {
-        "prompt": prompt, "n_predict": 64, "temperature": 0, "seed": 1, "cache_prompt": False,
+        "prompt": prompt, "n_predict": 48, "temperature": 0, "seed": 1, "cache_prompt": False,
         "stop": list(DEFAULT_TEMPLATE_STOPS),
     })
     answer = result["content"].strip()
@@ -109,5 +109,5 @@ def test_default_model_answers_in_the_assistant_turn_and_stops(upstream, message
     for label in ("User:", "System:", "Assistant:", "Tool result"):
         assert label not in answer, f"the answer runs on into another turn: {result['content']!r}"
     # it ended its turn by starting the next one (caught by a stop), not by running out of tokens
-    assert result.get("stop_type") == "word", f"no turn boundary within 64 tokens: {result['content']!r}"
+    assert result.get("stop_type") == "word", f"no turn boundary within 48 tokens: {result['content']!r}"
     assert result.get("stopping_word") in DEFAULT_TEMPLATE_STOPS

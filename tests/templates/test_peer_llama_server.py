@@ -3,12 +3,16 @@ the same template file must produce the very same prompt for the same messages a
 
 llama-server adds a few inputs of its own, which we pass as extra context so the comparison is
 like for like: `date_string` ("%d %b %Y") and `datetime` ("%b %d %Y") for today, and
-`enable_thinking=True` (its default). It also drops a leading BOS from the rendered prompt when
-the model adds one at tokenisation (Gemma 3 does), so we do the same here.
+`enable_thinking=True` (its default for templates it thinks can reason). It also drops a leading
+BOS from the rendered prompt when the model adds one at tokenisation (Gemma 3 does), so we do the
+same here. (Templates that print `strftime_now`'s date could differ if run across midnight.)
 
-Differences we keep on purpose, and therefore do not compare:
+All 71 llama.cpp templates were compared by hand once (see docs/chat-templates.md); 67 agree on
+both conversations. Not compared here, because llama.cpp preprocesses their input itself:
 * google-gemma-4-31B-it-interleaved: llama.cpp rewrites tool messages into the assistant turn
-  for this older Gemma 4 template (`convert_tool_responses_gemma4`), a llama.cpp-only polyfill.
+  for this older Gemma 4 template (`convert_tool_responses_gemma4`).
+* DeepSeek V4: its dedicated handler rebuilds the messages before rendering.
+* Apertus: llama-server passes enable_thinking=false for it (no thinking support detected).
 * templates without a system role (Gemma 2): llama.cpp silently merges the system message into
   the first user turn; we raise a TemplateError and leave the choice to the dialect, which
   knows `supports_system_role`. Gemma 2 is compared on a conversation without system message.
