@@ -50,6 +50,7 @@ def serve(
     cors_origin: Optional[list[str]] = typer.Option(None, envvar=_env("cors_origin"), help="Allow browsers from this origin (repeatable or comma-separated; * for any). Default: no CORS headers."),
     request_timeout: float = typer.Option(600.0, envvar=_env("request_timeout"), help="Seconds a request may take; then 504 (or an error event ending the stream)."),
     max_body_bytes: int = typer.Option(8 * 1024 * 1024, envvar=_env("max_body_bytes"), help="Largest accepted request body in bytes; larger ones get 413."),
+    max_queue: int = typer.Option(64, envvar=_env("max_queue"), help="Requests that may wait for a busy llama-server slot; beyond that, 429 with Retry-After."),
     config: Optional[Path] = typer.Option(None, envvar=_env("config"), help="YAML file with any of these options (command line and environment win)."),
 ) -> None:
     """Serve an OpenAI-compatible API (chat completions with reliable tool calls) for a GGUF model.

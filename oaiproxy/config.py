@@ -47,6 +47,7 @@ class Settings(BaseModel):
     cors_origin: list[str] = Field(default_factory=list)
     request_timeout: float = Field(default=600.0, gt=0)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_queue: int = Field(default=64, ge=0)
 
     @field_validator("log_level")
     @classmethod

@@ -19,7 +19,7 @@ from .engine import ChatEngine
 from .gguf_meta import read_metadata
 from .llama_server import ManagedServer, ServerOptions, find_server_binary
 from .styles import detect_style, get_style
-from .upstream import LlamaServerClient
+from .upstream import Admission, LlamaServerClient
 
 log = logging.getLogger("oaiproxy")
 
@@ -100,6 +100,8 @@ class Proxy:
                 await self.client.close()
                 raise ConfigError(f"--endpoint: no healthy llama-server at {s.endpoint} (GET /health failed)")
             info, model_path = await resolve_model(s, self.client)
+            slots = (await self.client.props()).total_slots or s.parallel
+            self.client.admission = Admission(slots=slots, max_queue=s.max_queue)
         else:
             binary = find_server_binary(s.server_bin)
             info, model_path = await resolve_model(s, None)
@@ -108,7 +110,8 @@ class Proxy:
                 binary=binary, model=model_path, ctx_size=s.ctx_size, parallel=s.parallel, threads=s.threads,
                 extra_args=s.server_args, startup_timeout=s.startup_timeout))
             await self.managed.start()
-            self.client = LlamaServerClient(self.managed.url)
+            self.client = LlamaServerClient(self.managed.url,
+                                            admission=Admission(slots=s.parallel, max_queue=s.max_queue))
         try:
             style_cls = get_style(s.style) if s.style else detect_style(info.template.source)
         except ValueError as exc:

@@ -11,12 +11,13 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from .errors import BadRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from .errors import BadRequest, Overloaded, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
 log = logging.getLogger("oaiproxy.upstream")
 
@@ -33,11 +34,48 @@ class ServerProps:
     total_slots: int | None
 
 
+class Admission:
+    """At most ``slots`` generations upstream at once, at most ``max_queue`` more waiting.
+
+    llama-server queues without bound; a proxy in front of users must say "busy"
+    instead of letting latency and memory grow, so a request that would wait
+    beyond the queue gets a 429 with ``Retry-After`` at once.
+    """
+
+    def __init__(self, slots: int, max_queue: int):
+        self.slots = slots
+        self.max_queue = max_queue
+        self.active = 0
+        self.waiting = 0
+        self._free = asyncio.Semaphore(slots)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._free.locked() and self.waiting >= self.max_queue:
+            raise Overloaded(
+                f"server busy: {self.active} requests generating and {self.waiting} waiting "
+                f"(queue limit {self.max_queue}); retry shortly",
+                code="queue_full", headers={"Retry-After": "1"})
+        self.waiting += 1
+        try:
+            await self._free.acquire()
+        finally:
+            self.waiting -= 1
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            self._free.release()
+
+
 class LlamaServerClient:
     """An aiohttp session bound to one llama-server base URL."""
 
-    def __init__(self, base_url: str, *, connect_timeout: float = 10.0, read_timeout: float = 600.0):
+    def __init__(self, base_url: str, *, connect_timeout: float = 10.0, read_timeout: float = 600.0,
+                 admission: Admission | None = None):
         self.base_url = base_url.rstrip("/")
+        self.admission = admission or Admission(slots=1 << 16, max_queue=0)
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -117,12 +155,18 @@ class LlamaServerClient:
         return await self._post_json("/v1/embeddings", body)
 
     async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One non-streaming ``/completion``."""
-        return await self._post_json("/completion", {**body, "stream": False})
+        """One non-streaming ``/completion``, once a slot is free."""
+        async with self.admission.slot():
+            return await self._post_json("/completion", {**body, "stream": False})
 
     async def completion_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Stream ``/completion`` events; closing the iterator closes the connection,
         which makes llama-server stop generating and free the slot."""
+        async with self.admission.slot():
+            async for event in self._stream("/completion", body):
+                yield event
+
+    async def _stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         try:
             async with self.session.post(self.base_url + "/completion", json={**body, "stream": True}) as resp:
                 if resp.status != 200:
