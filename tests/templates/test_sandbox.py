@@ -169,3 +169,11 @@ def test_shared_references_cannot_multiply_into_huge_text(source):
 def test_printing_a_self_containing_list_is_fine():
     source = "{% set l = [1] %}{% set _ = l.append(l) %}{{ l }}"
     assert ChatTemplate(source).render([]) == "[1, [...]]"
+
+
+def test_the_time_allowed_grows_with_the_input():
+    limits = RenderLimits(seconds=0.2, seconds_per_input_char=1e-6)
+    long_conversation = [{"role": "user", "content": "z" * 300_000}]
+    with pytest.raises(TemplateError, match=r"longer than 0\.5 s"):
+        ChatTemplate("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                     limits=limits).render(long_conversation)
