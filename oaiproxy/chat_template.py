@@ -502,7 +502,7 @@ def _normalise_arguments(arguments: Any) -> Any:
     if isinstance(arguments, str):
         try:
             parsed = json.loads(arguments)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to be real arguments
             return arguments
         if isinstance(parsed, dict):
             return _ToolArguments(arguments, parsed)
@@ -551,7 +551,7 @@ def _container_ids(*values: Any) -> frozenset[int]:
 def _input_chars(messages: Any, tools: Any) -> int:
     try:
         return len(json.dumps([messages, tools], ensure_ascii=False, default=str))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return 0
 
 

@@ -200,3 +200,20 @@ def test_supports_system_role():
     assert not ChatTemplate(refusing).supports_system_role
     dropping = "{% for m in messages if m.role != 'system' %}{{ m.content }}{% endfor %}"
     assert not ChatTemplate(dropping).supports_system_role
+
+
+def test_absurdly_nested_input_is_a_template_error_or_renders_never_a_crash():
+    deep_arguments = "[" * 100_000 + "]" * 100_000
+    messages = [{"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call00001", "type": "function", "function": {"name": "f", "arguments": deep_arguments}}]}]
+    out = render("{{ messages[0].tool_calls[0].function.arguments is string }}", messages)
+    assert out == "True"
+
+    schema: dict = {"type": "string"}
+    for _ in range(5000):
+        schema = {"type": "array", "items": schema}
+    tools = [{"type": "function", "function": {"name": "f", "parameters": schema}}]
+    try:
+        render("{{ tools | tojson }}", [], tools=tools)
+    except TemplateError as e:
+        assert "test template" in str(e)
