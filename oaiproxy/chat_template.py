@@ -22,7 +22,8 @@ also apply, because real templates depend on them:
   print it verbatim still print what the client sent.
 * ``content: null`` (an assistant turn that only calls tools) becomes ``""``,
   so templates never print the word ``None``.
-* No tools (``None`` or ``[]``) leaves ``tools`` undefined.
+* A tool without ``description`` or ``parameters`` gets empty ones; no tools
+  (``None`` or ``[]``) leaves ``tools`` undefined.
 
 docs/chat-templates.md explains each choice and the few leniencies that match
 llama.cpp's own Jinja engine.
@@ -535,6 +536,26 @@ def _normalise_messages(messages: list[dict]) -> list[dict]:
     return result
 
 
+_NO_PARAMETERS = {"type": "object", "properties": {}}
+
+
+def _normalise_tools(tools: list[Any]) -> list[Any]:
+    """Fill in what OpenAI lets a client omit, as llama.cpp does: many templates print
+    ``description`` and ``parameters`` unconditionally."""
+    result = []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            raise TemplateError(f"tools[{i}] must be an object, got {type(tool).__name__}")
+        function = tool.get("function")
+        if isinstance(function, dict) and (function.get("description") is None or function.get("parameters") is None):
+            filled = {"name": function.get("name"),
+                      "description": function.get("description") or "",
+                      "parameters": function.get("parameters") or dict(_NO_PARAMETERS)}
+            tool = {**tool, "function": {**filled, **{k: v for k, v in function.items() if k not in filled}}}
+        result.append(tool)
+    return result
+
+
 def _container_ids(*values: Any) -> frozenset[int]:
     """Every list, dict and set reachable from the inputs: the objects a template must not mutate."""
     seen: set[int] = set()
@@ -612,7 +633,10 @@ class ChatTemplate:
         if tools is not None and not isinstance(tools, list):
             raise TemplateError(f"{self.name}: tools must be a list of tool objects, got {type(tools).__name__}")
         if tools:
-            context["tools"] = tools
+            try:
+                context["tools"] = _normalise_tools(tools)
+            except TemplateError as e:
+                raise TemplateError(f"{self.name}: {e}") from None
         else:
             # No tools: leave `tools` undefined, as llama.cpp does. transformers passes None, which
             # breaks templates that loop over tools unguarded (Hermes and Command R+ tool_use), and

@@ -208,3 +208,21 @@ def test_a_long_conversation_fits_the_budget_of_a_slow_real_template(templates_d
                 for i in range(400)]
     prompt = template.render(messages, tools=samples.TOOLS)
     assert "message 399 " in prompt
+
+
+def test_a_tool_with_only_a_name_renders_wherever_full_tools_do(templates_dir):
+    """OpenAI makes `description` and `parameters` optional; templates print them regardless."""
+    minimal = [{"type": "function", "function": {"name": "get_time"}}]
+    problems = []
+    for path in all_templates(templates_dir):
+        if path.name in NO_SYSTEM_ROLE:
+            continue
+        template = ChatTemplate(path.read_text(encoding="utf-8"), name=path.name)
+        try:
+            prompt = template.render(samples.plain_conversation(), tools=minimal)
+        except TemplateError as e:
+            problems.append(f"{path.name}: {e}")
+            continue
+        if template.supports_tools and "get_time" not in prompt:
+            problems.append(f"{path.name}: the tool is missing from the prompt")
+    assert not problems, "\n".join(problems)

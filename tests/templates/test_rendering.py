@@ -217,3 +217,16 @@ def test_absurdly_nested_input_is_a_template_error_or_renders_never_a_crash():
         render("{{ tools | tojson }}", [], tools=tools)
     except TemplateError as e:
         assert "test template" in str(e)
+
+
+def test_omitted_tool_description_and_parameters_are_filled_in_like_llama_cpp():
+    tools = [{"type": "function", "function": {"name": "get_time"}}]
+    assert render("{{ tools | tojson }}", tools=tools) == (
+        '[{"type": "function", "function": {"name": "get_time", "description": "", '
+        '"parameters": {"type": "object", "properties": {}}}}]')
+    assert tools == [{"type": "function", "function": {"name": "get_time"}}]  # the caller's stay as they were
+
+
+def test_a_tool_that_is_not_an_object_is_named():
+    with pytest.raises(TemplateError, match=r"test template: tools\[1\] must be an object"):
+        render("{{ tools }}", tools=[samples.TOOLS[0], "get_time"])
