@@ -102,6 +102,7 @@ class ServerOptions:
     startup_timeout: float = 300.0
     max_restarts: int = 5  # within restart_window seconds, then give up
     restart_window: float = 300.0
+    first_backoff: float = 0.5  # doubles with each restart in the window, up to 30 s
 
     def command(self, port: int) -> list[str]:
         cmd = [
@@ -214,9 +215,11 @@ class ManagedServer:
         while not self._stopping:
             assert self._proc is not None
             code = await self._proc.wait()
-            await asyncio.gather(*self._log_tasks, return_exceptions=True)
             if self._stopping:
                 return
+            self.state = "restarting"
+            self._ready.clear()
+            await asyncio.gather(*self._log_tasks, return_exceptions=True)
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < self.options.restart_window] + [now]
             self.last_error = f"llama-server exited with code {code}: " + " | ".join(self._tail[-3:])
@@ -230,7 +233,7 @@ class ManagedServer:
                 log.error("%s", self.last_error)
                 return
             self.state = "restarting"
-            delay = min(30.0, 0.5 * 2 ** (len(self.restarts) - 1))
+            delay = min(30.0, self.options.first_backoff * 2 ** (len(self.restarts) - 1))
             log.warning("restarting llama-server in %.1f s (restart %d)", delay, len(self.restarts))
             await asyncio.sleep(delay)
             try:

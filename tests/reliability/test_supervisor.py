@@ -1,0 +1,76 @@
+"""The llama-server supervisor's restart policy, driven by a stand-in binary that crashes on cue.
+
+The real llama-server is killed in tests/reliability/test_faults.py; here a tiny
+program that serves /health and then exits lets the give-up bound be checked in
+seconds rather than minutes of real crashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+import sys
+from pathlib import Path
+
+from oaiproxy.llama_server import ManagedServer, ServerOptions
+
+CRASHER = """#!{python}
+import sys, time, http.server, threading
+port = int(sys.argv[sys.argv.index("--port") + 1])
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"{{}}")
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(("127.0.0.1", port), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+print("stand-in llama-server up", flush=True)
+time.sleep({lifetime})
+print("stand-in llama-server crashing", flush=True)
+sys.exit(3)
+"""
+
+
+def make_binary(tmp_path: Path, lifetime: float) -> Path:
+    path = tmp_path / "llama-server"
+    path.write_text(CRASHER.format(python=sys.executable, lifetime=lifetime))
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+async def test_restarts_then_gives_up(tmp_path: Path) -> None:
+    options = ServerOptions(binary=make_binary(tmp_path, 0.3), model=tmp_path / "m.gguf", max_restarts=2,
+                            first_backoff=0.05, startup_timeout=30)
+    server = ManagedServer(options, progress=False)
+    await server.start()
+    assert server.state == "ready"
+    states = set()
+    for _ in range(300):
+        states.add(server.state)
+        if server.state == "failed":
+            break
+        await asyncio.sleep(0.05)
+    try:
+        assert "restarting" in states
+        assert server.state == "failed"
+        assert "crashed 3 times" in server.last_error and "giving up" in server.last_error
+        assert "exited with code 3" in server.last_error
+    finally:
+        await server.stop()
+    assert server.state == "stopped"
+
+
+async def test_restart_recovers(tmp_path: Path) -> None:
+    options = ServerOptions(binary=make_binary(tmp_path, 0.5), model=tmp_path / "m.gguf", max_restarts=5,
+                            first_backoff=0.05, startup_timeout=30)
+    server = ManagedServer(options, progress=False)
+    await server.start()
+    first_pid = server.pid
+    try:
+        for _ in range(200):
+            if server.pid != first_pid and server.state == "ready":
+                break
+            await asyncio.sleep(0.05)
+        assert server.pid != first_pid and server.state == "ready"
+        assert len(server.restarts) >= 1
+    finally:
+        await server.stop()
