@@ -200,6 +200,11 @@ class ChatEngine:
             body["stop"] = stops
         return conv, plan, body
 
+    async def plan_async(self, req: ChatCompletionRequest) -> tuple[Conversation, GenerationPlan, dict[str, Any]]:
+        """:meth:`plan` in a worker thread: a template render or a big schema may take
+        up to their time limits, and the event loop keeps serving meanwhile."""
+        return await asyncio.to_thread(self.plan, req)
+
     def _settle(self, conv: Conversation, parsed: ParsedOutput, cut_short: bool) -> tuple[ParsedOutput, str]:
         """Check every call against the request's tools and choose the finish reason.
 
@@ -239,7 +244,7 @@ class ChatEngine:
 
     async def complete(self, req: ChatCompletionRequest) -> ChatCompletion:
         results = []
-        plans = [self.plan(req) for _ in range(req.n)]
+        plans = [await self.plan_async(req) for _ in range(req.n)]
         if req.n > 1 and req.seed is not None:
             for i, (_, _, body) in enumerate(plans):
                 body["seed"] = req.seed + i
@@ -268,7 +273,7 @@ class ChatEngine:
         """Chunks in OpenAI's order: role, content/tool-call deltas, finish_reason, optional usage."""
         if req.n > 1:
             raise BadRequest("n > 1 is not supported with stream: true", param="n")
-        conv, plan, body = self.plan(req)
+        conv, plan, body = await self.plan_async(req)
         cid, created = new_completion_id(), int(time.time())
 
         def chunk(delta: Delta, finish: str | None = None, logprobs: ChoiceLogprobs | None = None) -> ChatCompletionChunk:
