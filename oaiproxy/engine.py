@@ -58,6 +58,25 @@ def new_completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
 
 
+#: deepest nesting of a tool's parameters or a response schema; the converter's own limit is lower,
+#: this one protects every walker (prompt builders, validators) from recursing without bound
+MAX_SCHEMA_DEPTH = 100
+
+
+def check_depth(value: Any, param: str, limit: int = MAX_SCHEMA_DEPTH) -> None:
+    """A 400 naming ``param`` when ``value`` nests deeper than ``limit``; iterative, so it cannot recurse."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise BadRequest(f"'{param}' is nested more than {limit} levels deep", param=param,
+                             code="schema_too_deep")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+
+
 def to_conversation(req: ChatCompletionRequest) -> Conversation:
     """Reduce an OpenAI request to what a style needs, checking cross-field rules."""
     messages: list[dict[str, Any]] = []
@@ -87,6 +106,8 @@ def to_conversation(req: ChatCompletionRequest) -> Conversation:
                  else {"type": "object", "properties": {}})
         for t in req.tools or []
     ]
+    for i, t in enumerate(tools):
+        check_depth(t.parameters, f"tools[{i}].function.parameters")
     names = [t.name for t in tools]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
@@ -110,6 +131,7 @@ def to_conversation(req: ChatCompletionRequest) -> Conversation:
             name=js.name if js else None,
             strict=bool(js.strict) if js else False,
         )
+        check_depth(fmt.schema, "response_format.json_schema.schema")
         if fmt.type == "json_schema" and fmt.schema is None:
             fmt = ResponseFormat(type="json_object")
     return Conversation(messages=messages, tools=tools, tool_choice=choice,
