@@ -115,6 +115,10 @@ class OutputParser(Protocol):
         ...
 
 
+#: llama-server's ``common_grammar_trigger_type`` numbers, which ``/completion`` expects
+TRIGGER_TYPES: dict[str, int] = {"token": 0, "word": 1, "pattern": 2, "pattern_full": 3}
+
+
 @dataclass
 class GenerationPlan:
     """Everything llama-server's ``/completion`` needs for one request, plus the parser."""
@@ -135,7 +139,10 @@ class GenerationPlan:
             body["grammar"] = self.grammar
             if self.grammar_lazy:
                 body["grammar_lazy"] = True
-                body["grammar_triggers"] = self.grammar_triggers
+                # llama-server reads a trigger's type as its enum number (common_grammar_trigger_type)
+                body["grammar_triggers"] = [
+                    {**t, "type": TRIGGER_TYPES.get(t["type"], t["type"])} for t in self.grammar_triggers
+                ]
         if self.preserved_tokens:
             body["preserved_tokens"] = self.preserved_tokens
         if self.stop:
