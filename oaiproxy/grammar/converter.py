@@ -483,13 +483,12 @@ class GrammarBuilder:
             return '"true"'
         if value is False:
             return '"false"'
-        if isinstance(value, int):
-            return f'"{value}"'
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SchemaError("constant number is not finite", pointer=ptr)
+        if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e16):
+            # JSON Schema compares numbers by value: json.dumps(1.0) == "1.0" equals 1
+            return f'"{int(value)}" ".0"?'
         if isinstance(value, float):
-            if not math.isfinite(value):
-                raise SchemaError("constant number is not finite", pointer=ptr)
-            if value.is_integer() and abs(value) < 1e16:
-                return f'("{int(value)}" | "{int(value)}.0")'
             return f'"{json.dumps(value)}"'
         if isinstance(value, str):
             return cs.json_string_literal(value)
