@@ -138,10 +138,11 @@ def test_tools_reach_the_prompt_and_none_keeps_them_out(templates_dir, style, fi
     assert "What is the weather in Paris?" in without
 
 
+@pytest.mark.parametrize("choice", ["auto", "none"])
 @pytest.mark.parametrize("style,filename", CASES)
-def test_history_with_calls_and_results_renders(templates_dir, style, filename):
+def test_history_with_calls_and_results_renders(templates_dir, style, filename, choice):
     dialect = make(style, templates_dir, filename)
-    prompt = dialect.plan(conv(messages=HISTORY)).prompt
+    prompt = dialect.plan(conv(messages=HISTORY, tool_choice=choice)).prompt
     marker = DIALECTS[style].history_marker()
     assert marker in prompt, prompt[-1500:]
     # in order: the question, the call, its result, the answer, the new question
