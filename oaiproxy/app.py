@@ -72,6 +72,7 @@ class ProxyState:
 
 
 STATE = web.AppKey("state", ProxyState)
+MAX_BODY = web.AppKey("max_body_bytes", int)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -88,8 +89,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status >= 500:
             log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.message)
         return json_response(exc.body(), exc.status, exc.headers)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return json_response(error_body(f"request body too large: the limit is {exc.max_size} bytes",
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[MAX_BODY]
+        return json_response(error_body(f"request body too large: the limit is {limit} bytes (--max-body-bytes)",
                                         param="body", code="request_too_large"), 413)
     except web.HTTPNotFound:
         return json_response(error_body(f"unknown route {request.method} {request.path}", code="not_found"), 404)
@@ -165,6 +167,8 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}", param="body", code="invalid_json") from None
+    except RecursionError:
+        raise BadRequest("the request body nests too deeply", param="body", code="invalid_json") from None
 
 
 async def health(request: web.Request) -> web.Response:
@@ -332,6 +336,7 @@ def create_app(state: ProxyState, *, max_body_bytes: int = MAX_BODY_BYTES) -> we
     app = web.Application(middlewares=[cors_middleware, errors_middleware, auth_middleware],
                           client_max_size=max_body_bytes)
     app[STATE] = state
+    app[MAX_BODY] = max_body_bytes
     app.on_response_prepare.append(add_cors_headers)
     app.router.add_get("/health", health)
     app.router.add_get("/openapi.json", openapi_json)
