@@ -16,6 +16,7 @@ from tests.conftest import ProxyProcess, Upstream
 MODEL = "gemma-3-270m-q4_k_m"
 API_KEY = "sk-test-7f3c9e1d2b4a"  # distinctive, so a leak into a log is unmistakable
 ORIGIN = "http://app.example"
+GUARDED_TIMEOUT = 6  # seconds: short for the timeout test, long enough for a 1-token request on a busy machine
 
 
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
@@ -65,6 +66,6 @@ def embed_proxy(upstream: Upstream):
 def guarded_proxy(upstream: Upstream):
     """An API key, a small body limit and a short request timeout, with the full debug log on."""
     p = ProxyProcess(["--endpoint", upstream.url, "--api-key", API_KEY, "--max-body-bytes", "65536",
-                      "--request-timeout", "2", "--log-level", "debug"])
+                      "--request-timeout", str(GUARDED_TIMEOUT), "--log-level", "debug"])
     yield p
     p.stop()
