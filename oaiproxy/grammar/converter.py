@@ -150,7 +150,8 @@ class GrammarBuilder:
         self._prefix = ""
         self._refs: dict[str, str] = {}
         self._ref_used: set[str] = set()
-        self._in_progress: dict[str, str] = {}
+        self._in_progress: dict[str, tuple[str, int]] = {}
+        self._containers = 0  # objects/arrays entered: a cycle through none of them is left recursion
 
     # --- rules --------------------------------------------------------------------------
 
@@ -243,6 +244,7 @@ class GrammarBuilder:
         self._refs = {}
         self._ref_used = set()
         self._in_progress = {}
+        self._containers = 0
         try:
             expr = self._visit(schema, "", _rule_name(name), 0)
         except SchemaError:
@@ -315,12 +317,15 @@ class GrammarBuilder:
         if target_ptr in self._refs:
             return self._refs[target_ptr]
         if target_ptr in self._in_progress:
-            placeholder = self._in_progress[target_ptr]
+            placeholder, containers = self._in_progress[target_ptr]
+            if containers == self._containers:
+                raise SchemaError("reference cycle outside any object or array (the schema refers to itself "
+                                  "without consuming input)", keyword="$ref", pointer=_ptr(ptr, "$ref"))
             self._ref_used.add(placeholder)
             return placeholder
         ref_name = _rule_name(target_ptr.rsplit("/", 1)[-1]) if target_ptr else "root-ref"
         placeholder = self._reserve(ref_name)
-        self._in_progress[target_ptr] = placeholder
+        self._in_progress[target_ptr] = (placeholder, self._containers)
         try:
             expr = self._visit(target, target_ptr, ref_name, depth + 1)
         finally:
@@ -650,6 +655,13 @@ class GrammarBuilder:
     # --- objects -------------------------------------------------------------------------
 
     def _visit_object(self, schema: dict, ptr: str, name: str, depth: int) -> str | None:
+        self._containers += 1
+        try:
+            return self._visit_object_inner(schema, ptr, name, depth)
+        finally:
+            self._containers -= 1
+
+    def _visit_object_inner(self, schema: dict, ptr: str, name: str, depth: int) -> str | None:
         props = schema.get("properties", {})
         if not isinstance(props, dict):
             raise SchemaError("'properties' must be an object", keyword="properties", pointer=_ptr(ptr, "properties"))
@@ -746,6 +758,13 @@ class GrammarBuilder:
     # --- arrays --------------------------------------------------------------------------
 
     def _visit_array(self, schema: dict, ptr: str, name: str, depth: int) -> str | None:
+        self._containers += 1
+        try:
+            return self._visit_array_inner(schema, ptr, name, depth)
+        finally:
+            self._containers -= 1
+
+    def _visit_array_inner(self, schema: dict, ptr: str, name: str, depth: int) -> str | None:
         lo = _count(schema, "minItems", ptr, 0)
         hi = _count(schema, "maxItems", ptr, None)
         items = schema.get("items")
