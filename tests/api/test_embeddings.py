@@ -129,3 +129,21 @@ def test_embedding_server_never_outlives_the_proxy(upstream) -> None:
             p.stop()
     for p in proxies.values():
         assert "starting llama-server" in p.log() and API_KEY not in p.log()
+
+
+def test_bad_embedding_options_fail_clearly(upstream, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    not_gguf = tmp_path / "e.gguf"
+    not_gguf.write_text("nope")
+    for args, message in (
+        (["--embedding-model", str(tmp_path / "missing.gguf")], "--embedding-model: "),
+        (["--embedding-model", str(not_gguf)], "not a GGUF file"),
+        (["--embedding-endpoint", "http://127.0.0.1:9"], "--embedding-endpoint: no healthy llama-server"),
+        (["--embedding-model", "default", "--embedding-endpoint", "http://x"], "exclude each other"),
+    ):
+        result = subprocess.run([sys.executable, "-m", "oaiproxy", "--endpoint", upstream.url, "--port", "0", *args],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,117 @@
+"""Unit tests of the API-surface building blocks, no server needed."""
+
+from __future__ import annotations
+
+import base64
+import struct
+
+import pytest
+
+from oaiproxy.app import allowed_origin
+from oaiproxy.completions import CompletionRequest, plan_jobs, split_prompts, to_logprobs
+from oaiproxy.config import ConfigError, Settings, build_settings, load_config_file
+from oaiproxy.embeddings import EmbeddingRequest, decode_base64, encode_base64, split_inputs
+from oaiproxy.errors import BadRequest
+from oaiproxy.openai_types import parse_request
+
+
+def req(**kw) -> CompletionRequest:
+    return parse_request(CompletionRequest, kw)
+
+
+def test_prompt_shapes() -> None:
+    assert split_prompts("a") == ["a"]
+    assert split_prompts(["a", "b"]) == ["a", "b"]
+    assert split_prompts([1, 2, 3]) == [[1, 2, 3]]
+    assert split_prompts([[1, 2], "c"]) == [[1, 2], "c"]
+    with pytest.raises(BadRequest) as err:
+        split_prompts([])
+    assert err.value.param == "prompt"
+    with pytest.raises(BadRequest) as err:
+        split_prompts(["a", []])
+    assert err.value.param == "prompt[1]"
+    for bad in ({"x": 1}, [1.5], [["a"]], [True, 2], None):
+        with pytest.raises(BadRequest) as err:
+            req(prompt=bad)
+        assert err.value.param == "prompt"
+
+
+def test_jobs_order_seed_and_limits() -> None:
+    jobs = plan_jobs(req(prompt=["a", "b"], n=2, seed=10, max_tokens=3, echo=True, stop="\n"))
+    assert [(j.index, j.prompt_index, j.echo) for j in jobs] == [(0, 0, "a"), (1, 0, "a"), (2, 1, "b"), (3, 1, "b")]
+    assert [j.body["seed"] for j in jobs] == [10, 11, 10, 11]  # n samples differ, prompts repeat the series
+    assert all(j.body["n_predict"] == 3 and j.body["stop"] == ["\n"] for j in jobs)
+    assert plan_jobs(req(prompt="a"))[0].body["n_predict"] == 16  # OpenAI's default for this endpoint
+    assert plan_jobs(req(prompt="a", logprobs=0))[0].body["n_probs"] == 1
+    with pytest.raises(BadRequest) as err:
+        plan_jobs(req(prompt=["a"] * 20, n=4))
+    assert err.value.param == "n"
+    with pytest.raises(BadRequest) as err:
+        plan_jobs(req(prompt=[1, 2], echo=True))
+    assert err.value.param == "echo"
+    with pytest.raises(BadRequest) as err:
+        plan_jobs(req(prompt="a", logit_bias={"x": 1}))
+    assert err.value.param == "logit_bias"
+    assert plan_jobs(req(prompt="a", suffix=""))  # an empty suffix asks for nothing
+
+
+def test_legacy_logprobs_shape() -> None:
+    items = [{"token": "He", "logprob": -0.5, "top_logprobs": [{"token": "He", "logprob": -0.5},
+                                                                {"token": "She", "logprob": -1.5}]},
+             {"token": "llo", "logprob": -0.1, "top_logprobs": []}]
+    lp = to_logprobs(items, top=1, offset=4)
+    assert lp.tokens == ["He", "llo"] and lp.token_logprobs == [-0.5, -0.1]
+    assert lp.top_logprobs == [{"He": -0.5}, {}] and lp.text_offset == [4, 6]
+
+
+def test_base64_is_little_endian_float32() -> None:
+    vec = [0.5, -1.25, 3.0e-8, 1e30]
+    text = encode_base64(vec)
+    assert base64.b64decode(text) == struct.pack("<4f", *vec)
+    assert decode_base64(text) == [struct.unpack("<f", struct.pack("<f", v))[0] for v in vec]
+
+
+def test_embedding_inputs() -> None:
+    assert split_inputs("a") == ["a"]
+    assert split_inputs([5, 6]) == [[5, 6]]
+    assert split_inputs(["a", [1]]) == ["a", [1]]
+    for bad, param in (("", "input"), ([], "input"), (["a", ""], "input[1]"), ([[1], []], "input[1]"),
+                       ([[1, -2]], "input[0]")):
+        with pytest.raises(BadRequest) as err:
+            split_inputs(bad)
+        assert err.value.param == param, bad
+    with pytest.raises(BadRequest) as err:
+        parse_request(EmbeddingRequest, {"input": "x", "encoding_format": "int8"})
+    assert err.value.param == "encoding_format"
+    with pytest.raises(BadRequest) as err:
+        parse_request(EmbeddingRequest, {"input": "x", "dimensions": 0})
+    assert err.value.param == "dimensions"
+
+
+def test_cors_origin_matching() -> None:
+    assert allowed_origin([], "http://a") is None
+    assert allowed_origin(["*"], "http://a") == "*"
+    assert allowed_origin(["http://a"], "http://a") == "http://a"
+    assert allowed_origin(["http://a"], "http://b") is None
+    assert allowed_origin(["http://a"], None) is None
+
+
+def test_new_settings(tmp_path) -> None:
+    s = build_settings({"cors_origin": ["http://a.example, https://b.example/", "*"], "api_key": "sk-secret-123"})
+    assert s.cors_origin == ["http://a.example", "https://b.example", "*"]
+    assert "sk-secret-123" not in repr(s) and "sk-secret-123" not in str(s)
+    assert Settings().request_timeout == 600 and Settings().max_body_bytes == 8 * 1024 * 1024
+    assert Settings().cors_origin == [] and Settings().embedding_model is None
+    for values, option in (({"cors_origin": ["ftp://x"]}, "--cors-origin"),
+                           ({"request_timeout": 0}, "--request-timeout"),
+                           ({"max_body_bytes": 10}, "--max-body-bytes"),
+                           ({"embedding_pooling": "none"}, "--embedding-pooling"),
+                           ({"embedding_endpoint": "localhost:1"}, "--embedding-endpoint"),
+                           ({"embedding_model": "a.gguf", "embedding_endpoint": "http://x"}, "--embedding-endpoint")):
+        with pytest.raises(ConfigError) as err:
+            build_settings(values)
+        assert option in str(err.value) and "Value error" not in str(err.value)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("cors-origin: [http://a.example]\nrequest-timeout: 30\nembedding-model: default\n")
+    s = build_settings(load_config_file(cfg))
+    assert s.cors_origin == ["http://a.example"] and s.request_timeout == 30 and s.embedding_model == "default"
