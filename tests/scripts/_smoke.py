@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 NUMBER = re.compile(r"^-?\d+(\.\d+)?(e[-+]\d+)?$")
 
 
-def run_script(name: str, *args: str, timeout: float = 170) -> str:
+def run_script(name: str, *args: str, timeout: float = 280) -> str:
     """The script's stdout; fails the test with its stderr tail when it does not exit 0."""
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / name), *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
