@@ -87,6 +87,13 @@ def machine_info() -> dict[str, Any]:
 # ----------------------------------------------------------------------------- processes
 
 
+def stop_children_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so the ``with`` blocks stop the llama-server and proxy we started."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
