@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import importlib.util
 from importlib.machinery import SourceFileLoader
 from types import ModuleType
@@ -15,6 +16,7 @@ def _eval_module() -> ModuleType:
     path = str(REPO / "scripts" / "eval")
     spec = importlib.util.spec_from_loader("oaiproxy_eval_script", SourceFileLoader("oaiproxy_eval_script", path))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
