@@ -56,6 +56,7 @@ class Outcome:
     truncated: bool
     streamed: tuple
     seconds: float
+    timings: dict
 
 
 def _streamed(events) -> tuple:
@@ -91,7 +92,7 @@ def _run(upstream, templates_dir, style: str, filename: str, choice_name: str) -
     events = [ev for ch in text for ev in plan.parser.feed(ch)] + plan.parser.finish()
     parsed = plan.parser.result()
     return Outcome(text, data.get("stop_type", ""), parsed, bool(getattr(plan.parser, "truncated", False)),
-                   _streamed(events), seconds)
+                   _streamed(events), seconds, data.get("timings") or {})
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,15 @@ def outcomes(upstream, templates_dir):
     jobs = [(s, f, c) for s, f in DIALECTS for c in CHOICES]
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {job: pool.submit(_run, upstream, templates_dir, *job) for job in jobs}
-        return {job: f.result() for job, f in futures.items()}
+        results = {job: f.result() for job, f in futures.items()}
+    # the figures behind the run (shown with -s / -rP): what each dialect cost and produced
+    for (style, _, choice), o in results.items():
+        t = o.timings
+        kind = "calls" if o.parsed.tool_calls else "text"
+        print(f"{style:17} {choice:8} {o.seconds:6.1f}s prompt {t.get('prompt_n', '?'):>4} tok "
+              f"{t.get('prompt_per_second', 0):6.1f} tok/s, gen {t.get('predicted_n', '?'):>3} tok "
+              f"{t.get('predicted_per_second', 0):5.1f} tok/s, stop={o.stop_type:5} {kind}: {o.text[:90]!r}")
+    return results
 
 
 def _describe(o: Outcome) -> str:
