@@ -252,7 +252,13 @@ class CompletionEngine:
 
     async def complete(self, req: CompletionRequest) -> TextCompletion:
         jobs = plan_jobs(req)
-        results = await asyncio.gather(*(self.client.completion(job.body) for job in jobs))
+        # a TaskGroup, not gather: when one request fails the others are cancelled, freeing their slots
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self.client.completion(job.body)) for job in jobs]
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # e.g. the BadRequest of a prompt over the context
+        results = [task.result() for task in tasks]
         choices = []
         for job, data in zip(jobs, results):
             text = data.get("content", "")

@@ -115,3 +115,30 @@ def test_new_settings(tmp_path) -> None:
     cfg.write_text("cors-origin: [http://a.example]\nrequest-timeout: 30\nembedding-model: default\n")
     s = build_settings(load_config_file(cfg))
     assert s.cors_origin == ["http://a.example"] and s.request_timeout == 30 and s.embedding_model == "default"
+
+
+async def test_one_failing_choice_cancels_the_others() -> None:
+    """A refused prompt ends the request at once and frees the slots of its sibling choices."""
+    import asyncio
+    import time
+
+    from oaiproxy.completions import CompletionEngine
+
+    class Upstream:
+        cancelled = 0
+
+        async def completion(self, body: dict) -> dict:
+            if body["prompt"] == "too long":
+                await asyncio.sleep(0.05)
+                raise BadRequest("llama-server rejected the request: context exceeded", code="upstream_rejected")
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                Upstream.cancelled += 1
+                raise
+            return {}
+
+    started = time.monotonic()
+    with pytest.raises(BadRequest, match="context exceeded"):
+        await CompletionEngine(Upstream(), "m").complete(req(prompt=["ok", "too long", "ok"]))  # type: ignore[arg-type]
+    assert time.monotonic() - started < 5 and Upstream.cancelled == 2
