@@ -327,3 +327,27 @@ def test_truncated_call_is_reported(templates_dir, style, filename):
     result = parser.result()
     assert parser.truncated
     assert validate_tool_calls(result.tool_calls, TOOLS), result
+
+
+FALLBACK_MARKERS = {  # a past call as each dialect spells it out for a template that cannot render calls
+    "hermes": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+    "llama3": '<function=get_weather>{"city": "Paris"}</function>',
+    "functionary-v3.1": '<function=get_weather>{"city": "Paris"}</function>',
+    "functionary-v3.2": '>>>get_weather\n{"city": "Paris"}',
+    "mistral-nemo": '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "',
+}
+
+
+@pytest.mark.parametrize("filename", ["default", "google-gemma-2-2b-it.jinja"])
+@pytest.mark.parametrize("style", sorted(FALLBACK_MARKERS))
+def test_forced_style_on_a_template_without_tool_support(templates_dir, style, filename):
+    """--style on a template that knows nothing of tools: the style's own prompt and history text."""
+    dialect = make(style, templates_dir, filename)
+    assert not dialect.template.supports_tools
+    plan = dialect.plan(conv(messages=HISTORY))
+    assert "get_weather" in plan.prompt and "Get the current weather for a city" in plan.prompt
+    assert FALLBACK_MARKERS[style] in plan.prompt
+    assert "Result of the call to get_weather:\nsunny, 21 degrees" in plan.prompt
+    assert "You are a helpful assistant." in plan.prompt and "And in Berlin?" in plan.prompt
+    required = dialect.plan(conv(messages=HISTORY, tool_choice="required"))
+    _check_grammar(required.grammar, [DIALECTS[style].calls([PARIS])], [DIALECTS[style].calls([WRONG_NAME])])
