@@ -11,6 +11,8 @@ and counts every escape as the single character it stands for.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .ranges import fixed_width_range
 
 MAX_CODE_POINT = 0x10FFFF
@@ -162,6 +164,9 @@ _U_ESCAPED = normalize([(0x00, 0x1F), (0x7F, MAX_CODE_POINT)])
 """Code points ``json.dumps`` may write as ``\\uXXXX``: control characters, and with
 ``ensure_ascii`` everything from DEL up (supplementary ones as surrogate pairs)."""
 
+_ESCAPABLE = normalize([(0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C), (0x7F, MAX_CODE_POINT)])
+"""Every code point that has an escaped spelling."""
+
 _HEX_DIGIT_CLASSES = "0123456789abcdef"
 
 
@@ -228,6 +233,7 @@ def _surrogate_pairs(lo: int, hi: int) -> list[str]:
     return alts
 
 
+@lru_cache(maxsize=4096)
 def json_char_parts(s: Intervals) -> tuple[str | None, str | None]:
     """(raw, escaped) GBNF for one JSON-encoded string character whose decoded value is in ``s``.
 
@@ -237,6 +243,8 @@ def json_char_parts(s: Intervals) -> tuple[str | None, str | None]:
     """
     raw = intersect(s, _RAW_OK)
     raw_expr = gbnf_set(raw) if raw else None
+    if s != ALL and intersect(s, _ESCAPABLE) == _ESCAPABLE:
+        return raw_expr, json_char_parts(ALL)[1]  # same escapes as any character: share them
     escaped = []
     short = [chr(ord(_SHORT_ESCAPES[cp])) for cp in sorted(_SHORT_ESCAPES) if intersect(s, single(cp))]
     if short:

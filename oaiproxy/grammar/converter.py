@@ -453,8 +453,9 @@ class GrammarBuilder:
             values = [v for v in values if any(_json_equal(v, e) for e in schema["enum"])]
         rest = {k: v for k, v in schema.items() if k not in ("enum", "const") and k not in ANNOTATIONS}
         kept = []
+        is_valid = _sibling_validator(rest, self._root_schema) if rest else None
         for v in values:
-            if rest and not _instance_valid(v, rest, self._root_schema):
+            if is_valid is not None and not is_valid(v):
                 continue
             if not any(_json_equal(v, k) for k in kept):
                 kept.append(v)
@@ -1035,8 +1036,11 @@ def _json_equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _instance_valid(value: Any, schema: dict, root: Any) -> bool:
-    """Does an enum/const value satisfy the sibling keywords? (refs resolved against the root)"""
+def _sibling_validator(schema: dict, root: Any):
+    """A predicate: does an enum/const value satisfy the sibling keywords? (refs resolved against the root)
+
+    Keeping only the values that do makes ``{"type": "string", "enum": ["a", 1]}`` exact.
+    """
     import jsonschema
 
     probe = dict(schema)
@@ -1044,11 +1048,16 @@ def _instance_valid(value: Any, schema: dict, root: Any) -> bool:
         for key in ("$defs", "definitions"):
             if key in root and key not in probe:
                 probe[key] = root[key]
-    try:
-        cls = jsonschema.validators.validator_for(probe, default=jsonschema.Draft202012Validator)
-        return cls(probe).is_valid(value)
-    except Exception:
-        return True
+    cls = jsonschema.validators.validator_for(probe, default=jsonschema.Draft202012Validator)
+    validator = cls(probe)
+
+    def is_valid(value: Any) -> bool:
+        try:
+            return validator.is_valid(value)
+        except Exception:  # e.g. an unresolvable $ref inside a sibling: reported elsewhere, keep the value
+            return True
+
+    return is_valid
 
 
 _MERGE_MIN = ("minLength", "minItems", "minimum", "exclusiveMinimum")
@@ -1160,6 +1169,11 @@ def check_schema(schema: Any) -> None:
     _check_metaschema(json.dumps(schema))
 
 
+@lru_cache(maxsize=None)
+def _meta_validator(cls):
+    return cls(cls.META_SCHEMA)
+
+
 @lru_cache(maxsize=512)
 def _check_metaschema(text: str) -> None:
     import jsonschema
@@ -1169,7 +1183,7 @@ def _check_metaschema(text: str) -> None:
     first_error = None
     for cls in (jsonschema.Draft202012Validator, jsonschema.Draft7Validator, jsonschema.Draft4Validator):
         try:
-            error = best_match(cls(cls.META_SCHEMA).iter_errors(schema))
+            error = best_match(_meta_validator(cls).iter_errors(schema))
         except RecursionError:
             raise SchemaError("schema is nested too deeply") from None
         if error is None:
