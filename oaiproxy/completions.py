@@ -55,7 +55,8 @@ class CompletionRequest(BaseModel):
 
     model: str | None = None
     prompt: Prompt
-    max_tokens: int | None = Field(default=DEFAULT_MAX_TOKENS, ge=0)
+    # ge=1: llama-server always samples one token, so 0 could not be honoured
+    max_tokens: int | None = Field(default=DEFAULT_MAX_TOKENS, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     top_k: int | None = Field(default=None, ge=0)

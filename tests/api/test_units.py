@@ -53,6 +53,9 @@ def test_jobs_order_seed_and_limits() -> None:
         plan_jobs(req(prompt="a", logit_bias={"x": 1}))
     assert err.value.param == "logit_bias"
     assert plan_jobs(req(prompt="a", suffix=""))  # an empty suffix asks for nothing
+    with pytest.raises(BadRequest) as err:
+        req(prompt="a", max_tokens=0)  # llama-server would still sample one token
+    assert err.value.param == "max_tokens"
 
 
 def test_legacy_logprobs_shape() -> None:
