@@ -10,6 +10,7 @@ lets each dialect module read as a description of its format.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import secrets
@@ -17,6 +18,11 @@ import string
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from oaiproxy.chat_template import TemplateError
+from oaiproxy.grammar import SchemaError, gbnf_literal
+from oaiproxy.resources import read_text
 from oaiproxy.styles._jsonscan import JsonScanError, JsonScanner, Path
 from oaiproxy.styles.base import (
     ContentDelta,
@@ -137,8 +143,6 @@ def response_schema(conversation: Conversation) -> dict[str, Any] | None:
 
 def add_tool_args(builder: Any, plan: ToolPlan, prefix: str) -> dict[str, str]:
     """Add each tool's parameters schema to ``builder``; name -> rule for its arguments."""
-    from oaiproxy.grammar import SchemaError
-
     rules: dict[str, str] = {}
     for i, spec in plan.indexed:
         try:
@@ -151,8 +155,6 @@ def add_tool_args(builder: Any, plan: ToolPlan, prefix: str) -> dict[str, str]:
 
 def add_response_schema(builder: Any, schema: dict[str, Any], name: str) -> str:
     """Add the response_format schema, naming the request field when the converter refuses it."""
-    from oaiproxy.grammar import SchemaError
-
     try:
         return builder.add_schema(schema, name)
     except SchemaError as e:
@@ -169,8 +171,6 @@ def repeat_rule(item: str, separator: str, max_items: int) -> str:
 
 def lit(text: str) -> str:
     """A GBNF literal for exact text (through the converter's escaping)."""
-    from oaiproxy.grammar import gbnf_literal
-
     return gbnf_literal(text)
 
 
@@ -198,8 +198,6 @@ def define(builder: Any, name: str, body: str) -> str:
 
 def load_fragment(builder: Any, name: str) -> None:
     """Add the rules of ``grammars/<name>`` (``rule ::= body`` lines, ``#`` comments) to ``builder``."""
-    from oaiproxy.resources import read_text
-
     text = read_text("grammars", name)
     current: list[str] | None = None
     rules: list[list[str]] = []
@@ -222,30 +220,20 @@ def load_fragment(builder: Any, name: str) -> None:
 
 def render(template: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, **extra: Any) -> str:
     """Render through the chat template; a template's own refusal becomes a StyleError on ``messages``."""
-    from oaiproxy.chat_template import TemplateError
-
     try:
         return template.render(messages, tools=tools or None, add_generation_prompt=True, **extra)
     except TemplateError as e:
         raise StyleError(f"the chat template refused this conversation: {e}", param="messages") from e
 
 
-def parse_arguments(arguments: Any) -> Any:
-    """Arguments of a history call as an object (a non-JSON string stays a string)."""
-    if isinstance(arguments, str):
-        try:
-            return json.loads(arguments)
-        except ValueError:
-            return arguments
-    return arguments
-
-
 def history_for_template(
     messages: Sequence[dict[str, Any]],
-    object_arguments: bool,
     map_call_id: Callable[[str], str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Copy messages into the shape chat templates handle: no None content, arguments as they like."""
+    """Copy messages for a chat template: no None content, tool results named, ids as the dialect needs.
+
+    Arguments stay JSON strings: ChatTemplate hands them to templates as objects itself.
+    """
     out: list[dict[str, Any]] = []
     names_by_id: dict[str, str] = {}
     for message in messages:
@@ -257,9 +245,7 @@ def history_for_template(
             for call in m["tool_calls"]:
                 call = dict(call)
                 fn = dict(call.get("function") or {})
-                if object_arguments:
-                    fn["arguments"] = parse_arguments(fn.get("arguments", "{}"))
-                elif not isinstance(fn.get("arguments"), str):
+                if not isinstance(fn.get("arguments"), str):
                     fn["arguments"] = json.dumps(fn.get("arguments"))
                 call["function"] = fn
                 call.setdefault("type", "function")
@@ -311,15 +297,18 @@ def merge_system_into_user(messages: list[dict[str, Any]]) -> list[dict[str, Any
     return out
 
 
+_PROMPT_ENV = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
+_PROMPT_ENV.filters["tojson"] = lambda v, indent=None: json.dumps(v, ensure_ascii=False, indent=indent)
+
+
+@functools.cache
+def _prompt_template(name: str) -> Any:
+    return _PROMPT_ENV.from_string(read_text("templates", name))
+
+
 def render_prompt_text(name: str, **values: Any) -> str:
     """Render one of oaiproxy's own prompt templates (``templates/<name>``) in a sandbox."""
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    from oaiproxy.resources import read_text
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
-    env.filters["tojson"] = lambda v, indent=None: json.dumps(v, ensure_ascii=False, indent=indent)
-    return env.from_string(read_text("templates", name)).render(**values).strip()
+    return _prompt_template(name).render(**values).strip()
 
 
 # -- streaming parser core ---------------------------------------------------------------

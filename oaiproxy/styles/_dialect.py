@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from oaiproxy.grammar import GrammarBuilder
 from oaiproxy.styles._common import (
     ToolPlan,
     add_response_schema,
@@ -83,8 +84,6 @@ class DialectStyle(Style):
     # -- the shared flow -------------------------------------------------------------------
 
     def plan(self, conversation: Conversation) -> GenerationPlan:
-        from oaiproxy.grammar import GrammarBuilder
-
         tools = plan_tools(conversation)
         schema = response_schema(conversation)
         prompt = self.build_prompt(conversation, tools, schema)
@@ -127,8 +126,7 @@ class DialectStyle(Style):
         template = self.template
         prompt_tools = [openai_tool(t) for t in tools.prompt_tools]
         if template.supports_tools:
-            # ChatTemplate itself hands JSON-string arguments to templates as objects
-            messages = history_for_template(conversation.messages, False, self.map_call_id)
+            messages = history_for_template(conversation.messages, self.map_call_id)
             messages = self.adjust_history(messages)
             if schema is not None:
                 messages = with_system_text(messages, _schema_note(schema), template.supports_system_role)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from oaiproxy.grammar import GrammarBuilder
 from oaiproxy.styles._common import (
     CallObjectReader,
     JsonCallSection,
@@ -153,8 +154,6 @@ class GenericStyle(Style):
         return False  # the fallback: chosen when no other dialect claims the template
 
     def plan(self, conversation: Conversation) -> GenerationPlan:
-        from oaiproxy.grammar import GrammarBuilder
-
         tools = plan_tools(conversation)
         schema = response_schema(conversation)
         builder = GrammarBuilder()

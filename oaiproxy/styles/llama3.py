@@ -22,6 +22,7 @@ import json
 import re
 from typing import Any
 
+from oaiproxy.grammar import SchemaError
 from oaiproxy.styles._common import (
     CallObjectReader,
     JsonCallSection,
@@ -326,8 +327,6 @@ class Llama3Style(DialectStyle):
                                  "parameters", param=f"tools[{i}].function.parameters")
             parts = []
             for j, key in enumerate(required + optional):
-                from oaiproxy.grammar import SchemaError
-
                 try:
                     value = builder.add_schema(props[key], f"llama3-tool{i}-kw{j}")
                 except SchemaError as e:
