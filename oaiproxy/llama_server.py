@@ -70,6 +70,28 @@ def find_server_binary(explicit: str | os.PathLike[str] | None = None) -> Path:
     raise ServerNotFoundError(INSTALL_HINT)
 
 
+#: llama-server options whose value is a secret: shown as *** when the command line is logged
+SECRET_OPTIONS = frozenset({"--api-key", "--hf-token", "-hft"})
+
+
+def redact_secrets(cmd: list[str]) -> list[str]:
+    """The command line with secret option values masked (``--api-key K`` and ``--api-key=K``)."""
+    out: list[str] = []
+    hide_next = False
+    for arg in cmd:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+            continue
+        name, eq, _ = arg.partition("=")
+        if name in SECRET_OPTIONS:
+            out.append(f"{name}=***" if eq else arg)
+            hide_next = not eq
+            continue
+        out.append(arg)
+    return out
+
+
 def free_loopback_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -147,7 +169,7 @@ class ManagedServer:
 
     async def _spawn(self) -> None:
         cmd = self.options.command(self.port)
-        log.info("starting llama-server: %s", " ".join(cmd))
+        log.info("starting llama-server: %s", " ".join(redact_secrets(cmd)))
         self._tail = []
         self._proc = await asyncio.create_subprocess_exec(
             *cmd,
