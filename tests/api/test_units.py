@@ -145,3 +145,12 @@ async def test_one_failing_choice_cancels_the_others() -> None:
     with pytest.raises(BadRequest, match="context exceeded"):
         await CompletionEngine(Upstream(), "m").complete(req(prompt=["ok", "too long", "ok"]))  # type: ignore[arg-type]
     assert time.monotonic() - started < 5 and Upstream.cancelled == 2
+
+
+def test_logged_command_line_hides_secrets() -> None:
+    from oaiproxy.llama_server import redact_secrets
+
+    cmd = ["llama-server", "--model", "m.gguf", "--api-key", "sk-1", "--hf-token=hf_2", "-hft", "hf_3", "--port", "1"]
+    shown = " ".join(redact_secrets(cmd))
+    assert "sk-1" not in shown and "hf_2" not in shown and "hf_3" not in shown
+    assert shown == "llama-server --model m.gguf --api-key *** --hf-token=*** -hft *** --port 1"
