@@ -152,6 +152,7 @@ class GrammarBuilder:
         self._ref_used: set[str] = set()
         self._in_progress: dict[str, tuple[str, int]] = {}
         self._containers = 0  # objects/arrays entered: a cycle through none of them is left recursion
+        self._cycles_empty = False  # probe mode: a recursive reference admits nothing
 
     # --- rules --------------------------------------------------------------------------
 
@@ -321,6 +322,8 @@ class GrammarBuilder:
             if containers == self._containers:
                 raise SchemaError("reference cycle outside any object or array (the schema refers to itself "
                                   "without consuming input)", keyword="$ref", pointer=_ptr(ptr, "$ref"))
+            if self._cycles_empty:
+                return None
             self._ref_used.add(placeholder)
             return placeholder
         ref_name = _rule_name(target_ptr.rsplit("/", 1)[-1]) if target_ptr else "root-ref"
@@ -331,8 +334,9 @@ class GrammarBuilder:
         finally:
             del self._in_progress[target_ptr]
         if placeholder in self._ref_used:
-            if expr is None:
-                raise SchemaError("recursive schema admits no value", keyword="$ref", pointer=_ptr(ptr, "$ref"))
+            if expr is None or not self._has_finite_value(target, target_ptr, ref_name, depth):
+                raise SchemaError("recursive schema admits no finite value (the recursion is never optional)",
+                                  keyword="$ref", pointer=_ptr(ptr, "$ref"))
             self._define(placeholder, expr)
             result = placeholder
         else:
@@ -340,6 +344,14 @@ class GrammarBuilder:
             result = expr
         self._refs[target_ptr] = result
         return result
+
+    def _has_finite_value(self, target: Any, target_ptr: str, name: str, depth: int) -> bool:
+        """Convert again with every recursive reference taken as empty: anything left is finite."""
+        probe = GrammarBuilder(additional_properties=self.additional_properties_default)
+        probe._root_schema = self._root_schema
+        probe._cycles_empty = True
+        probe._in_progress = {target_ptr: ("", -1)}
+        return probe._visit(target, target_ptr, name, depth + 1) is not None
 
     # --- allOf ----------------------------------------------------------------------------
 

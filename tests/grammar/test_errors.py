@@ -121,3 +121,16 @@ def test_left_recursive_reference_cycles_are_refused():
                    {"$defs": {"a": {"allOf": [{"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"}):
         with pytest.raises(SchemaError):
             schema_to_gbnf(schema)
+
+
+def test_recursion_that_never_ends_is_refused():
+    never_ends = {"type": "object", "properties": {"child": {"$ref": "#"}}, "required": ["child"]}
+    with pytest.raises(SchemaError, match="finite"):
+        schema_to_gbnf(never_ends)
+    mutual = {"$defs": {"a": {"type": "array", "items": {"$ref": "#/$defs/b"}, "minItems": 1},
+                        "b": {"type": "object", "properties": {"a": {"$ref": "#/$defs/a"}}, "required": ["a"]}},
+              "$ref": "#/$defs/a"}
+    with pytest.raises(SchemaError, match="finite"):
+        schema_to_gbnf(mutual)
+    ends = {"type": "object", "properties": {"child": {"$ref": "#"}}}
+    assert schema_to_gbnf(ends)
