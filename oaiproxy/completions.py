@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import BadRequest
 from .openai_types import PromptTokensDetails, StreamOptions, Usage
@@ -63,17 +63,25 @@ class CompletionRequest(BaseModel):
     min_p: float | None = Field(default=None, ge=0, le=1)
     stop: Union[str, list[str], None] = None
     seed: int | None = None
-    n: int = Field(default=1, ge=1, le=MAX_CHOICES)
+    n: int | None = Field(default=1, ge=1, le=MAX_CHOICES)
     best_of: int | None = Field(default=None, ge=1)
-    echo: bool = False
+    echo: bool | None = False
     logprobs: int | None = Field(default=None, ge=0, le=20)
     suffix: str | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
     user: str | None = None
-    stream: bool = False
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
+
+    @model_validator(mode="after")
+    def _null_means_default(self) -> "CompletionRequest":
+        # OpenAI documents these as nullable; null is the default, not an error
+        self.n = 1 if self.n is None else self.n
+        self.echo = bool(self.echo)
+        self.stream = bool(self.stream)
+        return self
 
     _prompt_shape = field_validator("prompt", mode="before")(check_text_or_tokens)
 
@@ -211,6 +219,13 @@ def plan_jobs(req: CompletionRequest) -> list[_Job]:
     return jobs
 
 
+def _blame_prompt(exc: BaseException) -> BaseException:
+    """llama-server refuses a request for its prompt (invalid token ids, too long): name the field."""
+    if isinstance(exc, BadRequest) and exc.param is None:
+        exc.param = "prompt"
+    return exc
+
+
 def finish_reason(event: dict[str, Any]) -> Literal["stop", "length"]:
     return "length" if event.get("stop_type") == "limit" or event.get("truncated") else "stop"
 
@@ -258,7 +273,7 @@ class CompletionEngine:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self.client.completion(job.body)) for job in jobs]
         except ExceptionGroup as failed:
-            raise failed.exceptions[0] from None  # e.g. the BadRequest of a prompt over the context
+            raise _blame_prompt(failed.exceptions[0]) from None  # e.g. a prompt over the context
         results = [task.result() for task in tasks]
         choices = []
         for job, data in zip(jobs, results):
@@ -303,7 +318,7 @@ class CompletionEngine:
             firsts = await asyncio.gather(*(anext(s, None) for s in streams), return_exceptions=True)
             for first in firsts:
                 if isinstance(first, BaseException):
-                    raise first
+                    raise _blame_prompt(first)
             pumps = [asyncio.create_task(pump(i, first)) for i, first in enumerate(firsts)]  # type: ignore[arg-type]
             offsets = {job.index: 0 for job in jobs}
             finals: dict[int, dict[str, Any]] = {}

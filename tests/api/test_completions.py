@@ -93,6 +93,7 @@ def test_unsupported_and_invalid_fields_are_400s(client: OpenAI) -> None:
         (dict(prompt="x", max_tokens="many"), "max_tokens"),
         (dict(prompt="x", logprobs=50), "logprobs"),
         (dict(prompt="x", temperature=3), "temperature"),
+        (dict(prompt=[10**9]), "prompt"),  # refused by llama-server: not a token id of this model
     ]
     for kwargs, param in cases:
         with pytest.raises(openai.BadRequestError) as err:

@@ -154,3 +154,9 @@ def test_logged_command_line_hides_secrets() -> None:
     shown = " ".join(redact_secrets(cmd))
     assert "sk-1" not in shown and "hf_2" not in shown and "hf_3" not in shown
     assert shown == "llama-server --model m.gguf --api-key *** --hf-token=*** -hft *** --port 1"
+
+
+def test_nullable_fields_mean_their_default() -> None:
+    r = req(prompt="a", n=None, echo=None, stream=None, max_tokens=None)
+    assert (r.n, r.echo, r.stream) == (1, False, False)
+    assert plan_jobs(r)[0].body["n_predict"] == 16
