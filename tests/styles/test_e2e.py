@@ -43,9 +43,19 @@ DIALECTS = [
     ("mistral-nemo", "mistralai-Mistral-Nemo-Instruct-2407.jinja"),
 ]
 CHOICES = {"required": "required", "named": NamedToolChoice("search_web"), "auto": "auto", "none": "none"}
-#: enough for one whole call in each dialect (the generic envelope adds a bounded thought)
-N_PREDICT = {"generic": 96, "none": 16}
-DEFAULT_N_PREDICT = 48
+def n_predict_for(style: str, choice: str) -> int:
+    """Enough for one whole call: the generic envelope adds a bounded thought, Mistral's call a 9-character id.
+
+    ``none`` needs only a little text; under ``auto`` a base model writes text until n_predict (native
+    dialects) or the envelope (generic).
+    """
+    if choice == "none":
+        return 16
+    if style == "generic":
+        return 96
+    if choice == "auto":
+        return 32
+    return 64 if style == "mistral-nemo" else 48
 
 
 @dataclass
@@ -81,7 +91,7 @@ def _run(upstream, templates_dir, style: str, filename: str, choice_name: str) -
     dialect = get_style(style)(tpl)
     plan = dialect.plan(Conversation(messages=QUESTION, tools=TOOLS, tool_choice=CHOICES[choice_name],
                                      parallel_tool_calls=False))
-    n_predict = N_PREDICT.get(choice_name) or N_PREDICT.get(style) or DEFAULT_N_PREDICT
+    n_predict = n_predict_for(style, choice_name)
     body = plan.completion_fields() | {"n_predict": n_predict, "temperature": 0.7, "seed": 42}
     body["stop"] = body.get("stop", []) + extra_stops
     start = time.monotonic()
