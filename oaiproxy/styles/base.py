@@ -127,7 +127,8 @@ class GenerationPlan:
     parser: OutputParser
     grammar: str | None = None
     grammar_lazy: bool = False
-    # llama-server's format: {"type": "word"|"pattern"|"pattern_full"|"token", "value": str}
+    # {"type": "word"|"pattern"|"pattern_full"|"token", "value": str}; completion_fields() sends the
+    # type as llama-server's enum number (TRIGGER_TYPES)
     grammar_triggers: list[dict[str, str]] = field(default_factory=list)
     preserved_tokens: list[str] = field(default_factory=list)
     stop: list[str] = field(default_factory=list)
