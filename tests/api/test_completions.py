@@ -28,7 +28,7 @@ def test_default_max_tokens_is_openais_16(client: OpenAI) -> None:
 
 
 def test_prompt_list_n_echo_stop_and_logprobs(client: OpenAI) -> None:
-    res = client.completions.create(model=MODEL, prompt=["1, 2, 3,", "a, b, c,"], n=2, max_tokens=6,
+    res = client.completions.create(model=MODEL, prompt=["1, 2, 3,", "a, b, c,"], n=2, max_tokens=3,
                                     temperature=0.8, seed=7, echo=True, stop=["\n"])
     assert [c.index for c in res.choices] == [0, 1, 2, 3]
     assert all(c.text.startswith("1, 2, 3,") for c in res.choices[:2])
