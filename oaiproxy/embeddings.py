@@ -126,6 +126,12 @@ class EmbeddingEngine:
         except BadRequest as exc:
             exc.param = exc.param or "input"
             raise
+        except UpstreamError as exc:
+            # llama-server answers 500 for an input over its batch size; it is the input that is wrong
+            if "too large to process" in exc.message or "context size" in exc.message:
+                raise BadRequest(f"an input is too long for the embedding server: {exc.message}", param="input",
+                                 code="input_too_long") from None
+            raise
         rows = sorted(data.get("data") or [], key=lambda r: r.get("index", 0))
         if len(rows) != len(items) or not all(isinstance(r.get("embedding"), list) for r in rows):
             raise UpstreamError(f"llama-server returned {len(rows)} embeddings for {len(items)} inputs")

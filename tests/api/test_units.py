@@ -160,3 +160,18 @@ def test_nullable_fields_mean_their_default() -> None:
     r = req(prompt="a", n=None, echo=None, stream=None, max_tokens=None)
     assert (r.n, r.echo, r.stream) == (1, False, False)
     assert plan_jobs(r)[0].body["n_predict"] == 16
+
+
+async def test_overlong_embedding_input_is_a_400() -> None:
+    from oaiproxy.embeddings import EmbeddingEngine
+    from oaiproxy.errors import UpstreamError
+
+    class Upstream:
+        async def embeddings(self, body: dict) -> dict:
+            # what llama-server answers (HTTP 500) for an input longer than its batch
+            raise UpstreamError("llama-server /v1/embeddings answered HTTP 500: input (702 tokens) is too large to "
+                                "process. increase the physical batch size (current batch size: 512)")
+
+    with pytest.raises(BadRequest) as err:
+        await EmbeddingEngine(Upstream(), "m").embed(EmbeddingRequest(input="word " * 700))  # type: ignore[arg-type]
+    assert err.value.param == "input" and err.value.code == "input_too_long" and "702 tokens" in err.value.message
