@@ -76,23 +76,29 @@ def test_an_invalid_grammar_would_be_noticed(upstream):
 
 
 SEEDS = (1, 2)
-MAX_PREDICT = 700
 
 
 def test_sampled_values_validate(upstream):
-    """Two high-temperature samples per corpus schema all parse and validate with jsonschema."""
+    """Two high-temperature samples per corpus schema all parse and validate with jsonschema.
+
+    Only schemas whose grammar has a longest string are sampled: n_predict is that
+    length (a token is at least one character), so no sample can be cut short. The
+    unbounded ones (recursion, open-ended extra properties) are covered by the
+    loading test above and by the oracle tests.
+    """
     jobs = []
     for name, schema in corpus().items():
         grammar = schema_to_gbnf(schema)
         bound = longest(grammar)
+        if bound is None:
+            continue
         for seed in SEEDS:
             jobs.append((name, schema, grammar, bound, seed))
-    bounded = {name for name, _, _, bound, _ in jobs if bound is not None}
-    assert len(bounded) >= 15, "the corpus must be mostly bounded so n_predict can be honest"
+    assert len({job[0] for job in jobs}) >= 15, "the corpus must be mostly bounded so n_predict can be honest"
 
     def sample(job):
         name, schema, grammar, bound, seed = job
-        n_predict = min(bound or MAX_PREDICT, MAX_PREDICT)
+        n_predict = bound
         result = upstream.post("/completion", {
             "prompt": f"Arguments for the {name} tool, as compact JSON:\n",
             "grammar": grammar, "temperature": 1.5, "seed": seed, "n_predict": n_predict, "cache_prompt": False,
