@@ -168,6 +168,22 @@ class _Result:
     logprobs: list[dict[str, Any]] = field(default_factory=list)
 
 
+def strip_partial_stop(text: str, stops: list[str]) -> str:
+    """Drop a tail of ``text`` that is the start of a stop string.
+
+    Streaming, llama-server holds such a tail back and drops it when the token
+    limit ends generation; the non-streamed answer keeps it. Dropping it here
+    makes both answers the same text.
+    """
+    cut = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), cut, -1):
+            if text.endswith(stop[:n]):
+                cut = n
+                break
+    return text[: len(text) - cut] if cut else text
+
+
 def _cut_short(data: dict[str, Any]) -> bool:
     """Whether llama-server stopped at the token or context limit rather than at an end."""
     return data.get("stop_type") == "limit" or bool(data.get("truncated"))
@@ -253,6 +269,8 @@ class ChatEngine:
     async def _generate(self, conv: Conversation, plan: GenerationPlan, body: dict[str, Any]) -> _Result:
         data = await self.client.completion(body)
         text = data.get("content", "")
+        if _cut_short(data):
+            text = strip_partial_stop(text, body.get("stop") or [])
         plan.parser.feed(text)
         plan.parser.finish()
         parsed, finish = self._settle(conv, plan.parser.result(), _cut_short(data))
@@ -270,7 +288,10 @@ class ChatEngine:
         if req.n > 1 and req.seed is not None:
             for i, (_, _, body) in enumerate(plans):
                 body["seed"] = req.seed + i
-        results = await asyncio.gather(*(self._generate(c, p, b) for c, p, b in plans))
+        # a TaskGroup: when one choice fails, the others are cancelled and stop generating
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._generate(c, p, b)) for c, p, b in plans]
+        results = [t.result() for t in tasks]
         choices = []
         for i, res in enumerate(results):
             calls = [ResponseToolCall(id=tc.id, function=ResponseFunction(name=tc.name, arguments=tc.arguments))

@@ -201,7 +201,7 @@ def parse_request(model: type[BaseModel], data: Any) -> Any:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         param = _loc_to_param(first["loc"])
-        msg = first["msg"]
+        msg = first["msg"].removeprefix("Value error, ")
         if first["type"] == "missing":
             msg = "field required"
         raise BadRequest(f"invalid value for '{param}': {msg}", param=param, code="invalid_value") from None
