@@ -44,6 +44,7 @@ def test_unmentioned_optional_arguments_are_ignored_but_not_required_ones() -> N
     assert not ev.same_arguments({"unit": "celsius"}, {"unit": "celsius", "city": "Paris"}, WEATHER)
     assert not ev.same_arguments({"city": "Paris"}, {}, WEATHER)
     assert not ev.same_arguments({"city": "Paris"}, "Paris", WEATHER)
+    assert not ev.same_arguments({"city": "Paris"}, {"city": "Paris", "type": "object"}, WEATHER)  # undeclared
 
 
 def test_parallel_calls_match_in_any_order_one_to_one() -> None:
