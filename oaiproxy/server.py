@@ -81,6 +81,18 @@ async def resolve_model(settings: Settings, client: LlamaServerClient | None) ->
     return ModelInfo(template, settings.alias or model_path.stem, is_default, meta.add_bos_token is not False), model_path
 
 
+def build_engine(settings: Settings, info: ModelInfo, client: LlamaServerClient) -> ChatEngine:
+    """The chat engine for a model: its template, the style it speaks (or ``--style``), its stops."""
+    try:
+        style_cls = get_style(settings.style) if settings.style else detect_style(info.template.source)
+    except ValueError as exc:
+        raise ConfigError(f"--style: {exc}") from None
+    return ChatEngine(template=info.template, style=style_cls, client=client, model_id=info.model_id,
+                      default_max_tokens=settings.default_max_tokens,
+                      extra_stops=list(DEFAULT_TEMPLATE_STOPS) if info.is_default_template else [],
+                      strip_bos=info.adds_bos)
+
+
 class Proxy:
     """A running proxy: the managed llama-server (unless ``--endpoint``) and the aiohttp app."""
 
@@ -112,16 +124,9 @@ class Proxy:
             await self.managed.start()
             self.client = LlamaServerClient(self.managed.url,
                                             admission=Admission(slots=s.parallel, max_queue=s.max_queue))
-        try:
-            style_cls = get_style(s.style) if s.style else detect_style(info.template.source)
-        except ValueError as exc:
-            raise ConfigError(f"--style: {exc}") from None
-        log.info("model %s, style %s, %s template", info.model_id, style_cls.name,
+        engine = build_engine(s, info, self.client)
+        log.info("model %s, style %s, %s template", info.model_id, engine.style.name,
                  "default" if info.is_default_template else "model's own")
-        engine = ChatEngine(template=info.template, style=style_cls, client=self.client, model_id=info.model_id,
-                            default_max_tokens=s.default_max_tokens,
-                            extra_stops=list(DEFAULT_TEMPLATE_STOPS) if info.is_default_template else [],
-                            strip_bos=info.adds_bos)
         ids = [info.model_id]
         if self.embedding_backend is not None:
             await self.embedding_backend.start(model_path, self.client)

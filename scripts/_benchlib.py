@@ -219,20 +219,14 @@ async def build_engine(endpoint: str, template: Path | None = None, style: str |
     Used to plan requests (``engine.plan(req)`` gives the exact ``/completion``
     body the proxy sends) without going through HTTP.
     """
-    from oaiproxy.chat_template import DEFAULT_TEMPLATE_STOPS
     from oaiproxy.config import Settings
-    from oaiproxy.engine import ChatEngine
-    from oaiproxy.server import resolve_model
-    from oaiproxy.styles import detect_style, get_style
+    from oaiproxy.server import build_engine as engine_for, resolve_model
     from oaiproxy.upstream import LlamaServerClient
 
     client = LlamaServerClient(endpoint)
     settings = Settings(endpoint=endpoint, chat_template_file=template, style=style)
     info, _ = await resolve_model(settings, client)
-    style_cls = get_style(style) if style else detect_style(info.template.source)
-    return ChatEngine(template=info.template, style=style_cls, client=client, model_id=info.model_id,
-                      extra_stops=list(DEFAULT_TEMPLATE_STOPS) if info.is_default_template else [],
-                      strip_bos=info.adds_bos)
+    return engine_for(settings, info, client)
 
 
 def chat_request(body: dict[str, Any]):
