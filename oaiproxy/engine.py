@@ -289,8 +289,11 @@ class ChatEngine:
             for i, (_, _, body) in enumerate(plans):
                 body["seed"] = req.seed + i
         # a TaskGroup: when one choice fails, the others are cancelled and stop generating
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._generate(c, p, b)) for c, p, b in plans]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._generate(c, p, b)) for c, p, b in plans]
+        except BaseExceptionGroup as group_error:
+            raise group_error.exceptions[0] from None  # the client gets the first choice's error as it is
         results = [t.result() for t in tasks]
         choices = []
         for i, res in enumerate(results):
