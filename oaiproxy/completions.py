@@ -18,8 +18,9 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .engine import common_sampling_fields
 from .errors import BadRequest
-from .openai_types import PromptTokensDetails, StreamOptions, Usage
+from .openai_types import PromptTokensDetails, SamplingChecks, StreamOptions, Usage
 from .upstream import LlamaServerClient
 
 #: the most choices (prompts × n) one request may ask for; each is a llama-server request
@@ -48,7 +49,7 @@ def check_text_or_tokens(value: Any) -> Any:
     return value
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(SamplingChecks):
     """OpenAI's legacy completions request; unknown fields are ignored."""
 
     model_config = ConfigDict(extra="ignore")
@@ -84,21 +85,6 @@ class CompletionRequest(BaseModel):
         return self
 
     _prompt_shape = field_validator("prompt", mode="before")(check_text_or_tokens)
-
-    @field_validator("stop")
-    @classmethod
-    def _stop_list(cls, value: Any) -> Any:
-        if isinstance(value, list) and len(value) > 16:
-            raise ValueError("at most 16 stop sequences")
-        return value
-
-    @field_validator("logit_bias")
-    @classmethod
-    def _bias_range(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        for token, bias in (value or {}).items():
-            if not -100 <= bias <= 100:
-                raise ValueError(f"bias for token {token} must be between -100 and 100")
-        return value
 
 
 class CompletionLogprobs(BaseModel):
@@ -178,20 +164,9 @@ def sampling_fields(req: CompletionRequest) -> dict[str, Any]:
         "n_predict": DEFAULT_MAX_TOKENS if req.max_tokens is None else req.max_tokens,
         "cache_prompt": True,
     }
-    for name in ("temperature", "top_p", "top_k", "min_p", "seed", "presence_penalty", "frequency_penalty"):
-        value = getattr(req, name)
-        if value is not None:
-            body[name] = value
+    body.update(common_sampling_fields(req))
     if req.stop:
         body["stop"] = [req.stop] if isinstance(req.stop, str) else list(req.stop)
-    if req.logit_bias:
-        bias = []
-        for token, value in req.logit_bias.items():
-            try:
-                bias.append([int(token), False if value <= -100 else value])
-            except ValueError:
-                raise BadRequest(f"logit_bias keys are token ids; got {token!r}", param="logit_bias") from None
-        body["logit_bias"] = bias
     if req.logprobs is not None:
         body["n_probs"] = max(1, req.logprobs)
     return body

@@ -138,9 +138,9 @@ def to_conversation(req: ChatCompletionRequest) -> Conversation:
                         parallel_tool_calls=req.parallel_tool_calls, response_format=fmt)
 
 
-def sampling_fields(req: ChatCompletionRequest, default_max_tokens: int) -> dict[str, Any]:
-    """OpenAI sampling parameters in llama-server ``/completion`` terms."""
-    body: dict[str, Any] = {"n_predict": req.max_new_tokens() or default_max_tokens, "cache_prompt": True}
+def common_sampling_fields(req: Any) -> dict[str, Any]:
+    """Sampling options chat and legacy completions share, in llama-server ``/completion`` terms."""
+    body: dict[str, Any] = {}
     for name in ("temperature", "top_p", "top_k", "min_p", "seed", "presence_penalty", "frequency_penalty"):
         value = getattr(req, name)
         if value is not None:
@@ -149,10 +149,17 @@ def sampling_fields(req: ChatCompletionRequest, default_max_tokens: int) -> dict
         bias = []
         for token, value in req.logit_bias.items():
             try:
-                bias.append([int(token), False if value <= -100 else value])
+                bias.append([int(token), False if value <= -100 else value])  # -100 bans the token
             except ValueError:
                 raise BadRequest(f"logit_bias keys are token ids; got {token!r}", param="logit_bias") from None
         body["logit_bias"] = bias
+    return body
+
+
+def sampling_fields(req: ChatCompletionRequest, default_max_tokens: int) -> dict[str, Any]:
+    """OpenAI sampling parameters in llama-server ``/completion`` terms."""
+    body: dict[str, Any] = {"n_predict": req.max_new_tokens() or default_max_tokens, "cache_prompt": True}
+    body.update(common_sampling_fields(req))
     if req.logprobs:
         body["n_probs"] = max(1, req.top_logprobs or 0)
     return body

@@ -54,6 +54,25 @@ def default_model_path() -> Path:
     return _path()
 
 
+def wait_for_health(url: str, proc: subprocess.Popen, timeout: float) -> bool:
+    """Poll ``url/health`` until it answers 200 (True) or ``timeout`` passes (False).
+
+    Raises RuntimeError as soon as ``proc`` exits, with what it left on stderr if that was piped.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = proc.stderr.read()[-2000:] if proc.stderr else ""
+            raise RuntimeError(f"exited with {proc.returncode} {tail}".rstrip())
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except Exception:
+            time.sleep(0.2)
+    return False
+
+
 class Upstream:
     """A llama-server process on the default model, for tests that talk to it directly."""
 
@@ -64,18 +83,9 @@ class Upstream:
                "-c", "4096", "-np", "2", "-t", "2", "--no-webui", *(extra or [])]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                      start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited: {self.proc.stderr.read()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except Exception:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("llama-server did not become healthy in 120 s")
+        if not wait_for_health(self.url, self.proc, 120):
+            self.stop()
+            raise RuntimeError("llama-server did not become healthy in 120 s")
 
     def post(self, path: str, body: dict, timeout: float = 120) -> dict:
         import json
@@ -130,18 +140,13 @@ class ProxyProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_healthy(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"oaiproxy exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except Exception:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"oaiproxy not healthy in {timeout} s:\n{self.log()[-3000:]}")
+        try:
+            healthy = wait_for_health(self.url, self.proc, timeout)
+        except RuntimeError as exc:
+            raise RuntimeError(f"oaiproxy {exc}:\n{self.log()[-3000:]}") from None
+        if not healthy:
+            self.stop()
+            raise RuntimeError(f"oaiproxy not healthy in {timeout} s:\n{self.log()[-3000:]}")
 
     def children(self) -> list[int]:
         """Pids whose parent is the proxy (its llama-server)."""
