@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,16 +155,34 @@ class LlamaServerClient:
         return await self._post_json("/v1/embeddings", body)
 
     async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One non-streaming ``/completion``, once a slot is free."""
-        async with self.admission.slot():
-            return await self._post_json("/completion", {**body, "stream": False})
+        """One whole ``/completion`` answer, assembled from llama-server's stream.
+
+        Streaming even here is what lets a cancelled request stop generating: with
+        ``stream: false`` llama-server sends nothing until it is done, and aiohttp
+        keeps a request cancelled before the response headers on an open
+        connection, so the slot would go on generating for nobody. The assembled
+        answer has the final event's fields (``stop_type``, ``tokens_evaluated``,
+        ``timings``...), all the content, and every token's probabilities.
+        """
+        content: list[str] = []
+        probs: list[Any] = []
+        last: dict[str, Any] = {}
+        async with aclosing(self.completion_stream(body)) as events:
+            async for event in events:
+                content.append(event.get("content", ""))
+                probs.extend(event.get("completion_probabilities") or [])
+                last = event
+        return {**last, "content": "".join(content), "completion_probabilities": probs}
 
     async def completion_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Stream ``/completion`` events; closing the iterator closes the connection,
         which makes llama-server stop generating and free the slot."""
         async with self.admission.slot():
-            async for event in self._stream("/completion", body):
-                yield event
+            # aclosing: closing this generator must close the inner one (and its connection) now,
+            # not when the garbage collector gets to it
+            async with aclosing(self._stream("/completion", body)) as events:
+                async for event in events:
+                    yield event
 
     async def _stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         try:

@@ -14,8 +14,11 @@ import pytest
 
 from tests.conftest import ProxyProcess, pid_alive
 
+# Banning end-of-sequence and Gemma's newline tokens (107-137: runs of 1 to 31 newlines) means the
+# model cannot end its turn nor write the default template's stop strings: it generates until max_tokens.
+NO_END = {str(t): -100 for t in [1, 106, *range(107, 138)]}
 LONG = {"messages": [{"role": "user", "content": "Write a long story about a dragon."}],
-        "max_tokens": 2000, "temperature": 1.0, "seed": 7}
+        "max_tokens": 2000, "temperature": 1.0, "seed": 7, "logit_bias": NO_END}
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +72,20 @@ async def test_client_disconnect_frees_the_slot(one_slot_proxy: ProxyProcess) ->
 
 
 async def test_queue_overflow_is_429(one_slot_proxy: ProxyProcess) -> None:
-    body = {**LONG, "max_tokens": 40}
     async with aiohttp.ClientSession() as session:
-        async def call() -> tuple[int, dict[str, Any], str | None]:
-            async with session.post(one_slot_proxy.base_url + "/chat/completions", json=body) as r:
+        _, h = await health(session, one_slot_proxy)
+
+        async def call(max_tokens: int) -> tuple[int, dict[str, Any], str | None]:
+            async with session.post(one_slot_proxy.base_url + "/chat/completions",
+                                    json={**LONG, "max_tokens": max_tokens}) as r:
                 return r.status, await r.json(), r.headers.get("Retry-After")
 
-        tasks = [asyncio.create_task(call())]
-        await asyncio.sleep(0.5)  # the first one holds the only slot
-        tasks += [asyncio.create_task(call()) for _ in range(3)]
+        tasks = [asyncio.create_task(call(300))]
+        for _ in range(200):  # until the first one holds the only slot
+            if await slots_busy(session, h["upstream"]["url"]):
+                break
+            await asyncio.sleep(0.05)
+        tasks += [asyncio.create_task(call(4)) for _ in range(3)]
         results = await asyncio.gather(*tasks)
     statuses = sorted(r[0] for r in results)
     assert statuses.count(200) == 2, results  # one generating, one queued
@@ -134,7 +142,12 @@ async def test_llama_server_killed_mid_request_non_streaming(default_model_path)
         server_pid = proxy.children()[0]
         async with aiohttp.ClientSession() as session:
             task = asyncio.create_task(session.post(proxy.base_url + "/chat/completions", json=LONG))
-            await asyncio.sleep(1.5)
+            _, h = await health(session, proxy)
+            for _ in range(200):
+                if await slots_busy(session, h["upstream"]["url"]):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
             os.kill(server_pid, signal.SIGKILL)
             resp = await asyncio.wait_for(task, 60)
             body = await resp.json()
