@@ -184,11 +184,25 @@ class LlamaServerClient:
                 async for event in events:
                     yield event
 
+    async def _post_fresh_if_stale(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """POST, retrying once when a pooled keep-alive connection turns out to be closed.
+
+        llama-server may close an idle connection just as the pool hands it out;
+        the request then never reached it ("Can not write request body", or a
+        disconnect before any answer), so sending it again on a new connection
+        cannot run it twice.
+        """
+        try:
+            return await self.session.post(self.base_url + path, json=body)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            log.debug("stale upstream connection (%s); retrying on a new one", exc)
+            return await self.session.post(self.base_url + path, json=body)
+
     async def _stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         try:
-            async with self.session.post(self.base_url + "/completion", json={**body, "stream": True}) as resp:
+            async with await self._post_fresh_if_stale(path, {**body, "stream": True}) as resp:
                 if resp.status != 200:
-                    raise _error_from_upstream(resp.status, await resp.text(), "/completion")
+                    raise _error_from_upstream(resp.status, await resp.text(), path)
                 async for raw in resp.content:
                     line = raw.strip()
                     if not line.startswith(b"data:"):
