@@ -49,15 +49,7 @@ ALL: Intervals = normalize([(0, MAX_CODE_POINT)])
 
 
 def complement(s: Intervals) -> Intervals:
-    out = []
-    prev = 0
-    for lo, hi in s:
-        if lo > prev:
-            out.append((prev, lo - 1))
-        prev = hi + 1
-    if prev <= MAX_CODE_POINT:
-        out.append((prev, MAX_CODE_POINT))
-    return normalize(out)
+    return normalize(complement_raw(s))
 
 
 def intersect(a: Intervals, b: Intervals) -> Intervals:
