@@ -355,7 +355,7 @@ class ChatEngine:
                         first = ev.id is not None
                         out.append(chunk(Delta(tool_calls=[DeltaToolCall(
                             index=ev.index, id=ev.id, type="function" if first else None,
-                            function=DeltaFunction(name=ev.name, arguments=ev.arguments if not first else ev.arguments or ""),
+                            function=DeltaFunction(name=ev.name, arguments=ev.arguments),
                         )])))
                 return out
 
