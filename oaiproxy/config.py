@@ -20,6 +20,10 @@ class ConfigError(ValueError):
 #: llama-server --pooling values that give one vector per input; "model" keeps the GGUF's own choice
 EMBEDDING_POOLINGS = ("mean", "cls", "last", "model")
 
+#: how streamed tool calls reach the client: "whole" (each call in one delta, once it is complete and
+#: validated) or "incremental" (arguments as they are generated, as OpenAI streams them)
+STREAM_TOOL_CALLS = ("whole", "incremental")
+
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -29,7 +33,8 @@ class Settings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     endpoint: str | None = None
     server_bin: Path | None = None
-    ctx_size: int = Field(default=4096, ge=256)
+    #: None: the model's own trained context for every slot, bounded by memory (see server.py)
+    ctx_size: int | None = Field(default=None, ge=256)
     parallel: int = Field(default=2, ge=1, le=64)
     threads: int | None = Field(default=None, ge=1)
     chat_template_file: Path | None = None
@@ -48,6 +53,9 @@ class Settings(BaseModel):
     request_timeout: float = Field(default=600.0, gt=0)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_queue: int = Field(default=64, ge=0)
+    stall_timeout: float = Field(default=120.0, gt=0)
+    stream_tool_calls: str = "whole"
+    tool_extra_keys: bool = False
 
     @field_validator("log_level")
     @classmethod
@@ -63,6 +71,14 @@ class Settings(BaseModel):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/") if value else value
+
+    @field_validator("stream_tool_calls")
+    @classmethod
+    def _stream_tool_calls(cls, value: str) -> str:
+        value = value.lower()
+        if value not in STREAM_TOOL_CALLS:
+            raise ValueError(f"must be one of {', '.join(STREAM_TOOL_CALLS)}")
+        return value
 
     @field_validator("embedding_pooling")
     @classmethod

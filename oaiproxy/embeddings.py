@@ -206,7 +206,7 @@ class EmbeddingBackend:
         read_metadata(path)  # a clear GGUFError now rather than a llama-server crash log later
         pooling = [] if s.embedding_pooling == "model" else ["--pooling", s.embedding_pooling]
         self.managed = ManagedServer(ServerOptions(
-            binary=find_server_binary(s.server_bin), model=path, ctx_size=s.ctx_size, parallel=s.parallel,
+            binary=find_server_binary(s.server_bin), model=path, ctx_size=s.ctx_size or 4096, parallel=s.parallel,
             threads=s.threads, extra_args=["--embeddings", *pooling], startup_timeout=s.startup_timeout))
         await self.managed.start()
         self.client = LlamaServerClient(self.managed.url)

@@ -133,7 +133,7 @@ class ChatEngine:
 
     def __init__(self, *, template: ChatTemplate, style: type[Style], client: LlamaServerClient,
                  model_id: str, default_max_tokens: int = 1024, extra_stops: list[str] | None = None,
-                 strip_bos: bool = True):
+                 strip_bos: bool = True, stream_tool_calls: str = "whole", tool_extra_keys: bool = False):
         self.template = template
         self.style = style(template)
         self.client = client
@@ -143,6 +143,10 @@ class ChatEngine:
         # /completion adds BOS itself when the model asks for it; a template's own
         # {{ bos_token }} would make it two.
         self.strip_bos = strip_bos
+        #: "whole": a streamed call is sent once complete and validated; "incremental": as generated
+        self.stream_tool_calls = stream_tool_calls
+        #: whether tool arguments may carry keys their schema does not declare (where it allows them)
+        self.tool_extra_keys = tool_extra_keys
 
     # ------------------------------------------------------------ planning
 

@@ -90,7 +90,8 @@ def build_engine(settings: Settings, info: ModelInfo, client: LlamaServerClient)
     return ChatEngine(template=info.template, style=style_cls, client=client, model_id=info.model_id,
                       default_max_tokens=settings.default_max_tokens,
                       extra_stops=list(DEFAULT_TEMPLATE_STOPS) if info.is_default_template else [],
-                      strip_bos=info.adds_bos)
+                      strip_bos=info.adds_bos, stream_tool_calls=settings.stream_tool_calls,
+                      tool_extra_keys=settings.tool_extra_keys)
 
 
 class Proxy:
@@ -119,7 +120,7 @@ class Proxy:
             info, model_path = await resolve_model(s, None)
             assert model_path is not None
             self.managed = ManagedServer(ServerOptions(
-                binary=binary, model=model_path, ctx_size=s.ctx_size, parallel=s.parallel, threads=s.threads,
+                binary=binary, model=model_path, ctx_size=s.ctx_size or 4096, parallel=s.parallel, threads=s.threads,
                 extra_args=s.server_args, startup_timeout=s.startup_timeout))
             await self.managed.start()
             self.client = LlamaServerClient(self.managed.url,

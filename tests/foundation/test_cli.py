@@ -102,4 +102,4 @@ def test_precedence_cli_over_env_over_config(tmp_path: Path) -> None:
 
 def test_settings_defaults() -> None:
     s = Settings()
-    assert (s.host, s.port, s.ctx_size, s.parallel) == ("127.0.0.1", 8080, 4096, 2)
+    assert (s.host, s.port, s.ctx_size, s.parallel) == ("127.0.0.1", 8080, None, 2)
