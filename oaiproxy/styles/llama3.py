@@ -36,7 +36,7 @@ from oaiproxy.styles._common import (
     repeat_rule,
 )
 from oaiproxy.styles._dialect import DialectStyle
-from oaiproxy.styles.base import OutputParser, StyleError
+from oaiproxy.styles.base import OutputParser, StyleError, ToolSpec
 
 FUNCTION_OPEN = "<function="
 FUNCTION_CLOSE = "</function>"
@@ -277,22 +277,44 @@ def _code_rule(builder: Any, openers: list[str]) -> str:
     return node("", 0)
 
 
+#: keywords a raw-code argument's schema may carry: anything else constrains the string, and raw code cannot
+_PLAIN_STRING_KEYS = frozenset({"type", "description", "title", "examples", "default"})
+
+
+def code_key(spec: ToolSpec) -> str | None:
+    """The argument raw code becomes for a code builtin, or None when its schema cannot take raw code.
+
+    Raw code after ``<|python_tag|>`` is free text, wrapped as ``{key: code}``: that
+    is a valid call only when the parameters are an object with exactly one
+    property, an unconstrained string, and nothing else required. Any other schema
+    is served as an ordinary function, so its calls follow the schema.
+    """
+    params = spec.parameters if isinstance(spec.parameters, dict) else {}
+    props = params.get("properties")
+    if params.get("type", "object") != "object" or not isinstance(props, dict) or len(props) != 1:
+        return None
+    key, prop = next(iter(props.items()))
+    if not isinstance(prop, dict) or prop.get("type") != "string" or set(prop) - _PLAIN_STRING_KEYS:
+        return None
+    if set(params) - {"type", "properties", "required", "additionalProperties", "description", "title"}:
+        return None
+    if not set(params.get("required") or []) <= {key}:
+        return None
+    return key
+
+
 def builtin_parts(tools: ToolPlan, call_builtins: tuple[str, ...] = CALL_BUILTINS) -> tuple[tuple[str, ...], str | None]:
-    """(call-style builtins, code builtin) among the tools in play."""
+    """(call-style builtins, code builtin) among the tools in play; the code builtin only if it takes raw code."""
     names = tools.names
     calls = tuple(n for n in call_builtins if n in names)
-    code = next((n for n in CODE_BUILTINS if n in names), None)
+    code = next((spec.name for _, spec in tools.indexed
+                 if spec.name in CODE_BUILTINS and code_key(spec) is not None), None)
     return calls, code
 
 
-def code_key(tools: ToolPlan, code_tool: str | None) -> str:
-    """The code builtin's argument name: its only string property, else ``code``."""
-    for _, spec in tools.indexed:
-        if spec.name == code_tool:
-            props = (spec.parameters or {}).get("properties") or {}
-            if len(props) == 1:
-                return next(iter(props))
-    return "code"
+def _code_key_of(tools: ToolPlan, code_tool: str | None) -> str:
+    spec = next((spec for _, spec in tools.indexed if spec.name == code_tool), None)
+    return (code_key(spec) if spec is not None else None) or "code"
 
 
 class Llama3Style(DialectStyle):
@@ -393,7 +415,7 @@ class Llama3Style(DialectStyle):
     def make_parser(self, tools: ToolPlan) -> OutputParser:
         call_builtins, code_tool = builtin_parts(tools, self.call_builtins)
         return Llama3Parser(enabled=tools.mode != "none", json_form=self.json_form,
-                            call_builtins=call_builtins, code_tool=code_tool, code_key=code_key(tools, code_tool))
+                            call_builtins=call_builtins, code_tool=code_tool, code_key=_code_key_of(tools, code_tool))
 
     def render_extra(self, tools: ToolPlan) -> dict[str, Any]:
         call_builtins, code_tool = builtin_parts(tools, self.call_builtins)
