@@ -494,10 +494,15 @@ class CallObjectReader:
         self._flush_args()
 
     def _take_id(self) -> str:
+        """The id the model wrote, unless it is empty or repeats an earlier call's id in this answer.
+
+        The grammar cannot make ids distinct; the ids are the proxy's to give, and
+        a repeated one would make two results indistinguishable, so it is replaced.
+        """
         raw = "".join(self._id_raw)
         if self._id_key and raw:
             value = _loads_str(raw)
-            if value:
+            if value and all(c.id != value for c in self._p._calls):
                 return value
         return self._make_id()
 

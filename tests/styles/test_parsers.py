@@ -190,3 +190,30 @@ def test_generic_json_schema_variant_describes_tools_as_schema():
     js = get_style("generic-json-schema")(ChatTemplate.default()).plan(conv).prompt
     assert "function f(args: {" in ts and "a: string;" in ts
     assert '"properties": {"a": {"type": "string"}}' in js
+
+
+def test_mistral_repeated_ids_are_made_distinct():
+    # The grammar cannot make the model's ids distinct; the parser must, or validation refuses the answer.
+    text = ('[TOOL_CALLS][{"name": "f", "arguments": {}, "id": "a1B2c3D4e"}, '
+            '{"name": "g", "arguments": {}, "id": "a1B2c3D4e"}]')
+    parser = MistralParser()
+    parser.feed(text)
+    parser.finish()
+    first, second = parser.result().tool_calls
+    assert first.id == "a1B2c3D4e" and second.id != first.id and len(second.id) == 9 and second.id.isalnum()
+
+
+def test_llama3_code_builtin_only_for_a_schema_that_takes_raw_code(templates_dir):
+    # Raw code becomes {key: code}; a code tool whose schema wants more must be called as an ordinary function.
+    rich = ToolSpec("python", "Run code", {"type": "object", "properties": {
+        "code": {"type": "string"}, "timeout": {"type": "integer"}}, "required": ["code", "timeout"]})
+    style = Llama3Style(template(templates_dir, "meta-llama-Llama-3.1-8B-Instruct.jinja"))
+    plan = style.plan(Conversation(messages=[{"role": "user", "content": "hi"}], tools=[rich],
+                                   tool_choice="required"))
+    assert not accepts(plan.grammar, "<|python_tag|>print('hi')")
+    assert accepts(plan.grammar, '{"name": "python", "parameters": {"code": "print(1)", "timeout": 5}}')
+    constrained = ToolSpec("ipython", "Run code", {"type": "object", "properties": {
+        "code": {"type": "string", "maxLength": 5}}, "required": ["code"]})
+    plan = style.plan(Conversation(messages=[{"role": "user", "content": "hi"}], tools=[constrained],
+                                   tool_choice="required"))
+    assert not accepts(plan.grammar, "<|python_tag|>print('a long line of code')")
