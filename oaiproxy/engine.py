@@ -113,6 +113,20 @@ def _cut_short(data: dict[str, Any]) -> bool:
     return data.get("stop_type") == "limit" or bool(data.get("truncated"))
 
 
+def _cut_by(data: dict[str, Any], client_stops: list[str]) -> str | None:
+    """How generation was cut short, if it was: "length" (token or context limit), "stop" (a client's
+    stop string, which may match inside a call), or None when the model ended its answer itself.
+
+    The style's own stop words end an answer; a client's stop string is text that may
+    also occur inside a call's arguments, so a call it ends is cut, as one the limit ends.
+    """
+    if _cut_short(data):
+        return "length"
+    if data.get("stop_type") == "word" and data.get("stopping_word") in client_stops:
+        return "stop"
+    return None
+
+
 def _cached_prompt_tokens(data: dict[str, Any]) -> int:
     # llama-server's `tokens_cached` counts generated tokens too; `timings.cache_n` is the prompt part reused.
     return int((data.get("timings") or {}).get("cache_n") or 0)
@@ -171,19 +185,22 @@ class ChatEngine:
         up to their time limits, and the event loop keeps serving meanwhile."""
         return await asyncio.to_thread(self.plan, req)
 
-    def _settle(self, conv: Conversation, parsed: ParsedOutput, cut_short: bool) -> tuple[ParsedOutput, str]:
+    def _settle(self, conv: Conversation, parsed: ParsedOutput, cut: str | None) -> tuple[ParsedOutput, str]:
         """Check every call against the request's tools and choose the finish reason.
 
-        A generation cut by the token limit may end inside a call: the complete
-        calls are kept, the cut one is dropped, and the finish reason says
-        ``length``. Any other invalid call is a bug in a grammar or parser: it is
-        logged loudly and becomes an error, never a bad call passed to the client.
+        A generation cut short (by the token limit, or by a client's stop string,
+        see :func:`_cut_by`) may end inside a call: the complete calls are kept,
+        the cut one is dropped, and the finish reason says ``length`` (or ``stop``).
+        Any other invalid call is a bug in a grammar or parser: it is logged loudly
+        and becomes an error, never a bad call passed to the client.
         """
-        if cut_short:
+        if cut is not None:
             kept = [c for c in parsed.tool_calls if not validate_tool_calls([c], conv.tools)]
             if len(kept) < len(parsed.tool_calls):
-                log.info("dropped %d tool call(s) cut by the token limit", len(parsed.tool_calls) - len(kept))
-            return ParsedOutput(content=parsed.content, tool_calls=kept), "length"
+                log.info("dropped %d tool call(s) cut by %s", len(parsed.tool_calls) - len(kept),
+                         "the token limit" if cut == "length" else "a stop string")
+            finish = "tool_calls" if cut == "stop" and kept else cut
+            return ParsedOutput(content=parsed.content, tool_calls=kept), finish
         problems = validate_tool_calls(parsed.tool_calls, conv.tools)
         if problems:
             log.error("BUG: invalid tool call produced by style %s: %s; output=%r",
@@ -194,14 +211,15 @@ class ChatEngine:
 
     # ------------------------------------------------------------ non-streaming
 
-    async def _generate(self, conv: Conversation, plan: GenerationPlan, body: dict[str, Any]) -> _Result:
+    async def _generate(self, conv: Conversation, plan: GenerationPlan, body: dict[str, Any],
+                        client_stops: list[str]) -> _Result:
         data = await self.client.completion(body)
         text = data.get("content", "")
         if _cut_short(data):
             text = strip_partial_stop(text, body.get("stop") or [])
         plan.parser.feed(text)
         plan.parser.finish()
-        parsed, finish = self._settle(conv, plan.parser.result(), _cut_short(data))
+        parsed, finish = self._settle(conv, plan.parser.result(), _cut_by(data, client_stops))
         return _Result(
             parsed=parsed, finish_reason=finish,
             prompt_tokens=int(data.get("tokens_evaluated") or 0),
@@ -219,7 +237,7 @@ class ChatEngine:
         # a TaskGroup: when one choice fails, the others are cancelled and stop generating
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._generate(c, p, b)) for c, p, b in plans]
+                tasks = [group.create_task(self._generate(c, p, b, req.stop_list())) for c, p, b in plans]
         except BaseExceptionGroup as group_error:
             raise group_error.exceptions[0] from None  # the client gets the first choice's error as it is
         results = [t.result() for t in tasks]
@@ -266,13 +284,18 @@ class ChatEngine:
             yield chunk(Delta(role="assistant", content=""))
             last: dict[str, Any] = {}
 
+            # "whole" (the default): calls are held back and sent once generation is over and each
+            # has been validated, so a client never holds a cut or invalid call. "incremental":
+            # argument text is sent as it is generated, as OpenAI streams it.
+            incremental = self.stream_tool_calls == "incremental"
+
             def deltas(events: list[Any]) -> list[ChatCompletionChunk]:
                 out = []
                 for ev in events:
                     if isinstance(ev, ContentDelta):
                         if ev.text:
                             out.append(chunk(Delta(content=ev.text)))
-                    elif isinstance(ev, ToolCallDelta):
+                    elif isinstance(ev, ToolCallDelta) and incremental:
                         first = ev.id is not None
                         out.append(chunk(Delta(tool_calls=[DeltaToolCall(
                             index=ev.index, id=ev.id, type="function" if first else None,
@@ -287,13 +310,22 @@ class ChatEngine:
 
             async for event in events():
                 last = event
-                for c in deltas(plan.parser.feed(event.get("content", ""))):
-                    if req.logprobs and event.get("completion_probabilities"):
-                        c.choices[0].logprobs = _logprobs(event["completion_probabilities"], req.top_logprobs)
+                out = deltas(plan.parser.feed(event.get("content", "")))
+                probs = event.get("completion_probabilities") if req.logprobs else None
+                if probs and not out:  # tokens of a held-back call: their logprobs still reach the client
+                    out = [chunk(Delta())]
+                for c in out:
+                    if probs:
+                        c.choices[0].logprobs = _logprobs(probs, req.top_logprobs)
                     yield c
             for c in deltas(plan.parser.finish()):
                 yield c
-            _, finish = self._settle(conv, plan.parser.result(), _cut_short(last))
+            settled, finish = self._settle(conv, plan.parser.result(), _cut_by(last, req.stop_list()))
+            if not incremental:
+                for i, call in enumerate(settled.tool_calls):
+                    yield chunk(Delta(tool_calls=[DeltaToolCall(
+                        index=i, id=call.id, type="function",
+                        function=DeltaFunction(name=call.name, arguments=call.arguments))]))
             yield chunk(Delta(), finish)
             if req.stream_options and req.stream_options.include_usage:
                 prompt = int(last.get("tokens_evaluated") or 0)
