@@ -13,6 +13,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
@@ -235,18 +236,37 @@ def _usage(jobs: list[_Job], finals: dict[int, dict[str, Any]]) -> Usage:
 
 
 class CompletionEngine:
-    """Serves legacy completions for one model on one llama-server."""
+    """Serves legacy completions for one model on one llama-server.
+
+    A request's choices (prompts × ``n``) run at most ``slots`` at a time, where
+    ``slots`` is the admission limit of the client (``--parallel``): the rest
+    wait their turn and start as earlier ones end. A request asking for more
+    choices than there are slots therefore finishes instead of holding every
+    slot while it waits for one, and does not crowd other clients out of the
+    admission queue.
+    """
 
     def __init__(self, client: LlamaServerClient, model_id: str):
         self.client = client
         self.model_id = model_id
 
+    def _slots(self) -> int:
+        """How many of one request's choices may be upstream at once: the client's admission limit."""
+        admission = getattr(self.client, "admission", None)  # stand-in clients in tests have none
+        return max(1, min(MAX_CHOICES, getattr(admission, "slots", MAX_CHOICES)))
+
     async def complete(self, req: CompletionRequest) -> TextCompletion:
         jobs = plan_jobs(req)
+        gate = asyncio.Semaphore(self._slots())
+
+        async def run(job: _Job) -> dict[str, Any]:
+            async with gate:
+                return await self.client.completion(job.body)
+
         # a TaskGroup, not gather: when one request fails the others are cancelled, freeing their slots
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self.client.completion(job.body)) for job in jobs]
+                tasks = [group.create_task(run(job)) for job in jobs]
         except ExceptionGroup as failed:
             raise _blame_prompt(failed.exceptions[0]) from None  # e.g. a prompt over the context
         results = [task.result() for task in tasks]
@@ -264,37 +284,55 @@ class CompletionEngine:
     async def stream(self, req: CompletionRequest) -> AsyncIterator[TextCompletion]:
         """Chunks as llama-server produces them, a finish chunk per choice, then optional usage.
 
-        Every upstream stream's first event is awaited before the first chunk, so
-        a refused request (say, a prompt over the context) is still a plain HTTP error.
+        Each choice is pumped from its own llama-server stream into one queue, so
+        an open stream never waits for the consumer and a choice that waits for a
+        slot never blocks the others. The first chunk goes out once the choices
+        that can start at once (up to ``slots``) have each sent their first event:
+        a request llama-server refuses for them (say, a prompt over the context)
+        is still a plain HTTP error. A later choice refused that way ends the
+        stream with an error event.
         """
         jobs = plan_jobs(req)
         cid, created = new_completion_id(), int(time.time())
-        streams = [self.client.completion_stream(job.body) for job in jobs]
+        slots = self._slots()
+        gate = asyncio.Semaphore(slots)
         queue: asyncio.Queue[tuple[int, dict[str, Any] | BaseException | None]] = asyncio.Queue()
-        pumps: list[asyncio.Task] = []
 
         def chunk(choice: CompletionChoice) -> TextCompletion:
             return TextCompletion(id=cid, created=created, model=self.model_id, choices=[choice])
 
-        async def pump(i: int, first: dict[str, Any] | None) -> None:
+        async def pump(job: _Job) -> None:
             try:
-                if first is not None:
-                    await queue.put((i, first))
-                    if not first.get("stop"):
-                        async for event in streams[i]:
-                            await queue.put((i, event))
-                await queue.put((i, None))
+                async with gate, aclosing(self.client.completion_stream(job.body)) as events:
+                    async for event in events:
+                        await queue.put((job.index, event))
+                await queue.put((job.index, None))
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # handed to the consumer, which raises it
-                await queue.put((i, exc))
+                await queue.put((job.index, exc))
 
+        pumps = [asyncio.create_task(pump(job)) for job in jobs]
         try:
-            firsts = await asyncio.gather(*(anext(s, None) for s in streams), return_exceptions=True)
-            for first in firsts:
-                if isinstance(first, BaseException):
-                    raise _blame_prompt(first)
-            pumps = [asyncio.create_task(pump(i, first)) for i, first in enumerate(firsts)]  # type: ignore[arg-type]
+            # hold events back until the first wave of choices has started (see the docstring)
+            first_wave = {job.index for job in jobs[:slots]}
+            held: list[tuple[int, dict[str, Any] | None]] = []
+            while first_wave:
+                i, item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise _blame_prompt(item)
+                first_wave.discard(i)
+                held.append((i, item))
+
+            async def items() -> AsyncIterator[tuple[int, dict[str, Any] | None]]:
+                for pair in held:
+                    yield pair
+                while True:
+                    i, item = await queue.get()
+                    if isinstance(item, BaseException):
+                        raise _blame_prompt(item)
+                    yield i, item
+
             offsets = {job.index: 0 for job in jobs}
             finals: dict[int, dict[str, Any]] = {}
             for job in jobs:
@@ -302,29 +340,27 @@ class CompletionEngine:
                     offsets[job.index] = len(job.echo)
                     yield chunk(CompletionChoice(text=job.echo, index=job.index))
             open_jobs = len(jobs)
-            while open_jobs:
-                i, item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                if item is None:
-                    open_jobs -= 1
-                    last = finals.get(i, {})
-                    yield chunk(CompletionChoice(text="", index=i, finish_reason=finish_reason(last)))
-                    continue
-                finals[i] = item
-                text = item.get("content", "")
-                probs = item.get("completion_probabilities") or []
-                if not text and not (req.logprobs is not None and probs):
-                    continue
-                logprobs = to_logprobs(probs, req.logprobs, offsets[i]) if req.logprobs is not None else None
-                offsets[i] += len(text)
-                yield chunk(CompletionChoice(text=text, index=i, logprobs=logprobs))
+            async with aclosing(items()) as pending:
+                async for i, item in pending:
+                    if item is None:
+                        open_jobs -= 1
+                        yield chunk(CompletionChoice(text="", index=i, finish_reason=finish_reason(finals.get(i, {}))))
+                        if not open_jobs:
+                            break
+                        continue
+                    finals[i] = item
+                    text = item.get("content", "")
+                    probs = item.get("completion_probabilities") or []
+                    if not text and not (req.logprobs is not None and probs):
+                        continue
+                    logprobs = to_logprobs(probs, req.logprobs, offsets[i]) if req.logprobs is not None else None
+                    offsets[i] += len(text)
+                    yield chunk(CompletionChoice(text=text, index=i, logprobs=logprobs))
             if req.stream_options and req.stream_options.include_usage:
                 yield TextCompletion(id=cid, created=created, model=self.model_id, choices=[],
                                      usage=_usage(jobs, finals))
         finally:
+            # cancelling a pump closes its llama-server stream (aclosing), which frees its slot
             for task in pumps:
                 task.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
-            for s in streams:
-                await s.aclose()
