@@ -1,7 +1,10 @@
 """The promise, checked: every tool call names a requested tool and its arguments validate.
 
 Grammars make invalid calls impossible in principle; this is the check that
-they did, run on every parsed answer before it reaches the client. A problem
+they did, run on every parsed answer before it reaches the client. It checks
+the schema the grammar was built from — :func:`oaiproxy.grammar.enforced_schema`
+of the tool's parameters, with the same format checker and the same reading of
+``pattern`` — so the two cannot disagree about an ordinary value. A problem
 here is a bug (or a truncated answer), so each message names the call and what
 is wrong with it, for the loud log line and the error the client gets.
 """
@@ -14,6 +17,8 @@ from typing import Any
 
 import jsonschema
 
+from oaiproxy.grammar import SchemaError
+from oaiproxy.grammar.enforced import enforced_schema, validator
 from oaiproxy.styles.base import ToolCall, ToolSpec
 
 
@@ -35,23 +40,26 @@ def validate_tool_calls(calls: Sequence[ToolCall], tools: Sequence[ToolSpec]) ->
             problems.append(f"{where}.function.name {call.name!r} is not one of the request's tools ({valid})")
         try:
             arguments = json.loads(call.arguments)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, RecursionError) as e:
             problems.append(f"{where}.function.arguments is not valid JSON (truncated?): {e}: {call.arguments[:200]!r}")
             continue
         if spec is None:
             continue
         problems.extend(f"{where}.function.arguments{_at(err)}: {err.message}"
-                        for err in _schema_errors(spec.parameters, arguments))
+                        for err in _schema_errors(spec, arguments))
     return problems
 
 
-def _schema_errors(schema: Any, instance: Any) -> list[jsonschema.ValidationError]:
+def _schema_errors(spec: ToolSpec, instance: Any) -> list[jsonschema.ValidationError]:
+    """Errors against the tool's schema *as enforced*, the very document its grammar was built from."""
     try:
-        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
-        return sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))[:5]
-    except jsonschema.SchemaError as e:
-        return [jsonschema.ValidationError(f"the tool's parameters schema is invalid: {e.message}")]
+        schema = enforced_schema(spec.parameters, objects=spec.objects, strict=spec.strict)
+        errors = validator(schema).iter_errors(instance)
+        return sorted(errors, key=lambda e: list(e.absolute_path))[:5]
+    except (SchemaError, jsonschema.SchemaError) as e:
+        return [jsonschema.ValidationError(f"the tool's parameters schema is invalid: {e}")]
+    except RecursionError:
+        return [jsonschema.ValidationError("the arguments are nested too deeply to check")]
 
 
 def _at(err: jsonschema.ValidationError) -> str:

@@ -8,7 +8,9 @@ ranges and escapes, ``.``, grouping, ``|``, ``*``, ``+``, ``?``, ``{m}``,
 by memoised set-of-end-positions matching, which handles ambiguity without
 backtracking blow-ups. Token syntax (``<...>``) is rejected: tests do not use it.
 
-Use ``accepts(grammar_text, text)``; ``parse_grammar`` raises ``GrammarSyntaxError``
+Use ``accepts(grammar_text, text)``; ``sample(grammar_text, rng)`` draws a random string of
+the grammar's language (for differential tests: whatever the grammar admits must pass the
+validator); ``parse_grammar`` raises ``GrammarSyntaxError``
 for text llama.cpp would refuse (undefined rules, bad escapes, left recursion is
 reported when met during matching).
 """
@@ -19,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["accepts", "parse_grammar", "GrammarSyntaxError", "Grammar"]
+__all__ = ["accepts", "parse_grammar", "sample", "GrammarSyntaxError", "Grammar"]
 
 
 class GrammarSyntaxError(ValueError):
@@ -358,5 +360,112 @@ def accepts(grammar_text: str, string: str, root: str = "root") -> bool:
         sys.setrecursionlimit(20000)
     try:
         return parse_grammar(grammar_text).accepts(string, root)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+# --- sampler --------------------------------------------------------------------------------
+
+_SAMPLE_CHARS = [*range(0x20, 0x7F), 0x09, 0x0A, 0x0D, 0x00, 0x1F, 0x85, 0xA0, 0xE9, 0x1C, 0x2028, 0x3000,
+                 0xFEFF, 0x0663, 0x4E2D, 0xD7FF, 0xE000, 0xFFFD, 0x1F600, 0x10FFFF]
+"""Code points a negated class or ``.`` draws from: ASCII plus the usual troublemakers (controls,
+Unicode spaces and digits, the BOM, the edges of the surrogate block, astral characters)."""
+
+
+class _Sampler:
+    """Random derivations; past ``budget`` characters every choice takes its shortest way out."""
+
+    def __init__(self, rules: dict, rng, budget: int):
+        self.rules = rules
+        self.rng = rng
+        self.budget = budget
+        self.out: list[str] = []
+        self.size = 0
+        self.shortest = self._shortest_lengths()
+
+    def _shortest_lengths(self) -> dict[str, float]:
+        inf = float("inf")
+        best = {name: inf for name in self.rules}
+        changed = True
+        while changed:
+            changed = False
+            for name, node in self.rules.items():
+                n = self._min(node, best)
+                if n < best[name]:
+                    best[name] = n
+                    changed = True
+        return best
+
+    def _min(self, node, best) -> float:
+        if isinstance(node, Lit):
+            return len(node.text)
+        if isinstance(node, (Cls, AnyChar)):
+            return 1
+        if isinstance(node, Ref):
+            return best.get(node.name, float("inf"))
+        if isinstance(node, Seq):
+            return sum(self._min(i, best) for i in node.items)
+        if isinstance(node, Alt):
+            return min(self._min(o, best) for o in node.options)
+        if isinstance(node, Rep):
+            return node.lo * self._min(node.item, best) if node.lo else 0
+        raise TypeError(node)
+
+    def emit(self, text: str) -> None:
+        self.out.append(text)
+        self.size += len(text)
+
+    def char(self, node) -> None:
+        if isinstance(node, Cls) and not node.negated:
+            lo, hi = self.rng.choice(node.ranges)
+            cp = lo if self.rng.random() < 0.2 else hi if self.rng.random() < 0.2 else self.rng.randint(lo, hi)
+            self.emit(chr(cp))
+            return
+        options = [c for c in _SAMPLE_CHARS if not isinstance(node, Cls) or node.has(c)]
+        self.emit(chr(self.rng.choice(options)))
+
+    def run(self, node) -> None:
+        if isinstance(node, Lit):
+            self.emit(node.text)
+        elif isinstance(node, (Cls, AnyChar)):
+            self.char(node)
+        elif isinstance(node, Ref):
+            self.run(self.rules[node.name])
+        elif isinstance(node, Seq):
+            for item in node.items:
+                self.run(item)
+        elif isinstance(node, Alt):
+            finite = [o for o in node.options if self._min(o, self.shortest) < float("inf")]
+            if self.size >= self.budget:
+                self.run(min(finite, key=lambda o: self._min(o, self.shortest)))
+            else:
+                self.run(self.rng.choice(finite))
+        elif isinstance(node, Rep):
+            hi = node.lo + 4 if node.hi is None else node.hi
+            spread = self.rng.choice([node.lo, hi, self.rng.randint(node.lo, min(hi, node.lo + 6))])
+            count = node.lo if self.size >= self.budget else spread
+            for k in range(count):
+                if k >= node.lo and self.size >= self.budget:
+                    break
+                self.run(node.item)
+        else:
+            raise TypeError(node)
+
+
+def sample(grammar_text: str, rng, root: str = "root", budget: int = 200) -> str:
+    """A random string of the grammar's language (``rng``: a ``random.Random``).
+
+    Choices are uniform (repetitions favour their bounds); once ``budget`` characters are
+    written, every alternative and repetition takes its shortest way out, so recursive
+    grammars end. Negated classes and ``.`` draw from :data:`_SAMPLE_CHARS`.
+    """
+    rules = parse_grammar(grammar_text).rules
+    limit = sys.getrecursionlimit()
+    if limit < 20000:
+        sys.setrecursionlimit(20000)
+    try:
+        sampler = _Sampler(rules, rng, budget)
+        sampler.run(rules[root])
+        return "".join(sampler.out)
     finally:
         sys.setrecursionlimit(limit)

@@ -24,9 +24,7 @@ from typing import Any
 
 from . import charsets as cs
 from . import regex as rx
-from .formats import FORMATS
-
-_FORMAT_RULES = frozenset(name for rules, _ in FORMATS.values() for name in rules)
+from .formats import FORMATS, format_rules
 from .ranges import UNBOUNDED_DIGITS, decimal_range, integer_range
 
 # --- limits (documented in docs/json-schema.md) ------------------------------------------------
@@ -182,7 +180,7 @@ class GrammarBuilder:
         candidate = name
         n = 1
         while candidate in self._rules or candidate in self._reserved or candidate in PRIMITIVES \
-                or candidate in _FORMAT_RULES:
+                or candidate.startswith("fmt-"):  # format rules keep their own names
             n += 1
             candidate = f"{name}-{n}"
         return candidate
@@ -234,12 +232,19 @@ class GrammarBuilder:
 
     # --- schemas ------------------------------------------------------------------------
 
-    def add_schema(self, schema: Any, name: str) -> str:
+    def add_schema(self, schema: Any, name: str, *, objects: str | None = None, strict: bool = False) -> str:
         """Emit rules for ``schema`` with names under ``name``; return the rule for one value of it.
 
+        The grammar is that of ``enforced_schema(schema, objects=..., strict=...)`` — the
+        schema the validator checks — exactly. ``objects`` defaults to the builder's
+        ``additional_properties`` ("open" when True, "all" when False).
         Raises SchemaError for an invalid, unsupported, over-limit or unsatisfiable schema.
         """
-        check_schema(schema)
+        from .enforced import enforced_schema
+
+        if objects is None:
+            objects = "open" if self.additional_properties_default else "all"
+        schema = enforced_schema(schema, objects=objects, strict=strict)  # type: ignore[arg-type]
         self._root_schema = schema
         self._prefix = ""
         self._refs = {}
@@ -535,18 +540,34 @@ class GrammarBuilder:
         fmt = schema.get("format")
         if fmt is not None and not isinstance(fmt, str):
             raise SchemaError("'format' must be a string", keyword="format", pointer=_ptr(ptr, "format"))
-        if pattern is not None:
+        if pattern is not None:  # a format beside a pattern is an annotation (enforced_schema drops it)
             return self._visit_pattern(pattern, lo, hi, ptr, name)
-        if fmt in FORMATS and lo == 0 and hi is None:
-            rules, _ = FORMATS[fmt]
-            for rule_name, body in rules.items():
-                if rule_name not in self._rules:
-                    self._define(rule_name, body)
-            return self.add_rule(name, f'"\\"" fmt-{fmt} "\\""')
+        if fmt in FORMATS:
+            return self._visit_format(fmt, lo, hi, ptr, name)
         if lo == 0 and hi is None:
             return self.primitive("string")
         char = self.primitive("char")
         return self.add_rule(name, f'"\\"" {self._repeat(char, lo, hi, name)} "\\""')
+
+    def _visit_format(self, fmt: str, lo: int, hi: int | None, ptr: str, name: str) -> str | None:
+        """A format within the length bounds: the format's grammar built for ``maxLength``."""
+        built = format_rules(fmt, hi)
+        if built is None:
+            return None
+        if lo > FORMATS[fmt].shortest:
+            longest = FORMATS[fmt].longest
+            if longest is not None and lo > longest:
+                return None
+            raise SchemaError(f"format '{fmt}' with minLength {lo} cannot be enforced exactly (its grammar "
+                              f"admits values of {FORMATS[fmt].shortest} characters)", keyword="minLength",
+                              pointer=_ptr(ptr, "minLength"))
+        rules, entry = built
+        for rule_name, body in rules.items():
+            if self._rules.get(rule_name, body) != body:
+                raise SchemaError(f"rule name {rule_name!r} is taken", pointer=ptr)  # pragma: no cover
+            if rule_name not in self._rules:
+                self._define(rule_name, body)
+        return self.add_rule(name, f'"\\"" {entry} "\\""')
 
     def _visit_pattern(self, pattern: Any, lo: int, hi: int | None, ptr: str, name: str) -> str | None:
         where = _ptr(ptr, "pattern")
@@ -660,6 +681,14 @@ class GrammarBuilder:
         lo, lo_x, hi, hi_x = self._bounds(schema, ptr)
         if lo is None and hi is None:
             return self.primitive("number")
+        # Clients (and the validator) read numbers as doubles: "0.10000000000000000001" is more than
+        # 0.1 as a decimal but equals it as a double. An exclusive bound is therefore written as the
+        # inclusive bound of the next double beyond it; an inclusive bound needs nothing (rounding is
+        # monotonic). Zero needs nothing either: the grammar's digits cannot come within a double of it.
+        if lo is not None and lo_x and lo != 0:
+            lo, lo_x = Decimal(repr(math.nextafter(float(lo), math.inf))), False
+        if hi is not None and hi_x and hi != 0:
+            hi, hi_x = Decimal(repr(math.nextafter(float(hi), -math.inf))), False
         alts = decimal_range(lo, lo_x, hi, hi_x)
         if not alts:
             return None
@@ -1051,17 +1080,17 @@ def _json_equal(a: Any, b: Any) -> bool:
 def _sibling_validator(schema: dict, root: Any):
     """A predicate: does an enum/const value satisfy the sibling keywords? (refs resolved against the root)
 
-    Keeping only the values that do makes ``{"type": "string", "enum": ["a", 1]}`` exact.
+    Keeping only the values that do makes ``{"type": "string", "enum": ["a", 1]}`` exact. The
+    check is the proxy's own (formats, ECMA patterns), so the kept values pass the final check.
     """
-    import jsonschema
+    from .enforced import validator as proxy_validator
 
     probe = dict(schema)
     if isinstance(root, dict):
         for key in ("$defs", "definitions"):
             if key in root and key not in probe:
                 probe[key] = root[key]
-    cls = jsonschema.validators.validator_for(probe, default=jsonschema.Draft202012Validator)
-    validator = cls(probe)
+    validator = proxy_validator(probe)
 
     def is_valid(value: Any) -> bool:
         try:

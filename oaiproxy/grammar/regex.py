@@ -347,3 +347,39 @@ def length_bounds(node) -> tuple[int, int | None]:
         a, b = length_bounds(node.item)
         return a * node.lo, (None if node.hi is None or b is None else b * node.hi)
     return 0, 0
+
+
+# --- the same language as a Python regex (for the validator) ----------------------------------
+
+def _py_char(cp: int) -> str:
+    return "\\U%08x" % cp
+
+
+def _py(node) -> str:
+    if isinstance(node, Chars):
+        if not node.set:
+            return "(?!)"
+        return "[" + "".join(_py_char(lo) if lo == hi else f"{_py_char(lo)}-{_py_char(hi)}"
+                             for lo, hi in node.set) + "]"
+    if isinstance(node, Seq):
+        return "".join(f"(?:{_py(item)})" for item in node.items)
+    if isinstance(node, Alt):
+        return "(?:" + "|".join(_py(o) for o in node.options) + ")"
+    if isinstance(node, Repeat):
+        hi = "" if node.hi is None else str(node.hi)
+        return f"(?:{_py(node.item)}){{{node.lo},{hi}}}"
+    raise TypeError(node)
+
+
+def to_python(pattern: str) -> str:
+    """``pattern`` (ECMA-262, as the grammar reads it) as a Python regex for ``re.search``.
+
+    ``jsonschema`` checks ``pattern`` with Python's ``re``, whose ``\\d``, ``\\w``, ``\\s`` and
+    their negations, ``.`` and ``$`` mean other things than ECMA's, and which refuses ECMA
+    syntax such as ``\\u{1F600}``, ``\\cJ`` or ``(?<name>…)``. The validator checks the
+    pattern through this translation instead, so it and the grammar read one language.
+    Raises :class:`RegexError` like :func:`parse`.
+    """
+    branches = split_anchors(parse(pattern))
+    return "|".join(("^" if start else "") + f"(?:{_py(body)})" + ("\\Z" if end else "")
+                    for start, body, end in branches)

@@ -142,11 +142,17 @@ def response_schema(conversation: Conversation) -> dict[str, Any] | None:
 
 
 def add_tool_args(builder: Any, plan: ToolPlan, prefix: str) -> dict[str, str]:
-    """Add each tool's parameters schema to ``builder``; name -> rule for its arguments."""
+    """Add each tool's parameters schema to ``builder``; name -> rule for its arguments.
+
+    The grammar is that of the schema as enforced for this tool (its ``strict`` and
+    extra-keys setting), the same document :func:`oaiproxy.validation.validate_tool_calls`
+    checks the answer against.
+    """
     rules: dict[str, str] = {}
     for i, spec in plan.indexed:
         try:
-            rules[spec.name] = builder.add_schema(spec.parameters, f"{prefix}-tool{i}-args")
+            rules[spec.name] = builder.add_schema(spec.parameters, f"{prefix}-tool{i}-args",
+                                                  objects=spec.objects, strict=spec.strict)
         except SchemaError as e:
             where = f"tools[{i}].function.parameters"
             raise StyleError(f"{where}: {e}", param=where) from e

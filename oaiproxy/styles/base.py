@@ -20,6 +20,16 @@ class ToolSpec:
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    #: ``function.strict``: no keys beyond ``properties`` in any object, as OpenAI's strict mode
+    strict: bool = False
+    #: undeclared keys where the schema omits ``additionalProperties`` (``--tool-extra-keys``); by
+    #: default an object that declares ``properties`` admits only those
+    extra_keys: bool = False
+
+    @property
+    def objects(self) -> str:
+        """How :func:`oaiproxy.grammar.enforced_schema` closes this tool's objects (grammar and check alike)."""
+        return "all" if self.strict else "open" if self.extra_keys else "declared"
 
 
 ToolChoice = Union[Literal["none", "auto", "required"], "NamedToolChoice"]

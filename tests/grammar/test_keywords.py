@@ -167,7 +167,9 @@ def test_pattern_with_length_is_folded_into_the_repetition():
     [
         ("date", ["2024-02-29", "2000-02-29", "1999-12-31", "0001-01-01"],
          ["2023-02-29", "1900-02-29", "2024-13-01", "2024-04-31", "2024-1-01", "0000-01-01"]),
-        ("time", ["23:59:60Z", "08:30:00+02:00", "12:00:00.123456z"], ["24:00:00Z", "12:00:00", "12:60:00Z"]),
+        # no leap second: the proxy's check (rfc3339-validator) refuses "23:59:60Z"
+        ("time", ["23:59:59Z", "08:30:00+02:00", "12:00:00.123456z"],
+         ["24:00:00Z", "12:00:00", "12:60:00Z", "23:59:60Z"]),
         ("date-time", ["2024-05-17T08:30:00Z", "2024-05-17t08:30:00.5-05:00"],
          ["2024-05-17 08:30:00Z", "2024-05-17T08:30Z"]),
         ("uuid", ["123e4567-e89b-12d3-a456-426614174000", "123E4567-E89B-12D3-A456-426614174000"],
@@ -180,13 +182,11 @@ def test_pattern_with_length_is_folded_into_the_repetition():
     ],
 )
 def test_formats(fmt, valid, invalid):
-    import jsonschema
+    from oaiproxy.grammar import FORMAT_CHECKER
 
     grammar = schema_to_gbnf({"type": "string", "format": fmt})
-    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
     for v in valid:
-        if fmt in checker.checkers and fmt not in ("time", "hostname", "uri", "email"):
-            assert checker.conforms(v, fmt), f"test bug: {v} is not a valid {fmt}"
+        assert FORMAT_CHECKER.conforms(v, fmt), f"test bug: {v} is not a valid {fmt}"
         assert accepts(grammar, f'"{v}"'), (fmt, v)
     for v in invalid:
         assert not accepts(grammar, f'"{v}"'), (fmt, v)
