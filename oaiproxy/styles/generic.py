@@ -223,7 +223,7 @@ class GenericStyle(Style):
                     arguments = fn.get("arguments", "{}")
                     try:
                         arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
-                    except ValueError:
+                    except (ValueError, RecursionError):  # shown as the text the client sent
                         pass
                     names[call.get("id", "")] = fn.get("name", "")
                     calls.append({"name": fn.get("name", ""), "arguments": arguments})
@@ -233,7 +233,7 @@ class GenericStyle(Style):
                 if json_result:
                     try:
                         result = json.loads(content)
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         pass
                 out.append({"role": "assistant", "content": envelope("", {"result": result})})
             elif role == "tool":
@@ -244,9 +244,14 @@ class GenericStyle(Style):
         return out
 
 
-def example_arguments(schema: Any) -> Any:
-    """Placeholder arguments showing a tool's required shape (the grammar enforces the rest)."""
-    if not isinstance(schema, dict):
+def example_arguments(schema: Any, depth: int = 0) -> Any:
+    """Placeholder arguments showing a tool's required shape (the grammar enforces the rest).
+
+    Any schema a client sends reaches here only after the meta-schema check, but the walk
+    does not rely on it: a ``required`` that is not a list of names, a ``type`` that is not a
+    name, or nesting past a bound give a placeholder, never an exception.
+    """
+    if not isinstance(schema, dict) or depth > 32:
         return {}
     if "const" in schema:
         return schema["const"]
@@ -254,13 +259,18 @@ def example_arguments(schema: Any) -> Any:
         return schema["enum"][0]
     for key in ("anyOf", "oneOf"):
         if isinstance(schema.get(key), list) and schema[key]:
-            return example_arguments(schema[key][0])
+            return example_arguments(schema[key][0], depth + 1)
     kind = schema.get("type")
     if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
+        kind = next((k for k in kind if isinstance(k, str) and k != "null"), "null")
+    if not isinstance(kind, str):
+        kind = None
     if kind == "object" or "properties" in schema:
-        props = schema.get("properties") or {}
-        return {k: example_arguments(props[k]) for k in (schema.get("required") or []) if k in props}
+        props = schema.get("properties")
+        props = props if isinstance(props, dict) else {}
+        required = schema.get("required")
+        names = [k for k in required if isinstance(k, str)] if isinstance(required, list) else []
+        return {k: example_arguments(props[k], depth + 1) for k in names if k in props}
     return {"string": "...", "integer": 0, "number": 0, "boolean": True, "array": [], "null": None}.get(kind, "...")
 
 

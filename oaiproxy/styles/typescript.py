@@ -57,7 +57,8 @@ def ts_object(schema: dict[str, Any], depth: int = 0, indent: str = "") -> str:
         if isinstance(extra, dict) and extra:
             return f"{{ [key: string]: {ts_type(extra, depth + 1, indent)} }}"
         return "{}" if extra is False else "object"
-    required = set(schema.get("required") or [])
+    listed = schema.get("required")
+    required = {r for r in listed if isinstance(r, str)} if isinstance(listed, list) else set()
     inner = indent + "  "
     lines = ["{"]
     for name, sub in props.items():
