@@ -8,9 +8,11 @@ given.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .errors import BadRequest
+from .grammar import SchemaError, enforced_schema
 from .openai_types import ChatCompletionRequest
 from .styles.base import Conversation, NamedToolChoice, ResponseFormat, ToolSpec
 
@@ -18,6 +20,10 @@ from .styles.base import Conversation, NamedToolChoice, ResponseFormat, ToolSpec
 #: deepest nesting of a tool's parameters or a response schema; the converter's own limit is lower,
 #: this one protects every walker (prompt builders, validators) from recursing without bound
 MAX_SCHEMA_DEPTH = 100
+
+#: deepest nesting of a history tool call's ``arguments`` JSON text: every style and template parses
+#: it (``json.loads`` recurses), and no real call nests this deep
+MAX_ARGUMENTS_DEPTH = 100
 
 
 def check_depth(value: Any, param: str, limit: int = MAX_SCHEMA_DEPTH) -> None:
@@ -34,8 +40,49 @@ def check_depth(value: Any, param: str, limit: int = MAX_SCHEMA_DEPTH) -> None:
             stack.extend((v, depth + 1) for v in item)
 
 
-def to_conversation(req: ChatCompletionRequest) -> Conversation:
-    """Reduce an OpenAI request to what a style needs, checking cross-field rules."""
+def json_text_depth(text: str) -> int:
+    """How deep ``[``/``{`` nest in JSON text (outside strings), without parsing it: iterative, linear."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def check_schema_for(schema: Any, param: str, what: str, *, objects: str = "open", strict: bool = False) -> None:
+    """A 400 naming ``param`` (and ``what``: the tool) unless ``schema`` is a valid JSON Schema that the
+    proxy can enforce as asked (``strict`` included), before any style or template walks it.
+
+    The check is :func:`oaiproxy.grammar.enforced_schema` itself — the meta-schema (2020-12,
+    draft 7, draft 4), then the rewriting the grammar and the validator share — so a schema
+    that passes here is one both will read the same way.
+    """
+    try:
+        enforced_schema(schema, objects=objects, strict=strict)  # type: ignore[arg-type]
+    except SchemaError as e:
+        raise BadRequest(f"{what}: {e}", param=param, code="invalid_schema") from None
+
+
+def to_conversation(req: ChatCompletionRequest, *, tool_extra_keys: bool = False) -> Conversation:
+    """Reduce an OpenAI request to what a style needs, checking cross-field rules.
+
+    ``tool_extra_keys`` (the ``--tool-extra-keys`` setting) lets tool arguments carry keys a
+    schema does not declare where it omits ``additionalProperties``; by default an object
+    that declares ``properties`` admits only those (small models invent keys otherwise).
+    """
     messages: list[dict[str, Any]] = []
     for i, msg in enumerate(req.messages):
         try:
@@ -48,6 +95,11 @@ def to_conversation(req: ChatCompletionRequest) -> Conversation:
         if msg.name:
             out["name"] = msg.name
         if msg.tool_calls:
+            for j, tc in enumerate(msg.tool_calls):
+                if json_text_depth(tc.function.arguments) > MAX_ARGUMENTS_DEPTH:
+                    where = f"messages[{i}].tool_calls[{j}].function.arguments"
+                    raise BadRequest(f"'{where}' is nested more than {MAX_ARGUMENTS_DEPTH} levels deep",
+                                     param=where, code="arguments_too_deep")
             out["tool_calls"] = [
                 {"id": tc.id, "type": "function", "function": {"name": tc.function.name,
                                                                "arguments": tc.function.arguments}}
@@ -60,11 +112,14 @@ def to_conversation(req: ChatCompletionRequest) -> Conversation:
     tools = [
         ToolSpec(name=t.function.name, description=t.function.description or "",
                  parameters=t.function.parameters if t.function.parameters is not None
-                 else {"type": "object", "properties": {}})
+                 else {"type": "object", "properties": {}},
+                 strict=bool(t.function.strict), extra_keys=tool_extra_keys)
         for t in req.tools or []
     ]
     for i, t in enumerate(tools):
-        check_depth(t.parameters, f"tools[{i}].function.parameters")
+        where = f"tools[{i}].function.parameters"
+        check_depth(t.parameters, where)
+        check_schema_for(t.parameters, where, f"{where} (tool {t.name!r})", objects=t.objects, strict=t.strict)
     names = [t.name for t in tools]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
@@ -88,8 +143,15 @@ def to_conversation(req: ChatCompletionRequest) -> Conversation:
             name=js.name if js else None,
             strict=bool(js.strict) if js else False,
         )
-        check_depth(fmt.schema, "response_format.json_schema.schema")
+        where = "response_format.json_schema.schema"
+        check_depth(fmt.schema, where)
         if fmt.type == "json_schema" and fmt.schema is None:
             fmt = ResponseFormat(type="json_object")
+        elif fmt.schema is not None:
+            check_schema_for(fmt.schema, where, where, strict=fmt.strict)
+            if fmt.strict:  # the styles build the grammar from the schema with every object closed
+                closed = json.loads(json.dumps(enforced_schema(fmt.schema, strict=True)))  # a copy: shared
+                fmt = ResponseFormat(type=fmt.type, schema=closed,
+                                     name=fmt.name, strict=True)
     return Conversation(messages=messages, tools=tools, tool_choice=choice,
                         parallel_tool_calls=req.parallel_tool_calls, response_format=fmt)
