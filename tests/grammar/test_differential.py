@@ -21,6 +21,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.hypothesis_profiles import examples
+
 from oaiproxy.grammar import GrammarBuilder, SchemaError, enforced_schema
 from oaiproxy.styles.base import ToolCall, ToolSpec
 from oaiproxy.validation import validate_tool_calls
@@ -160,7 +162,7 @@ def _compound(children: st.SearchStrategy) -> st.SearchStrategy:
 schemas = st.recursive(_leaves, _compound, max_leaves=8)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(schema=schemas, mode=st.sampled_from(list(MODES)), seed=st.integers(0, 2**16))
 @example(schema={"type": "string", "format": "email", "maxLength": 254}, mode="declared", seed=0)
 @example(schema={"type": "string", "format": "time"}, mode="open", seed=3)
