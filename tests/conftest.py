@@ -8,9 +8,12 @@ fail loudly: a test that silently skips proves nothing.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,6 +21,20 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _die_with_test_run() -> None:
+    """In the child before exec: SIGKILL it when the test run's thread that started it ends.
+
+    pytest-timeout's thread method ends a wedged run with ``os._exit``, which runs no fixture
+    teardown: without this, proxies and llama-servers started by the suite would outlive it.
+    (The signal follows the *thread* that forked, so start children from the thread that owns them.)
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def _free_port() -> int:
@@ -54,16 +71,30 @@ def default_model_path() -> Path:
     return _path()
 
 
-def wait_for_health(url: str, proc: subprocess.Popen, timeout: float) -> bool:
+def log_tail(path: Path | None, limit: int = 3000) -> str:
+    """The last ``limit`` characters of a child's log file ("" when there is none yet)."""
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - limit))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def wait_for_health(url: str, proc: subprocess.Popen, timeout: float, log_path: Path | None = None) -> bool:
     """Poll ``url/health`` until it answers 200 (True) or ``timeout`` passes (False).
 
-    Raises RuntimeError as soon as ``proc`` exits, with what it left on stderr if that was piped.
+    Raises RuntimeError as soon as ``proc`` exits, with the tail of its log file when there is one.
+    Children log to files, never to pipes: a pipe nobody reads fills at ~64 KiB, and then the child
+    blocks in its next log write while its ``/health`` still answers ok.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = proc.stderr.read()[-2000:] if proc.stderr else ""
-            raise RuntimeError(f"exited with {proc.returncode} {tail}".rstrip())
+            raise RuntimeError(f"exited with {proc.returncode}:\n{log_tail(log_path)}".rstrip())
         try:
             with urllib.request.urlopen(url + "/health", timeout=2) as r:
                 if r.status == 200:
@@ -74,18 +105,36 @@ def wait_for_health(url: str, proc: subprocess.Popen, timeout: float) -> bool:
 
 
 class Upstream:
-    """A llama-server process on the default model, for tests that talk to it directly."""
+    """A llama-server process on the default model, for tests that talk to it directly.
 
-    def __init__(self, binary: str, model: Path, extra: list[str] | None = None):
+    Its log goes to a file (``log_path``; ``log()`` reads it), never to a pipe: llama-server logs
+    every request, and an unread pipe fills after ~64 KiB, after which llama-server blocks in a log
+    write with every slot stopped while ``/health`` still says ok — the suite then hangs.
+    """
+
+    def __init__(self, binary: str, model: Path, extra: list[str] | None = None, timeout: float = 120):
+        import tempfile
+
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port),
                "-c", "4096", "-np", "2", "-t", "2", "--no-webui", *(extra or [])]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
-        if not wait_for_health(self.url, self.proc, 120):
+        fd, name = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
+        self.log_path = Path(name)
+        self._log = os.fdopen(fd, "wb")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, preexec_fn=_die_with_test_run)
+        try:
+            healthy = wait_for_health(self.url, self.proc, timeout, self.log_path)
+        except RuntimeError as exc:
             self.stop()
-            raise RuntimeError("llama-server did not become healthy in 120 s")
+            raise RuntimeError(f"llama-server {exc}") from None
+        if not healthy:
+            self.stop()
+            raise RuntimeError(f"llama-server did not become healthy in {timeout:.0f} s:\n{log_tail(self.log_path)}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
     def post(self, path: str, body: dict, timeout: float = 120) -> dict:
         import json
@@ -106,6 +155,7 @@ class Upstream:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._log.close()
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +171,6 @@ class ProxyProcess:
 
     def __init__(self, args: list[str], *, env: dict[str, str] | None = None, wait: bool = True,
                  log_dir: Path | None = None):
-        import sys
         import tempfile
 
         self.port = _free_port()
@@ -131,7 +180,8 @@ class ProxyProcess:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "oaiproxy", "--port", str(self.port), *args],
-            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=REPO,
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            cwd=REPO, preexec_fn=_die_with_test_run,
         )
         if wait:
             self.wait_healthy()
@@ -141,9 +191,9 @@ class ProxyProcess:
 
     def wait_healthy(self, timeout: float = 180) -> None:
         try:
-            healthy = wait_for_health(self.url, self.proc, timeout)
+            healthy = wait_for_health(self.url, self.proc, timeout, self.log_path)
         except RuntimeError as exc:
-            raise RuntimeError(f"oaiproxy {exc}:\n{self.log()[-3000:]}") from None
+            raise RuntimeError(f"oaiproxy {exc}") from None
         if not healthy:
             self.stop()
             raise RuntimeError(f"oaiproxy not healthy in {timeout} s:\n{self.log()[-3000:]}")
