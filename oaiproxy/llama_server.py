@@ -1,10 +1,11 @@
 """Find, spawn and supervise llama-server.
 
 The proxy owns the llama-server it spawns: it picks a free loopback port,
-waits for ``/health``, forwards the server's log at debug level, restarts it
-with backoff when it dies, and makes sure it never outlives the proxy — not even
-when the proxy is SIGKILLed (Linux parent-death signal, plus a process group so a
-clean stop takes any children along).
+waits for ``/health``, drains the server's log (forwarding it at debug level),
+restarts it with backoff when it dies or when a generation stalls (the watchdog
+in :mod:`oaiproxy.upstream` reports it here), and makes sure it never outlives
+the proxy — not even when the proxy is SIGKILLed (Linux parent-death signal,
+plus a process group so a clean stop takes any children along).
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from .gguf_meta import ModelMetadata
 
 log = logging.getLogger("oaiproxy.llama_server")
 server_log = logging.getLogger("oaiproxy.llama_server.output")
@@ -69,6 +75,10 @@ def find_server_binary(explicit: str | os.PathLike[str] | None = None) -> Path:
         return Path(on_path)
     raise ServerNotFoundError(INSTALL_HINT)
 
+
+#: bytes of one llama-server log line that are kept and forwarded; the rest of the line is counted, not shown
+LOG_LINE_LIMIT = 8192
+_LOG_CHUNK = 1 << 16
 
 #: llama-server options whose value is a secret: shown as *** when the command line is logged
 SECRET_OPTIONS = frozenset({"--api-key", "--hf-token", "-hft"})
@@ -122,7 +132,8 @@ class ServerOptions:
     threads: int | None = None
     extra_args: list[str] = field(default_factory=list)
     startup_timeout: float = 300.0
-    max_restarts: int = 5  # within restart_window seconds, then give up
+    #: the supervisor gives up at the max_crashes-th exit within restart_window seconds
+    max_crashes: int = 5
     restart_window: float = 300.0
     first_backoff: float = 0.5  # doubles with each restart in the window, up to 30 s
 
@@ -153,7 +164,12 @@ class ManagedServer:
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task | None = None
         self._log_tasks: list[asyncio.Task] = []
-        self._tail: list[str] = []
+        self._tail: deque[str] = deque(maxlen=40)
+        #: why llama-server was last restarted (a crash or a stalled generation); shown in /health
+        self.last_restart_reason: str | None = None
+        #: restarts the stall watchdog asked for
+        self.stall_restarts = 0
+        self._kill_reason: str | None = None
         self._stopping = False
         self._ready = asyncio.Event()
         self._progress = sys.stderr.isatty() if progress is None else progress
@@ -170,7 +186,8 @@ class ManagedServer:
     async def _spawn(self) -> None:
         cmd = self.options.command(self.port)
         log.info("starting llama-server: %s", " ".join(redact_secrets(cmd)))
-        self._tail = []
+        self._tail.clear()
+        self._kill_reason = None
         self._proc = await asyncio.create_subprocess_exec(
             *cmd,
             stdin=asyncio.subprocess.DEVNULL,
@@ -178,18 +195,59 @@ class ManagedServer:
             stderr=asyncio.subprocess.STDOUT,
             preexec_fn=_die_with_parent,
         )
-        self._log_tasks = [asyncio.create_task(self._forward_log(self._proc.stdout))]
+        self._log_tasks = [asyncio.create_task(self._forward_log(self._proc.stdout), name="llama-server log")]
 
     async def _forward_log(self, stream: asyncio.StreamReader | None) -> None:
+        """Drain llama-server's output until EOF, whatever it writes, and forward it line by line.
+
+        Draining is what matters: llama-server writes its log synchronously, so once
+        the pipe (~64 KiB) is full and nobody reads it, llama-server blocks in a log
+        write — every slot stops while ``/health`` may still say ok. So this reads
+        fixed-size chunks (``readline()`` raises on a line over 64 KiB, which used to
+        end this task), splits lines itself, keeps at most :data:`LOG_LINE_LIMIT`
+        bytes of any line, and survives a failing log handler.
+        """
         if stream is None:
             return
+        pending = bytearray()
+        dropped = 0  # bytes of the current line beyond LOG_LINE_LIMIT
         while True:
-            line = await stream.readline()
-            if not line:
+            try:
+                chunk = await stream.read(_LOG_CHUNK)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the pipe itself broke: nothing is left to drain
+                log.warning("llama-server log pipe failed: %s", exc)
                 return
-            text = line.decode("utf-8", "replace").rstrip()
-            self._tail = (self._tail + [text])[-40:]
+            if not chunk:
+                if pending or dropped:
+                    self._emit_log_line(bytes(pending), dropped)
+                return
+            start = 0
+            while True:
+                end = chunk.find(b"\n", start)
+                piece = chunk[start:] if end < 0 else chunk[start:end]
+                room = LOG_LINE_LIMIT - len(pending)
+                if room > 0:
+                    pending += piece[:room]
+                dropped += max(0, len(piece) - max(room, 0))
+                if end < 0:
+                    break
+                self._emit_log_line(bytes(pending), dropped)
+                pending.clear()
+                dropped = 0
+                start = end + 1
+
+    def _emit_log_line(self, raw: bytes, dropped: int) -> None:
+        """Keep one line in the tail (for error messages) and forward it; never raises."""
+        try:
+            text = raw.decode("utf-8", "replace").rstrip()
+            if dropped:
+                text += f" [... {dropped} more bytes of this line not shown]"
+            self._tail.append(text)
             server_log.debug("%s", text)
+        except Exception:  # a broken log handler must not stop the draining
+            pass
 
     async def _spawn_and_wait(self) -> None:
         self.state = "starting"
@@ -204,10 +262,10 @@ class ManagedServer:
             while True:
                 assert self._proc is not None
                 if self._proc.returncode is not None:
-                    await asyncio.gather(*self._log_tasks, return_exceptions=True)
+                    await self._drain_logs()
                     self.state = "failed"
                     self.last_error = f"llama-server exited with code {self._proc.returncode} while loading"
-                    raise ServerStartError(self.last_error + ":\n" + "\n".join(self._tail[-15:]))
+                    raise ServerStartError(self.last_error + ":\n" + "\n".join(list(self._tail)[-15:]))
                 elapsed = time.monotonic() - started
                 if elapsed > self.options.startup_timeout:
                     await self._terminate()
@@ -232,8 +290,14 @@ class ManagedServer:
         self.last_error = None
         self._ready.set()
 
+    async def _drain_logs(self, timeout: float = 5.0) -> None:
+        """Let the log forwarder read what the exited process left (bounded: a grandchild may hold the pipe)."""
+        if self._log_tasks:
+            await asyncio.wait(self._log_tasks, timeout=timeout)
+
     async def _supervise(self) -> None:
-        """Restart llama-server with exponential backoff when it exits; give up after a bound."""
+        """Restart llama-server with exponential backoff when it exits; give up at the
+        ``max_crashes``-th exit within ``restart_window`` seconds (a watchdog kill counts)."""
         while not self._stopping:
             assert self._proc is not None
             code = await self._proc.wait()
@@ -241,12 +305,16 @@ class ManagedServer:
                 return
             self.state = "restarting"
             self._ready.clear()
-            await asyncio.gather(*self._log_tasks, return_exceptions=True)
+            await self._drain_logs()
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < self.options.restart_window] + [now]
-            self.last_error = f"llama-server exited with code {code}: " + " | ".join(self._tail[-3:])
+            if self._kill_reason:
+                self.last_error = f"llama-server killed by the stall watchdog: {self._kill_reason}"
+            else:
+                self.last_error = f"llama-server exited with code {code}: " + " | ".join(list(self._tail)[-3:])
+            self.last_restart_reason = self.last_error
             log.error("%s", self.last_error)
-            if len(self.restarts) > self.options.max_restarts:
+            if len(self.restarts) >= self.options.max_crashes:
                 self.state = "failed"
                 self.last_error = (
                     f"llama-server crashed {len(self.restarts)} times in {self.options.restart_window:.0f} s; "
@@ -263,6 +331,25 @@ class ManagedServer:
             except ServerStartError as exc:
                 log.error("restart failed: %s", exc)
                 self.state = "restarting"
+
+    def restart_stalled(self, reason: str) -> bool:
+        """The watchdog's call: a generation made no progress, so kill llama-server and let the
+        supervisor start a new one. Returns False (and does nothing) unless it is running and ready —
+        several stalled requests report the same wedge, and only the first one restarts it."""
+        proc = self._proc
+        if self.state != "ready" or self._stopping or proc is None or proc.returncode is not None:
+            return False
+        self.stall_restarts += 1
+        self._kill_reason = reason
+        self.state = "restarting"
+        self._ready.clear()
+        log.error("llama-server (pid %s) is stalled: %s; restarting it", proc.pid, reason)
+        try:
+            # SIGKILL: a wedged server may never get to handle SIGTERM
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return True
 
     async def wait_ready(self, timeout: float) -> bool:
         try:
@@ -294,6 +381,7 @@ class ManagedServer:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
         await self._terminate()
+        await self._drain_logs(timeout=2.0)
         for task in self._log_tasks:
             task.cancel()
         await asyncio.gather(*self._log_tasks, return_exceptions=True)
