@@ -252,6 +252,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     deadline = _deadline(request)
     req: ChatCompletionRequest = parse_request(ChatCompletionRequest, await read_json(request))
     _check_model(state, req.model)
+    req.check_supported()
+    _log_bookkeeping(request, req.bookkeeping())
     _check_upstream_state(state.managed)
     if not req.stream:
         result = await _within(request, deadline, state.engine.complete(req))
@@ -259,11 +261,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     return await stream_sse(request, state.engine.stream(req), deadline)
 
 
+def _log_bookkeeping(request: web.Request, fields: dict[str, Any]) -> None:
+    """``user``, ``metadata``, ``store``...: accepted, changing nothing in the answer, and logged."""
+    if fields:
+        log.debug("%s %s: %s", request.method, request.path,
+                  ", ".join(f"{k}={v!r}" for k, v in fields.items()))
+
+
 async def completions(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     deadline = _deadline(request)
     req: CompletionRequest = parse_request(CompletionRequest, await read_json(request))
     _check_model(state, req.model)
+    _log_bookkeeping(request, {"user": req.user} if req.user is not None else {})
     _check_upstream_state(state.managed)
     assert state.completions is not None
     if not req.stream:

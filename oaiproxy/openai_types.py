@@ -6,7 +6,7 @@ but reject wrong types and out-of-range values with the offending field named.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -170,10 +170,75 @@ class ChatCompletionRequest(SamplingChecks, _Lenient):
     logit_bias: dict[str, float] | None = None
     n: int = Field(default=1, ge=1, le=8)
     logprobs: bool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    user: str | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20,
+                                     description="Needs `logprobs: true` (400 otherwise, as OpenAI).")
     stream: bool = False
     stream_options: StreamOptions | None = None
+
+    # -- accepted and logged (debug level); they change nothing in the answer
+    user: str | None = Field(default=None, description="Accepted and logged.")
+    safety_identifier: str | None = Field(default=None, description="Accepted and logged.")
+    prompt_cache_key: str | None = Field(
+        default=None, description="Accepted and logged: llama-server reuses a slot's cached prompt prefix "
+                                  "on its own.")
+    metadata: dict[str, str] | None = Field(default=None, description="Accepted and logged.")
+    store: bool | None = Field(default=None, description="Accepted and logged; nothing is stored (chat is "
+                                                         "stateless here).")
+
+    # -- OpenAI fields oaiproxy cannot honour: refused with a 400 naming them unless null (or the value
+    #    that asks for what happens anyway); see :meth:`check_supported`
+    audio: dict[str, Any] | None = Field(default=None, description="Refused unless null: no audio output.")
+    modalities: list[str] | None = Field(default=None, description='Only `["text"]` (or null).')
+    prediction: dict[str, Any] | None = Field(default=None, description="Refused unless null: no predicted "
+                                                                        "outputs.")
+    service_tier: str | None = Field(default=None, description="Only `auto` or `default` (or null).")
+    reasoning_effort: str | None = Field(default=None, description="Only `none` (or null): no reasoning "
+                                                                   "control yet.")
+    verbosity: str | None = Field(default=None, description="Refused unless null.")
+    web_search_options: dict[str, Any] | None = Field(default=None, description="Refused unless null: no web "
+                                                                                "search.")
+    moderation: dict[str, Any] | None = Field(default=None, description="Refused unless null: no moderation.")
+    prompt_cache_retention: str | None = Field(default=None, description="Only `in_memory` (or null).")
+    prompt_cache_options: dict[str, Any] | None = Field(default=None, description="Refused unless null.")
+
+    #: field -> (values that ask for nothing beyond what oaiproxy does anyway, why the others cannot be honoured)
+    UNSUPPORTED: ClassVar[dict[str, tuple[tuple[Any, ...], str]]] = {
+        "audio": ((), "audio output is not supported: oaiproxy serves text models"),
+        "modalities": ((["text"],), "only the 'text' modality is supported"),
+        "prediction": ((), "predicted outputs are not supported by llama-server's /completion"),
+        "service_tier": (("auto", "default"), "there is one service tier; use 'auto' or 'default'"),
+        "reasoning_effort": (("none",), "reasoning effort cannot be controlled yet; send null or 'none'"),
+        "verbosity": ((), "verbosity cannot be controlled"),
+        "web_search_options": ((), "web search is not supported"),
+        "moderation": ((), "moderation is not supported"),
+        "prompt_cache_retention": (("in_memory",), "prompts are cached in llama-server's memory only; "
+                                                   "use 'in_memory'"),
+        "prompt_cache_options": ((), "prompt-cache options are not supported: llama-server caches each "
+                                     "slot's prompt prefix on its own"),
+    }
+
+    def check_supported(self) -> None:
+        """Refuse, by name, the OpenAI fields this proxy cannot honour, rather than silently ignore them.
+
+        Fields outside OpenAI's API are still ignored (the README promises that);
+        fields inside it either work, are harmless bookkeeping (``user``,
+        ``metadata``, ``store``...), or get this 400.
+        """
+        for name, (allowed, why) in self.UNSUPPORTED.items():
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise BadRequest(f"'{name}' is not supported by oaiproxy: {why}", param=name,
+                                 code="unsupported_parameter")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise BadRequest("'top_logprobs' needs 'logprobs': true", param="top_logprobs", code="invalid_value")
+        if self.metadata is not None and len(self.metadata) > 16:
+            raise BadRequest("'metadata' holds at most 16 pairs", param="metadata", code="invalid_value")
+
+    def bookkeeping(self) -> dict[str, Any]:
+        """The accepted-and-logged fields that were sent, for the log line."""
+        return {name: getattr(self, name) for name in ("user", "safety_identifier", "prompt_cache_key",
+                                                        "metadata", "store")
+                if getattr(self, name) is not None}
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
