@@ -165,7 +165,7 @@ class ChatEngine:
     # ------------------------------------------------------------ planning
 
     def plan(self, req: ChatCompletionRequest) -> tuple[Conversation, GenerationPlan, dict[str, Any]]:
-        conv = to_conversation(req)
+        conv = to_conversation(req, tool_extra_keys=self.tool_extra_keys)
         try:
             plan = self.style.plan(conv)
         except StyleError as exc:
