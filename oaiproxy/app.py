@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from . import legacy_functions
 from .completions import CompletionEngine, CompletionRequest
 from .embeddings import EmbeddingEngine, EmbeddingRequest, EmbeddingsNotConfigured
 from .engine import ChatEngine
@@ -254,11 +255,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     _check_model(state, req.model)
     req.check_supported()
     _log_bookkeeping(request, req.bookkeeping())
+    legacy = req.functions is not None
+    req = legacy_functions.to_tools_request(req)
     _check_upstream_state(state.managed)
     if not req.stream:
-        result = await _within(request, deadline, state.engine.complete(req))
+        work = state.engine.complete(req)
+        result = await _within(request, deadline, legacy_functions.complete(work) if legacy else work)
         return json_response(result.model_dump(mode="json", exclude_none=False))
-    return await stream_sse(request, state.engine.stream(req), deadline)
+    chunks = state.engine.stream(req)
+    return await stream_sse(request, legacy_functions.stream(chunks) if legacy else chunks, deadline)
 
 
 def _log_bookkeeping(request: web.Request, fields: dict[str, Any]) -> None:

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from .errors import BadRequest
 
@@ -58,20 +67,30 @@ class MessageToolCall(_Lenient):
 
 
 class Message(_Lenient):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    #: "function" is the pre-tools role of a function's result (it carries ``name``, no ``tool_call_id``);
+    #: :mod:`oaiproxy.legacy_functions` turns it into a "tool" message before the engine sees it
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Union[str, list[ContentPart], None] = None
     name: str | None = None
     tool_calls: list[MessageToolCall] | None = None
     tool_call_id: str | None = None
+    #: the pre-tools shape of an assistant's call (one per message, no id)
+    function_call: FunctionCall | None = None
 
     @model_validator(mode="after")
     def _check_role_fields(self) -> "Message":
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("a message with role 'tool' needs 'tool_call_id'")
+        if self.role == "function" and not self.name:
+            raise ValueError("a message with role 'function' needs 'name' (the function it answers)")
         if self.role != "assistant" and self.content is None:
             raise ValueError(f"a message with role '{self.role}' needs 'content'")
-        if self.role == "assistant" and self.content is None and not self.tool_calls:
-            raise ValueError("an assistant message needs 'content' or 'tool_calls'")
+        if self.role == "assistant" and self.content is None and not self.tool_calls and not self.function_call:
+            raise ValueError("an assistant message needs 'content', 'tool_calls' or 'function_call'")
+        if self.function_call is not None and self.role != "assistant":
+            raise ValueError("only an assistant message can carry 'function_call'")
+        if self.function_call is not None and self.tool_calls:
+            raise ValueError("a message carries 'tool_calls' or the legacy 'function_call', not both")
         return self
 
     def text(self) -> str | None:
@@ -174,6 +193,14 @@ class ChatCompletionRequest(SamplingChecks, _Lenient):
                                      description="Needs `logprobs: true` (400 otherwise, as OpenAI).")
     stream: bool = False
     stream_options: StreamOptions | None = None
+
+    # -- the pre-tools fields: translated to tools/tool_choice, answered in their own shape
+    functions: list[FunctionDefinition] | None = Field(
+        default=None, min_length=1,
+        description="Deprecated by OpenAI in favour of `tools`; translated to `tools` (at most one call, "
+                    "answered as `message.function_call`). Not together with `tools`.")
+    function_call: Union[Literal["none", "auto"], NamedFunction, None] = Field(
+        default=None, description="Deprecated by OpenAI in favour of `tool_choice`; needs `functions`.")
 
     # -- accepted and logged (debug level); they change nothing in the answer
     user: str | None = Field(default=None, description="Accepted and logged.")
@@ -279,6 +306,30 @@ def parse_request(model: type[BaseModel], data: Any) -> Any:
 # ---------------------------------------------------------------- response
 
 
+class _OmitWhenNone(BaseModel):
+    """Drops the fields named in ``omit_when_none`` from the JSON when they are None.
+
+    For the legacy ``function_call`` fields: OpenAI sends them only to clients
+    that asked with ``functions``, and a ``"function_call": null`` in every
+    other answer would be noise that no OpenAI client expects.
+    """
+
+    omit_when_none: ClassVar[tuple[str, ...]] = ()
+
+    # no return annotation on purpose: with one, pydantic would describe the model as that type in
+    # /openapi.json instead of by its fields
+    @model_serializer(mode="wrap")
+    def _omit_none(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data = handler(self)
+        for name in self.omit_when_none:
+            if isinstance(data, dict) and data.get(name) is None:
+                data.pop(name, None)
+        return data
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
+
+
 class ResponseFunction(BaseModel):
     name: str
     arguments: str
@@ -290,11 +341,15 @@ class ResponseToolCall(BaseModel):
     function: ResponseFunction
 
 
-class ResponseMessage(BaseModel):
+class ResponseMessage(_OmitWhenNone):
+    omit_when_none = ("function_call",)
+
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: None = None
     tool_calls: list[ResponseToolCall] | None = None
+    #: only in answers to a request with the legacy ``functions`` (then ``tool_calls`` is null)
+    function_call: ResponseFunction | None = None
 
 
 class TopLogprob(BaseModel):
@@ -316,7 +371,8 @@ class Choice(BaseModel):
     index: int
     message: ResponseMessage
     logprobs: ChoiceLogprobs | None = None
-    finish_reason: Literal["stop", "length", "tool_calls", "content_filter"]
+    #: "function_call" only in answers to a request with the legacy ``functions``
+    finish_reason: FinishReason
 
 
 class PromptTokensDetails(BaseModel):
@@ -352,18 +408,22 @@ class DeltaToolCall(BaseModel):
     function: DeltaFunction
 
 
-class Delta(BaseModel):
+class Delta(_OmitWhenNone):
+    omit_when_none = ("function_call",)
+
     role: Literal["assistant"] | None = None
     content: str | None = None
     refusal: None = None
     tool_calls: list[DeltaToolCall] | None = None
+    #: only in streams answering a request with the legacy ``functions``
+    function_call: DeltaFunction | None = None
 
 
 class ChunkChoice(BaseModel):
     index: int
     delta: Delta
     logprobs: ChoiceLogprobs | None = None
-    finish_reason: Literal["stop", "length", "tool_calls", "content_filter"] | None = None
+    finish_reason: FinishReason | None = None
 
 
 class ChatCompletionChunk(BaseModel):
