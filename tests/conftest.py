@@ -20,6 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.hypothesis_profiles import load_profile
+
+load_profile()  # deterministic ("ci") unless HYPOTHESIS_PROFILE says otherwise, e.g. `make fuzz`
+
 REPO = Path(__file__).resolve().parent.parent
 
 
