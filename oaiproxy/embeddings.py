@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 #: the most inputs one request may carry (OpenAI's own limit)
 MAX_INPUTS = 2048
+#: context of the spawned embedding server unless --ctx-size is given: small on purpose, since each input
+#: is bounded by its batch (512 tokens) anyway; the chat server's default (the model's own) would only cost memory
+EMBEDDING_CTX_SIZE = 4096
 
 EmbeddingInput = Union[str, list[int], list[Union[str, list[int]]]]
 
@@ -206,8 +209,8 @@ class EmbeddingBackend:
         read_metadata(path)  # a clear GGUFError now rather than a llama-server crash log later
         pooling = [] if s.embedding_pooling == "model" else ["--pooling", s.embedding_pooling]
         self.managed = ManagedServer(ServerOptions(
-            binary=find_server_binary(s.server_bin), model=path, ctx_size=s.ctx_size or 4096, parallel=s.parallel,
-            threads=s.threads, extra_args=["--embeddings", *pooling], startup_timeout=s.startup_timeout))
+            binary=find_server_binary(s.server_bin), model=path, ctx_size=s.ctx_size or EMBEDDING_CTX_SIZE,
+            parallel=s.parallel, threads=s.threads, extra_args=["--embeddings", *pooling], startup_timeout=s.startup_timeout))
         await self.managed.start()
         self.client = LlamaServerClient(self.managed.url)
         self.engine = EmbeddingEngine(self.client, path.stem)

@@ -1,4 +1,5 @@
-"""Read what the proxy needs from a GGUF file's header: chat templates, bos/eos, context length.
+"""Read what the proxy needs from a GGUF file's header: chat templates, bos/eos, context length,
+and the attention shape that sizes the KV cache.
 
 ``gguf.GGUFReader`` parses every key and tensor into numpy arrays, which takes
 seconds on a large vocabulary (11.8 s for Gemma 3's 262k tokens here). This
@@ -48,6 +49,58 @@ class ModelMetadata:
     bos_token: str = ""
     eos_token: str = ""
     add_bos_token: bool | None = None
+    # attention shape (``<arch>.block_count`` ...): what the KV cache costs per token of context
+    block_count: int | None = None
+    embedding_length: int | None = None
+    #: an int, or one per layer (some architectures vary it by layer)
+    head_count: int | list[int] | None = None
+    head_count_kv: int | list[int] | None = None
+    key_length: int | None = None
+    value_length: int | None = None
+
+    def kv_bytes_per_token(self) -> int | None:
+        """Bytes of f16 KV cache one token of context takes, all layers; None when the header lacks the shape.
+
+        ``block_count × (head_count_kv × (key_length + value_length)) × 2``, with llama.cpp's defaults for
+        the missing parts: key/value length ``embedding_length / head_count``, ``head_count_kv =
+        head_count``. An upper bound for models with sliding-window layers (llama.cpp keeps a smaller
+        cache for those), which is the safe side for a memory cap.
+        """
+        layers, width = self.block_count, self.embedding_length
+        if not isinstance(layers, int) or layers <= 0:
+            return None
+        heads = _per_layer(self.head_count, layers)
+        kv_heads = _per_layer(self.head_count_kv, layers) or heads
+        if not kv_heads:
+            return None
+        total = 0
+        for i in range(layers):
+            head_dim = (width // heads[i]) if (heads and heads[i] and isinstance(width, int)) else None
+            k = self.key_length or head_dim
+            v = self.value_length or head_dim
+            if not k or not v:
+                return None
+            total += kv_heads[i] * (k + v) * 2
+        return total or None
+
+
+def _per_layer(value: int | list[int] | None, layers: int) -> list[int] | None:
+    """An int or a per-layer list as one value per layer (None when absent or malformed)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return [value] * layers
+    if isinstance(value, list) and len(value) == layers and all(isinstance(v, int) for v in value):
+        return list(value)
+    return None
+
+
+#: ``<arch>.<suffix>`` keys kept for :class:`ModelMetadata`'s attention shape
+_SHAPE_KEYS = {
+    "block_count": "block_count", "embedding_length": "embedding_length",
+    "attention.head_count": "head_count", "attention.head_count_kv": "head_count_kv",
+    "attention.key_length": "key_length", "attention.value_length": "value_length",
+}
 
 
 class _Cursor:
@@ -187,13 +240,18 @@ def _parse(cur: _Cursor) -> ModelMetadata:
             cur.value(vtype, False)
             continue
         keep = key.startswith(("general.", "tokenizer.chat_template", "tokenizer.ggml.")) or key.endswith(
-            ".context_length"
+            (".context_length", *(f".{suffix}" for suffix in _SHAPE_KEYS))
         )
         values[key] = cur.value(vtype, keep)
     meta.architecture = values.get("general.architecture")
     meta.name = values.get("general.name")
     if meta.architecture:
         meta.context_length = values.get(f"{meta.architecture}.context_length")
+        for suffix, attr in _SHAPE_KEYS.items():
+            value = values.get(f"{meta.architecture}.{suffix}")
+            if isinstance(value, list):  # per-layer arrays come back as 1-tuples from struct.iter_unpack
+                value = [v[0] if isinstance(v, tuple) else v for v in value]
+            setattr(meta, attr, value)
     meta.chat_template = values.get("tokenizer.chat_template")
     prefix = "tokenizer.chat_template."
     meta.chat_templates = {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix) and isinstance(v, str)}

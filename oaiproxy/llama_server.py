@@ -147,6 +147,91 @@ class ServerOptions:
         return cmd + list(self.extra_args)
 
 
+#: per-slot context when the GGUF does not say what the model was trained for
+FALLBACK_CONTEXT = 4096
+#: share of MemAvailable the default context's KV cache may take
+KV_MEMORY_SHARE = 0.5
+#: llama.cpp sizes contexts in multiples of this
+_CTX_STEP = 256
+
+
+@dataclass(frozen=True)
+class ContextPlan:
+    """How much context each llama-server slot gets, and why (for the start-up log and ``/health``)."""
+
+    per_slot: int
+    slots: int
+    #: the model's trained context (``<arch>.context_length``), when the GGUF says
+    trained: int | None
+    #: how it was chosen, in words
+    reason: str
+    capped_by_memory: bool = False
+
+    @property
+    def ctx_size(self) -> int:
+        """llama-server's ``--ctx-size``: without ``--kv-unified`` (the default once ``--parallel`` is
+        given) llama-server splits it evenly among the slots."""
+        return self.per_slot * self.slots
+
+    def describe(self) -> str:
+        return f"context: {self.per_slot} tokens per slot × {self.slots} slots ({self.reason})"
+
+
+def mem_available() -> int | None:
+    """Bytes of memory the kernel says can be allocated without swapping (``MemAvailable``), if known."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def plan_context(meta: "ModelMetadata", parallel: int, ctx_size: int | None = None,
+                 available: int | None = -1) -> ContextPlan:
+    """Each slot's context: ``--ctx-size`` split over the slots when given; otherwise the model's
+    trained context for every slot (as llama-server itself does for one slot with ``-c 0``), capped so
+    the f16 KV cache takes at most :data:`KV_MEMORY_SHARE` of MemAvailable.
+
+    The old default, 4096 tokens shared by 2 slots, gave 2048 per request to a model trained for
+    32k: sixty ordinary tools were already over it. ``available`` is MemAvailable in bytes (-1: read it;
+    None: unknown, no cap).
+    """
+    parallel = max(1, parallel)
+    if ctx_size is not None:
+        return ContextPlan(max(1, ctx_size // parallel), parallel, meta.context_length, f"--ctx-size {ctx_size}")
+    trained = meta.context_length if isinstance(meta.context_length, int) and meta.context_length > 0 else None
+    if trained is None:
+        return ContextPlan(FALLBACK_CONTEXT, parallel, None,
+                           f"the GGUF has no {meta.architecture or '<arch>'}.context_length; {FALLBACK_CONTEXT} by default")
+    if available == -1:
+        available = mem_available()
+    per_token = meta.kv_bytes_per_token()
+    if per_token is None or available is None:
+        what = "the KV cache size per token" if per_token is None else "the available memory"
+        return ContextPlan(trained, parallel, trained, f"the model's trained context; {what} is unknown, so not "
+                           "capped by memory")
+    budget = int(available * KV_MEMORY_SHARE)
+    fits = budget // (per_token * parallel) // _CTX_STEP * _CTX_STEP
+    if fits >= trained:
+        return ContextPlan(trained, parallel, trained,
+                           f"the model's trained context; f16 KV cache at most {_mib(per_token * trained * parallel)} MiB")
+    per_slot = max(_CTX_STEP, fits)
+    return ContextPlan(per_slot, parallel, trained,
+                       f"capped by memory: the model was trained for {trained}, but the f16 KV cache "
+                       f"({per_token} bytes per token) may take at most {KV_MEMORY_SHARE:.0%} of the "
+                       f"{_mib(available)} MiB available; pass --ctx-size to choose", capped_by_memory=True)
+
+
+def _mib(n: int) -> int:
+    return round(n / (1 << 20))
+
+
 class ManagedServer:
     """A supervised llama-server child process.
 
