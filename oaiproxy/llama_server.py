@@ -174,7 +174,8 @@ class ContextPlan:
         return self.per_slot * self.slots
 
     def describe(self) -> str:
-        return f"context: {self.per_slot} tokens per slot × {self.slots} slots ({self.reason})"
+        slots = f"{self.slots} slot" + ("s" if self.slots != 1 else "")
+        return f"context: {self.per_slot} tokens per slot × {slots} ({self.reason})"
 
 
 def mem_available() -> int | None:
@@ -207,8 +208,9 @@ def plan_context(meta: "ModelMetadata", parallel: int, ctx_size: int | None = No
         return ContextPlan(max(1, ctx_size // parallel), parallel, meta.context_length, f"--ctx-size {ctx_size}")
     trained = meta.context_length if isinstance(meta.context_length, int) and meta.context_length > 0 else None
     if trained is None:
+        arch = meta.architecture or "<arch>"
         return ContextPlan(FALLBACK_CONTEXT, parallel, None,
-                           f"the GGUF has no {meta.architecture or '<arch>'}.context_length; {FALLBACK_CONTEXT} by default")
+                           f"the GGUF has no {arch}.context_length; {FALLBACK_CONTEXT} by default")
     if available == -1:
         available = mem_available()
     per_token = meta.kv_bytes_per_token()
@@ -219,8 +221,8 @@ def plan_context(meta: "ModelMetadata", parallel: int, ctx_size: int | None = No
     budget = int(available * KV_MEMORY_SHARE)
     fits = budget // (per_token * parallel) // _CTX_STEP * _CTX_STEP
     if fits >= trained:
-        return ContextPlan(trained, parallel, trained,
-                           f"the model's trained context; f16 KV cache at most {_mib(per_token * trained * parallel)} MiB")
+        kv = _mib(per_token * trained * parallel)
+        return ContextPlan(trained, parallel, trained, f"the model's trained context; f16 KV cache at most {kv} MiB")
     per_slot = max(_CTX_STEP, fits)
     return ContextPlan(per_slot, parallel, trained,
                        f"capped by memory: the model was trained for {trained}, but the f16 KV cache "

@@ -17,7 +17,7 @@ from .default_model import default_model_path
 from .embeddings import EmbeddingBackend
 from .engine import ChatEngine
 from .gguf_meta import read_metadata
-from .llama_server import ManagedServer, ServerOptions, find_server_binary
+from .llama_server import ManagedServer, ServerOptions, find_server_binary, plan_context
 from .styles import detect_style, get_style
 from .upstream import Admission, LlamaServerClient
 
@@ -108,23 +108,32 @@ class Proxy:
     async def start(self) -> None:
         s = self.settings
         if s.endpoint:
-            self.client = LlamaServerClient(s.endpoint)
+            # not ours to restart: a stalled generation is failed and counted, nothing more
+            self.client = LlamaServerClient(s.endpoint, stall_timeout=s.stall_timeout)
             if not await self.client.health():
                 await self.client.close()
                 raise ConfigError(f"--endpoint: no healthy llama-server at {s.endpoint} (GET /health failed)")
             info, model_path = await resolve_model(s, self.client)
-            slots = (await self.client.props()).total_slots or s.parallel
+            props = await self.client.props()
+            slots = props.total_slots or s.parallel
             self.client.admission = Admission(slots=slots, max_queue=s.max_queue)
+            self.client.context_per_slot = props.context_length
+            log.info("context: %s tokens per slot × %d slot%s (llama-server's /props)",
+                     props.context_length or "unknown", slots, "s" if slots != 1 else "")
         else:
             binary = find_server_binary(s.server_bin)
             info, model_path = await resolve_model(s, None)
             assert model_path is not None
+            plan = plan_context(read_metadata(model_path), s.parallel, s.ctx_size)
+            (log.warning if plan.capped_by_memory else log.info)("%s", plan.describe())
             self.managed = ManagedServer(ServerOptions(
-                binary=binary, model=model_path, ctx_size=s.ctx_size or 4096, parallel=s.parallel, threads=s.threads,
+                binary=binary, model=model_path, ctx_size=plan.ctx_size, parallel=s.parallel, threads=s.threads,
                 extra_args=s.server_args, startup_timeout=s.startup_timeout))
             await self.managed.start()
             self.client = LlamaServerClient(self.managed.url,
-                                            admission=Admission(slots=s.parallel, max_queue=s.max_queue))
+                                            admission=Admission(slots=s.parallel, max_queue=s.max_queue),
+                                            stall_timeout=s.stall_timeout, on_stall=self.managed.restart_stalled)
+            self.client.context_per_slot = plan.per_slot
         engine = build_engine(s, info, self.client)
         log.info("model %s, style %s, %s template", info.model_id, engine.style.name,
                  "default" if info.is_default_template else "model's own")

@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from .errors import BadRequest, Overloaded, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
 log = logging.getLogger("oaiproxy.upstream")
+T = TypeVar("T")
 
 
 @dataclass
@@ -70,12 +71,28 @@ class Admission:
 
 
 class LlamaServerClient:
-    """An aiohttp session bound to one llama-server base URL."""
+    """An aiohttp session bound to one llama-server base URL.
+
+    With ``stall_timeout``, a ``/completion`` stream that brings no event for that
+    many seconds fails (502, or an error event in a client's stream) and is counted
+    in ``stalls``; ``on_stall`` (the supervisor's restart, for a spawned server) is
+    called with the reason. llama-server can wedge while ``/health`` says ok — a
+    full log pipe did it — and nothing else would notice: every slot stops and
+    every request waits for the 600 s read timeout.
+    """
 
     def __init__(self, base_url: str, *, connect_timeout: float = 10.0, read_timeout: float = 600.0,
-                 admission: Admission | None = None):
+                 admission: Admission | None = None, stall_timeout: float | None = None,
+                 on_stall: Callable[[str], object] | None = None):
         self.base_url = base_url.rstrip("/")
         self.admission = admission or Admission(slots=1 << 16, max_queue=0)
+        self.stall_timeout = stall_timeout
+        self.on_stall = on_stall
+        #: generations the watchdog ended, and the last one's reason (for /health)
+        self.stalls = 0
+        self.last_stall: str | None = None
+        #: each slot's context in tokens, when known (for /health)
+        self.context_per_slot: int | None = None
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -199,11 +216,23 @@ class LlamaServerClient:
             return await self.session.post(self.base_url + path, json=body)
 
     async def _stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """llama-server's event stream, watched for progress.
+
+        ``return_progress`` makes llama-server send an event after each prompt batch
+        too, so a long prompt being evaluated is progress, not a stall; those events
+        carry no token (their ``tokens`` is a placeholder ``[0]``) and are not passed on.
+        Only the wait for llama-server is timed: time spent in ``yield`` (a slow client
+        downstream) is not llama-server's stall.
+        """
         try:
-            async with await self._post_fresh_if_stale(path, {**body, "stream": True}) as resp:
+            post = self._post_fresh_if_stale(path, {**body, "stream": True, "return_progress": True})
+            async with await self._watched(post) as resp:
                 if resp.status != 200:
                     raise _error_from_upstream(resp.status, await resp.text(), path)
-                async for raw in resp.content:
+                while True:
+                    raw = await self._watched(resp.content.readline())
+                    if not raw:
+                        return
                     line = raw.strip()
                     if not line.startswith(b"data:"):
                         if line.startswith(b"error:"):
@@ -216,9 +245,13 @@ class LlamaServerClient:
                         event = json.loads(payload)
                     except json.JSONDecodeError:
                         raise UpstreamError("llama-server sent an invalid stream event") from None
+                    if not isinstance(event, dict):
+                        raise UpstreamError("llama-server sent an invalid stream event")
                     if "error" in event and "content" not in event:
                         err = event["error"]
                         raise UpstreamError(f"llama-server: {err.get('message') if isinstance(err, dict) else err}")
+                    if "prompt_progress" in event and not event.get("stop") and not event.get("tokens_predicted"):
+                        continue  # progress of the prompt's evaluation: no token yet
                     yield event
                     if event.get("stop"):
                         return
@@ -226,6 +259,40 @@ class LlamaServerClient:
             raise UpstreamTimeout("llama-server /completion stream timed out") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"llama-server /completion failed: {exc}") from None
+
+    async def _watched(self, step: Awaitable[T]) -> T:
+        """Await one step of a generation (the response headers, or the next line), bounded by the
+        stall timeout; past it, :meth:`_stalled` decides what happens and the step fails."""
+        stall = self.stall_timeout
+        if stall is None:
+            return await step
+        watch = asyncio.timeout(stall)
+        try:
+            async with watch:
+                return await step
+        except TimeoutError:
+            if not watch.expired():
+                raise  # aiohttp's own read timeout, not ours
+            raise await self._stalled(stall) from None
+
+    async def _stalled(self, stall: float) -> UpstreamError:
+        """Count a stalled generation, tell the supervisor, and return the error the request ends with."""
+        healthy = await self.health()
+        reason = (f"a generation made no progress for {stall:g} s (--stall-timeout) while llama-server "
+                  + ("reported healthy" if healthy else "did not answer /health either"))
+        self.stalls += 1
+        self.last_stall = reason
+        restarting = False
+        if self.on_stall is not None:
+            try:
+                restarting = bool(self.on_stall(reason))
+            except Exception:  # the request must still end cleanly
+                log.exception("stall handler failed")
+        log.error("%s; %s", reason, "restarting llama-server" if restarting else
+                  "failing the request" + ("" if self.on_stall is not None else " (not spawned by oaiproxy: "
+                                           "restart it yourself)"))
+        return UpstreamError(f"llama-server stalled: {reason}" + ("; it is being restarted" if restarting else ""),
+                             code="upstream_stalled")
 
 
 def _error_from_upstream(status: int, text: str, path: str) -> Exception:
