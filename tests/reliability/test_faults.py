@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import ProxyProcess, pid_alive
 
+pytestmark = pytest.mark.integration
+
 # Banning end-of-sequence and Gemma's newline tokens (107-137: runs of 1 to 31 newlines) means the
 # model cannot end its turn nor write the default template's stop strings: it generates until max_tokens.
 NO_END = {str(t): -100 for t in [1, 106, *range(107, 138)]}
