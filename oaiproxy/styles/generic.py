@@ -271,7 +271,17 @@ def example_arguments(schema: Any, depth: int = 0) -> Any:
         required = schema.get("required")
         names = [k for k in required if isinstance(k, str)] if isinstance(required, list) else []
         return {k: example_arguments(props[k], depth + 1) for k in names if k in props}
+    if kind == "string" and isinstance(schema.get("format"), str) and schema["format"] in _FORMAT_EXAMPLES:
+        # a valid value: a small model copies the example, and "..." is no e-mail address
+        return _FORMAT_EXAMPLES[schema["format"]]
     return {"string": "...", "integer": 0, "number": 0, "boolean": True, "array": [], "null": None}.get(kind, "...")
+
+
+_FORMAT_EXAMPLES = {
+    "email": "name@example.com", "date": "2024-01-31", "date-time": "2024-01-31T09:00:00Z", "time": "09:00:00Z",
+    "uuid": "123e4567-e89b-12d3-a456-426614174000", "ipv4": "192.0.2.1", "hostname": "example.com",
+    "uri": "https://example.com/",
+}
 
 
 class GenericJsonSchemaStyle(GenericStyle):

@@ -262,3 +262,15 @@ def test_invalid_schema_and_hostile_history_are_400_through_the_proxy(endpoint_p
         "tools": [{"type": "function", "function": {"name": "f", "strict": True,
                                                     "parameters": {**WEATHER, "additionalProperties": True}}}]})
     assert status == 400 and body["error"]["param"] == "tools[0].function.parameters", body
+
+
+def test_generic_example_shows_a_valid_value_for_each_enforced_format():
+    """The generic prompt's example call: the small model copies it, and "..." is no e-mail address."""
+    from oaiproxy.grammar import FORMAT_CHECKER, schema_to_gbnf
+    from oaiproxy.grammar.formats import FORMATS
+
+    for fmt in FORMATS:
+        schema = {"type": "string", "format": fmt}
+        value = example_arguments(schema)
+        assert FORMAT_CHECKER.conforms(value, fmt), (fmt, value)
+        assert accepts(schema_to_gbnf(schema), json.dumps(value)), (fmt, value)
