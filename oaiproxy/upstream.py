@@ -21,6 +21,8 @@ from .errors import BadRequest, Overloaded, UpstreamError, UpstreamTimeout, Upst
 
 log = logging.getLogger("oaiproxy.upstream")
 T = TypeVar("T")
+#: the longest stream event line accepted (the final event repeats the prompt: ~8 MB for 1M tokens)
+MAX_EVENT_BYTES = 64 << 20
 
 
 @dataclass
@@ -229,10 +231,7 @@ class LlamaServerClient:
             async with await self._watched(post) as resp:
                 if resp.status != 200:
                     raise _error_from_upstream(resp.status, await resp.text(), path)
-                while True:
-                    raw = await self._watched(resp.content.readline())
-                    if not raw:
-                        return
+                async for raw in self._lines(resp.content):
                     line = raw.strip()
                     if not line.startswith(b"data:"):
                         if line.startswith(b"error:"):
@@ -259,6 +258,31 @@ class LlamaServerClient:
             raise UpstreamTimeout("llama-server /completion stream timed out") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"llama-server /completion failed: {exc}") from None
+
+    async def _lines(self, content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+        """The stream's lines, each step watched for stalls.
+
+        Split here rather than with aiohttp's ``readline``, which refuses a line over 512 KiB: the
+        final ``/completion`` event repeats the whole prompt, over 512 KiB from ~130k tokens on.
+        """
+        buf = bytearray()
+        scanned = 0  # bytes of buf already known to hold no newline
+        while True:
+            chunk = await self._watched(content.readany())
+            if not chunk:
+                if buf:
+                    yield bytes(buf)
+                return
+            buf += chunk
+            start = 0
+            while (end := buf.find(b"\n", max(start, scanned))) >= 0:
+                yield bytes(buf[start:end + 1])
+                start = end + 1
+            if start:
+                del buf[:start]
+            scanned = len(buf)
+            if len(buf) > MAX_EVENT_BYTES:
+                raise UpstreamError(f"llama-server sent a stream event over {MAX_EVENT_BYTES >> 20} MiB")
 
     async def _watched(self, step: Awaitable[T]) -> T:
         """Await one step of a generation (the response headers, or the next line), bounded by the
