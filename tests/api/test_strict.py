@@ -274,3 +274,19 @@ def test_generic_example_shows_a_valid_value_for_each_enforced_format():
         value = example_arguments(schema)
         assert FORMAT_CHECKER.conforms(value, fmt), (fmt, value)
         assert accepts(schema_to_gbnf(schema), json.dumps(value)), (fmt, value)
+
+
+@pytest.mark.parametrize("extra_keys", [False, True])
+def test_engine_passes_the_tool_extra_keys_setting(extra_keys):
+    """--tool-extra-keys reaches the grammar through ChatEngine.plan (the whole planning path)."""
+    from oaiproxy.chat_template import ChatTemplate
+    from oaiproxy.engine import ChatEngine
+    from oaiproxy.styles.generic import GenericStyle
+    from oaiproxy.upstream import LlamaServerClient
+
+    engine = ChatEngine(template=ChatTemplate.default(), style=GenericStyle, model_id="m",
+                        client=LlamaServerClient("http://127.0.0.1:9"), tool_extra_keys=extra_keys)
+    _, plan, _ = engine.plan(_req(tool_choice="required"))
+    call = ('{"thought_about_next_step_only": "x", "next_step": {"tool_calls": [{"name": "get_weather", '
+            '"arguments": {"city": "Paris", "units": "metric"}}]}}')
+    assert accepts(plan.grammar, call) == extra_keys
