@@ -350,7 +350,8 @@ class Llama3Style(DialectStyle):
             parts = []
             for j, key in enumerate(required + optional):
                 try:
-                    value = builder.add_schema(props[key], f"llama3-tool{i}-kw{j}")
+                    value = builder.add_schema(props[key], f"llama3-tool{i}-kw{j}", objects=spec.objects,
+                                               strict=spec.strict)
                 except SchemaError as e:
                     where = f"tools[{i}].function.parameters"
                     raise StyleError(f"{where}: {e}", param=where) from e

@@ -217,3 +217,15 @@ def test_llama3_code_builtin_only_for_a_schema_that_takes_raw_code(templates_dir
     plan = style.plan(Conversation(messages=[{"role": "user", "content": "hi"}], tools=[constrained],
                                    tool_choice="required"))
     assert not accepts(plan.grammar, "<|python_tag|>print('a long line of code')")
+
+
+def test_llama3_builtin_call_arguments_follow_the_enforced_schema(templates_dir):
+    # A nested object in a builtin's keyword argument is closed in the check by default: the grammar must agree.
+    brave = ToolSpec("brave_search", "Search", {"type": "object", "properties": {
+        "query": {"type": "string"},
+        "filters": {"type": "object", "properties": {"site": {"type": "string"}}}}, "required": ["query"]})
+    style = Llama3Style(template(templates_dir, "meta-llama-Llama-3.1-8B-Instruct.jinja"))
+    plan = style.plan(Conversation(messages=[{"role": "user", "content": "hi"}], tools=[brave],
+                                   tool_choice="required"))
+    assert accepts(plan.grammar, '<|python_tag|>brave_search.call(query="x", filters={"site": "a"})')
+    assert not accepts(plan.grammar, '<|python_tag|>brave_search.call(query="x", filters={"other": 1})')
