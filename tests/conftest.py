@@ -249,3 +249,14 @@ def endpoint_proxy(upstream: Upstream):
     p = ProxyProcess(["--endpoint", upstream.url])
     yield p
     p.stop()
+
+
+#: fixtures that start (or stand for) a real llama-server; a test that needs one, even through other
+#: fixtures, is an integration test, so `pytest -m "not integration"` stays a fast run without servers
+SERVER_FIXTURES = frozenset({"upstream", "proxy", "endpoint_proxy", "llama_server_bin"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

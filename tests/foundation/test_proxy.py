@@ -10,7 +10,11 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import pytest
+
 from tests.conftest import ProxyProcess, pid_alive
+
+pytestmark = pytest.mark.integration  # every test here runs the real proxy and llama-server
 
 
 def get(url: str) -> tuple[int, Any]:
