@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -72,20 +72,14 @@ class Settings(BaseModel):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/") if value else value
 
-    @field_validator("stream_tool_calls")
+    @field_validator("stream_tool_calls", "embedding_pooling")
     @classmethod
-    def _stream_tool_calls(cls, value: str) -> str:
+    def _one_of(cls, value: str, info: ValidationInfo) -> str:
+        """Case-insensitive choice among the option's fixed values."""
+        choices = {"stream_tool_calls": STREAM_TOOL_CALLS, "embedding_pooling": EMBEDDING_POOLINGS}[info.field_name]
         value = value.lower()
-        if value not in STREAM_TOOL_CALLS:
-            raise ValueError(f"must be one of {', '.join(STREAM_TOOL_CALLS)}")
-        return value
-
-    @field_validator("embedding_pooling")
-    @classmethod
-    def _pooling(cls, value: str) -> str:
-        value = value.lower()
-        if value not in EMBEDDING_POOLINGS:
-            raise ValueError(f"must be one of {', '.join(EMBEDDING_POOLINGS)}")
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
         return value
 
     @field_validator("cors_origin", mode="before")
