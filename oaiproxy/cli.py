@@ -14,10 +14,10 @@ from typing import Any, Optional
 
 import typer
 
-from .config import ConfigError, build_settings, load_config_file
-from .default_model import DefaultModelError
-from .gguf_meta import GGUFError
-from .llama_server import ServerNotFoundError, ServerStartError
+from oaiproxy.settings import ConfigError, build_settings, load_config_file
+from oaiproxy.runtime.default_model import DefaultModelError
+from oaiproxy.runtime.gguf_meta import GGUFError
+from oaiproxy.runtime.llama_server import ServerNotFoundError, ServerStartError
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,7 +90,7 @@ def serve(
 
 
 async def _serve(settings: Any) -> None:
-    from .server import serve_forever  # imported late: keeps --help fast
+    from oaiproxy.server import serve_forever  # imported late: keeps --help fast
 
     await serve_forever(settings)
 

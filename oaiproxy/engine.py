@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .chat_template import ChatTemplate
-from .conversation import to_conversation
-from .errors import BadRequest, InternalError
-from .openai_types import (
+from oaiproxy.templating.chat_template import ChatTemplate
+from oaiproxy.conversation.rules import to_conversation
+from oaiproxy.errors import BadRequest, InternalError
+from oaiproxy.api.chat.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -36,17 +36,11 @@ from .openai_types import (
     TopLogprob,
     Usage,
 )
-from .styles.base import Style
-from .styles.base import (
-    ContentDelta,
-    Conversation,
-    GenerationPlan,
-    ParsedOutput,
-    StyleError,
-    ToolCallDelta,
-)
-from .upstream import LlamaServerClient
-from .validation import validate_tool_calls
+from oaiproxy.dialects.base import Style
+from oaiproxy.conversation.model import Conversation
+from oaiproxy.dialects.base import ContentDelta, GenerationPlan, ParsedOutput, StyleError, ToolCallDelta
+from oaiproxy.runtime.upstream import LlamaServerClient
+from oaiproxy.validation import validate_tool_calls
 
 log = logging.getLogger("oaiproxy.engine")
 

@@ -10,16 +10,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .app import ProxyState, create_app
-from .chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate, TemplateError
-from .config import ConfigError, Settings
-from .default_model import default_model_path
-from .embeddings import EmbeddingBackend
-from .engine import ChatEngine
-from .gguf_meta import read_metadata
-from .llama_server import ManagedServer, ServerOptions, find_server_binary, plan_context
-from .styles import detect_style, get_style
-from .upstream import Admission, LlamaServerClient
+from oaiproxy.api.app import ProxyState, create_app
+from oaiproxy.templating.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate, TemplateError
+from oaiproxy.settings import ConfigError, Settings
+from oaiproxy.runtime.default_model import default_model_path
+from oaiproxy.api.embeddings.serving import EmbeddingBackend
+from oaiproxy.engine import ChatEngine
+from oaiproxy.runtime.gguf_meta import read_metadata
+from oaiproxy.runtime.llama_server import ManagedServer, ServerOptions, find_server_binary, plan_context
+from oaiproxy.dialects import detect_style, get_style
+from oaiproxy.runtime.upstream import Admission, LlamaServerClient
 
 log = logging.getLogger("oaiproxy")
 

@@ -19,7 +19,7 @@ import jsonschema
 
 from oaiproxy.grammar import SchemaError
 from oaiproxy.grammar.enforced import enforced_schema, validator
-from oaiproxy.styles.base import ToolCall, ToolSpec
+from oaiproxy.conversation.model import ToolCall, ToolSpec
 
 
 def validate_tool_calls(calls: Sequence[ToolCall], tools: Sequence[ToolSpec]) -> list[str]:

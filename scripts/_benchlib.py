@@ -49,13 +49,13 @@ def templates_dir() -> Path:
 
 
 def default_model() -> Path:
-    from oaiproxy.default_model import default_model_path
+    from oaiproxy.runtime.default_model import default_model_path
 
     return default_model_path()
 
 
 def server_binary() -> Path:
-    from oaiproxy.llama_server import find_server_binary
+    from oaiproxy.runtime.llama_server import find_server_binary
 
     return find_server_binary()
 
@@ -66,7 +66,7 @@ def oaiproxy_default_template() -> Path:
 
 
 def model_has_template(model: Path) -> bool:
-    from oaiproxy.gguf_meta import read_metadata
+    from oaiproxy.runtime.gguf_meta import read_metadata
 
     return bool(read_metadata(model).chat_template)
 
@@ -219,9 +219,9 @@ async def build_engine(endpoint: str, template: Path | None = None, style: str |
     Used to plan requests (``engine.plan(req)`` gives the exact ``/completion``
     body the proxy sends) without going through HTTP.
     """
-    from oaiproxy.config import Settings
+    from oaiproxy.settings import Settings
     from oaiproxy.server import build_engine as engine_for, resolve_model
-    from oaiproxy.upstream import LlamaServerClient
+    from oaiproxy.runtime.upstream import LlamaServerClient
 
     client = LlamaServerClient(endpoint)
     settings = Settings(endpoint=endpoint, chat_template_file=template, style=style)
@@ -230,7 +230,7 @@ async def build_engine(endpoint: str, template: Path | None = None, style: str |
 
 
 def chat_request(body: dict[str, Any]):
-    from oaiproxy.openai_types import ChatCompletionRequest, parse_request
+    from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
 
     return parse_request(ChatCompletionRequest, body)
 

@@ -128,10 +128,10 @@ def post(url: str, body: dict) -> dict:
 
 
 def start_server(binary: str | None) -> tuple[subprocess.Popen, str]:
-    from oaiproxy.default_model import default_model_path
+    from oaiproxy.runtime.default_model import default_model_path
 
     if binary is None:
-        from oaiproxy.llama_server import find_server_binary
+        from oaiproxy.runtime.llama_server import find_server_binary
 
         binary = str(find_server_binary())
     with socket.socket() as s:

@@ -63,14 +63,14 @@ def templates_dir(llama_models_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def llama_server_bin() -> str:
-    from oaiproxy.llama_server import find_server_binary
+    from oaiproxy.runtime.llama_server import find_server_binary
 
     return str(find_server_binary())
 
 
 @pytest.fixture(scope="session")
 def default_model_path() -> Path:
-    from oaiproxy.default_model import default_model_path as _path
+    from oaiproxy.runtime.default_model import default_model_path as _path
 
     return _path()
 

@@ -7,10 +7,10 @@ composes several schemas and literal text into one grammar (tool calls);
 check of it that the proxy runs on every answer (one source of truth).
 """
 
-from .charsets import gbnf_literal
-from .converter import GrammarBuilder, SchemaError, check_schema, schema_to_gbnf
-from .enforced import enforced_schema, validator
-from .formats import FORMAT_CHECKER
+from oaiproxy.grammar.charsets import gbnf_literal
+from oaiproxy.grammar.converter import GrammarBuilder, SchemaError, check_schema, schema_to_gbnf
+from oaiproxy.grammar.enforced import enforced_schema, validator
+from oaiproxy.grammar.formats import FORMAT_CHECKER
 
 __all__ = ["schema_to_gbnf", "GrammarBuilder", "SchemaError", "gbnf_literal", "check_schema", "enforced_schema",
            "validator", "FORMAT_CHECKER"]

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from .converter import GrammarBuilder, SchemaError
+from oaiproxy.grammar.converter import GrammarBuilder, SchemaError
 
 
 def main(argv: list[str] | None = None) -> int:

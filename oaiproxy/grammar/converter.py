@@ -22,10 +22,10 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from . import charsets as cs
-from . import regex as rx
-from .formats import FORMATS, format_rules
-from .ranges import UNBOUNDED_DIGITS, decimal_range, integer_range
+from oaiproxy.grammar import charsets as cs
+from oaiproxy.grammar import regex as rx
+from oaiproxy.grammar.formats import FORMATS, format_rules
+from oaiproxy.grammar.ranges import UNBOUNDED_DIGITS, decimal_range, integer_range
 
 # --- limits (documented in docs/json-schema.md) ------------------------------------------------
 MAX_DEPTH = 64
@@ -240,7 +240,7 @@ class GrammarBuilder:
         ``additional_properties`` ("open" when True, "all" when False).
         Raises SchemaError for an invalid, unsupported, over-limit or unsatisfiable schema.
         """
-        from .enforced import enforced_schema
+        from oaiproxy.grammar.enforced import enforced_schema
 
         if objects is None:
             objects = "open" if self.additional_properties_default else "all"
@@ -1083,7 +1083,7 @@ def _sibling_validator(schema: dict, root: Any):
     Keeping only the values that do makes ``{"type": "string", "enum": ["a", 1]}`` exact. The
     check is the proxy's own (formats, ECMA patterns), so the kept values pass the final check.
     """
-    from .enforced import validator as proxy_validator
+    from oaiproxy.grammar.enforced import validator as proxy_validator
 
     probe = dict(schema)
     if isinstance(root, dict):

@@ -38,8 +38,8 @@ from typing import Any, Literal
 
 import jsonschema
 
-from . import regex as rx
-from .formats import FORMAT_CHECKER, FORMATS
+from oaiproxy.grammar import regex as rx
+from oaiproxy.grammar.formats import FORMAT_CHECKER, FORMATS
 
 Objects = Literal["open", "declared", "all"]
 
@@ -54,7 +54,7 @@ def enforced_schema(schema: Any, *, objects: Objects = "open", strict: bool = Fa
     anyway (invalid, an ``allOf`` that cannot be merged, ``strict`` with open objects). The
     result is shared between callers (memoised): do not modify it.
     """
-    from .converter import SchemaError, check_schema
+    from oaiproxy.grammar.converter import SchemaError, check_schema
 
     check_schema(schema)
     if isinstance(schema, bool):
@@ -68,7 +68,7 @@ def enforced_schema(schema: Any, *, objects: Objects = "open", strict: bool = Fa
 
 @lru_cache(maxsize=1024)
 def _enforced_cached(text: str, objects: Objects, strict: bool) -> Any:
-    from .converter import SchemaError
+    from oaiproxy.grammar.converter import SchemaError
 
     schema = json.loads(text)
     try:
@@ -79,7 +79,7 @@ def _enforced_cached(text: str, objects: Objects, strict: bool) -> Any:
 
 class _Enforcer:
     def __init__(self, root: Any, objects: Objects, strict: bool):
-        from .converter import GrammarBuilder
+        from oaiproxy.grammar.converter import GrammarBuilder
 
         self.objects = objects
         self.strict = strict
@@ -87,7 +87,7 @@ class _Enforcer:
         self.merger._root_schema = root
 
     def walk(self, node: Any, ptr: str, depth: int) -> Any:
-        from .converter import ANNOTATIONS, MAX_DEPTH, SchemaError, _ptr
+        from oaiproxy.grammar.converter import ANNOTATIONS, MAX_DEPTH, SchemaError, _ptr
 
         if depth > MAX_DEPTH:
             raise SchemaError(f"schema nesting exceeds the limit of {MAX_DEPTH}", pointer=ptr)
@@ -117,7 +117,7 @@ class _Enforcer:
         return self._plain(node, ptr, depth)
 
     def _annotations_and_defs(self, node: dict, out: dict, ptr: str, depth: int) -> dict:
-        from .converter import ANNOTATIONS, _ptr
+        from oaiproxy.grammar.converter import ANNOTATIONS, _ptr
 
         for k, v in node.items():
             if k in ANNOTATIONS and k not in ("$schema", "$id", "strict"):
@@ -128,7 +128,7 @@ class _Enforcer:
         return out
 
     def _plain(self, node: dict, ptr: str, depth: int) -> Any:
-        from .converter import SchemaError, _ptr, _types_of
+        from oaiproxy.grammar.converter import SchemaError, _ptr, _types_of
 
         out = {k: v for k, v in node.items() if k not in ("$schema", "$id", "uniqueItems", "nullable", "strict")}
         # OpenAPI's nullable, the converter's reading: null joins the listed types

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import charsets as cs
+from oaiproxy.grammar import charsets as cs
 
 MAX_PATTERN_LENGTH = 1000
 MAX_QUANTIFIER = 1000

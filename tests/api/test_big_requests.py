@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from openai import OpenAI
 
-from oaiproxy.upstream import LlamaServerClient
+from oaiproxy.runtime.upstream import LlamaServerClient
 from tests.api.big_tools import SCHEMAS, TOOLS
 from tests.api.conftest import http
 from tests.conftest import ProxyProcess

@@ -12,8 +12,8 @@ import pytest
 from openai import OpenAI
 
 from oaiproxy.errors import BadRequest, InternalError
-from oaiproxy.legacy_functions import complete, legacy_call_id, legacy_param, stream, to_tools_request
-from oaiproxy.openai_types import (
+from oaiproxy.api.chat.legacy_functions import complete, legacy_call_id, legacy_param, stream, to_tools_request
+from oaiproxy.api.chat.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -259,7 +259,7 @@ def test_sdk_legacy_errors_are_400s(client: OpenAI, endpoint_proxy) -> None:
 
 
 def test_openapi_describes_the_legacy_shapes() -> None:
-    from oaiproxy.openapi import openapi_document
+    from oaiproxy.api.openapi import openapi_document
 
     schemas = openapi_document()["components"]["schemas"]
     request = schemas["ChatCompletionRequest"]["properties"]

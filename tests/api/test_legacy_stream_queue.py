@@ -14,11 +14,11 @@ import pytest
 from aiohttp import web
 from openai import OpenAI
 
-from oaiproxy.app import ProxyState, create_app
-from oaiproxy.chat_template import ChatTemplate
+from oaiproxy.api.app import ProxyState, create_app
+from oaiproxy.templating.chat_template import ChatTemplate
 from oaiproxy.engine import ChatEngine
-from oaiproxy.styles import get_style
-from oaiproxy.upstream import Admission, LlamaServerClient
+from oaiproxy.dialects import get_style
+from oaiproxy.runtime.upstream import Admission, LlamaServerClient
 from tests.api.conftest import MODEL
 
 

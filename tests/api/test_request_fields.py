@@ -10,8 +10,8 @@ import pytest
 from openai import OpenAI
 
 from oaiproxy.errors import BadRequest
-from oaiproxy.openai_types import ChatCompletionRequest, parse_request
-from oaiproxy.openapi import openapi_document
+from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
+from oaiproxy.api.openapi import openapi_document
 from tests.api.conftest import MODEL
 from tests.conftest import ProxyProcess
 

@@ -14,13 +14,13 @@ import json
 import jsonschema
 import pytest
 
-from oaiproxy.conversation import MAX_ARGUMENTS_DEPTH, json_text_depth, to_conversation
+from oaiproxy.conversation.rules import MAX_ARGUMENTS_DEPTH, json_text_depth, to_conversation
 from oaiproxy.errors import BadRequest
 from oaiproxy.grammar import GrammarBuilder
-from oaiproxy.openai_types import ChatCompletionRequest, parse_request
-from oaiproxy.styles._common import add_tool_args, plan_tools
-from oaiproxy.styles.base import ToolCall
-from oaiproxy.styles.generic import example_arguments
+from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
+from oaiproxy.dialects._common import add_tool_args, plan_tools
+from oaiproxy.conversation.model import ToolCall
+from oaiproxy.dialects.generic import example_arguments
 from oaiproxy.validation import validate_tool_calls
 from tests.api.conftest import MODEL, http
 from tests.gbnf_oracle import accepts
@@ -176,9 +176,9 @@ def test_deeply_nested_history_arguments_are_a_400():
 
 def test_generic_style_renders_unparsable_arguments(templates_dir):
     """Arguments that json.loads cannot take (RecursionError included) are shown as sent, not a 500."""
-    from oaiproxy.chat_template import ChatTemplate
-    from oaiproxy.styles.base import Conversation, ToolSpec
-    from oaiproxy.styles.generic import GenericStyle
+    from oaiproxy.templating.chat_template import ChatTemplate
+    from oaiproxy.conversation.model import Conversation, ToolSpec
+    from oaiproxy.dialects.generic import GenericStyle
 
     style = GenericStyle(ChatTemplate.default())
     conv = Conversation(messages=[
@@ -279,10 +279,10 @@ def test_generic_example_shows_a_valid_value_for_each_enforced_format():
 @pytest.mark.parametrize("extra_keys", [False, True])
 def test_engine_passes_the_tool_extra_keys_setting(extra_keys):
     """--tool-extra-keys reaches the grammar through ChatEngine.plan (the whole planning path)."""
-    from oaiproxy.chat_template import ChatTemplate
+    from oaiproxy.templating.chat_template import ChatTemplate
     from oaiproxy.engine import ChatEngine
-    from oaiproxy.styles.generic import GenericStyle
-    from oaiproxy.upstream import LlamaServerClient
+    from oaiproxy.dialects.generic import GenericStyle
+    from oaiproxy.runtime.upstream import LlamaServerClient
 
     engine = ChatEngine(template=ChatTemplate.default(), style=GenericStyle, model_id="m",
                         client=LlamaServerClient("http://127.0.0.1:9"), tool_extra_keys=extra_keys)

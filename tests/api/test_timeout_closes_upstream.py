@@ -10,11 +10,11 @@ import time
 
 from aiohttp import web
 
-from oaiproxy.app import ProxyState, create_app
-from oaiproxy.chat_template import ChatTemplate
+from oaiproxy.api.app import ProxyState, create_app
+from oaiproxy.templating.chat_template import ChatTemplate
 from oaiproxy.engine import ChatEngine
-from oaiproxy.styles import get_style
-from oaiproxy.upstream import LlamaServerClient
+from oaiproxy.dialects import get_style
+from oaiproxy.runtime.upstream import LlamaServerClient
 
 TIMEOUT = 0.5
 

@@ -7,12 +7,12 @@ import struct
 
 import pytest
 
-from oaiproxy.app import allowed_origin
-from oaiproxy.completions import CompletionRequest, plan_jobs, split_prompts, to_logprobs
-from oaiproxy.config import ConfigError, Settings, build_settings, load_config_file
-from oaiproxy.embeddings import EmbeddingRequest, decode_base64, encode_base64, split_inputs
+from oaiproxy.api.app import allowed_origin
+from oaiproxy.api.completions.serving import CompletionRequest, plan_jobs, split_prompts, to_logprobs
+from oaiproxy.settings import ConfigError, Settings, build_settings, load_config_file
+from oaiproxy.api.embeddings.serving import EmbeddingRequest, decode_base64, encode_base64, split_inputs
 from oaiproxy.errors import BadRequest
-from oaiproxy.openai_types import parse_request
+from oaiproxy.api.chat.protocol import parse_request
 
 
 def req(**kw) -> CompletionRequest:
@@ -125,7 +125,7 @@ async def test_one_failing_choice_cancels_the_others() -> None:
     import asyncio
     import time
 
-    from oaiproxy.completions import CompletionEngine
+    from oaiproxy.api.completions.serving import CompletionEngine
 
     class Upstream:
         cancelled = 0
@@ -148,7 +148,7 @@ async def test_one_failing_choice_cancels_the_others() -> None:
 
 
 def test_logged_command_line_hides_secrets() -> None:
-    from oaiproxy.llama_server import redact_secrets
+    from oaiproxy.runtime.llama_server import redact_secrets
 
     cmd = ["llama-server", "--model", "m.gguf", "--api-key", "sk-1", "--hf-token=hf_2", "-hft", "hf_3", "--port", "1"]
     shown = " ".join(redact_secrets(cmd))
@@ -163,7 +163,7 @@ def test_nullable_fields_mean_their_default() -> None:
 
 
 async def test_overlong_embedding_input_is_a_400() -> None:
-    from oaiproxy.embeddings import EmbeddingEngine
+    from oaiproxy.api.embeddings.serving import EmbeddingEngine
     from oaiproxy.errors import UpstreamError
 
     class Upstream:

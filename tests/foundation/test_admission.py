@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from oaiproxy.errors import Overloaded
-from oaiproxy.upstream import Admission
+from oaiproxy.runtime.upstream import Admission
 
 
 async def test_waits_for_a_slot_then_refuses_past_the_queue() -> None:

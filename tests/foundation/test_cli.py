@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oaiproxy.config import ConfigError, Settings, load_config_file
+from oaiproxy.settings import ConfigError, Settings, load_config_file
 
 REPO = Path(__file__).resolve().parents[2]
 

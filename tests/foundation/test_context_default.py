@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from oaiproxy.gguf_meta import ModelMetadata, read_metadata
-from oaiproxy.llama_server import FALLBACK_CONTEXT, plan_context
+from oaiproxy.runtime.gguf_meta import ModelMetadata, read_metadata
+from oaiproxy.runtime.llama_server import FALLBACK_CONTEXT, plan_context
 from tests.conftest import ProxyProcess
 
 GIB = 1 << 30

@@ -6,7 +6,7 @@ import pytest
 
 from oaiproxy.engine import strip_partial_stop
 from oaiproxy.errors import BadRequest
-from oaiproxy.openai_types import ChatCompletionRequest, parse_request
+from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
 
 
 @pytest.mark.parametrize("text, stops, expected", [
@@ -37,10 +37,10 @@ import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from oaiproxy.chat_template import ChatTemplate  # noqa: E402
+from oaiproxy.templating.chat_template import ChatTemplate  # noqa: E402
 from oaiproxy.engine import ChatEngine  # noqa: E402
 from oaiproxy.errors import InternalError  # noqa: E402
-from oaiproxy.styles import get_style  # noqa: E402
+from oaiproxy.dialects import get_style  # noqa: E402
 
 WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],

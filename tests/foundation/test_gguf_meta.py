@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from oaiproxy.gguf_meta import GGUFError, read_metadata
+from oaiproxy.runtime.gguf_meta import GGUFError, read_metadata
 
 
 def test_default_model_metadata(default_model_path: Path) -> None:

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from tests.hypothesis_profiles import examples
 
 from oaiproxy.grammar import GrammarBuilder, SchemaError, enforced_schema
-from oaiproxy.styles.base import ToolCall, ToolSpec
+from oaiproxy.conversation.model import ToolCall, ToolSpec
 from oaiproxy.validation import validate_tool_calls
 from tests.gbnf_oracle import accepts, sample
 from tests.grammar.helpers import corpus

@@ -105,7 +105,7 @@ def test_sampled_values_validate(upstream):
     token is at least one character), so no sample can be cut short. The unbounded and
     long ones are covered by the loading test above and by the oracle's sampler.
     """
-    from oaiproxy.styles.base import ToolCall, ToolSpec
+    from oaiproxy.conversation.model import ToolCall, ToolSpec
     from oaiproxy.validation import validate_tool_calls
 
     jobs = _sampled_jobs()

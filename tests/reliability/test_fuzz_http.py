@@ -16,7 +16,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from oaiproxy.openapi import openapi_document
+from oaiproxy.api.openapi import openapi_document
 from tests.conftest import ProxyProcess
 
 schema = schemathesis.openapi.from_dict(openapi_document())

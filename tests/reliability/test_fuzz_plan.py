@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 
 from tests.hypothesis_profiles import examples
 
-from oaiproxy.chat_template import ChatTemplate
+from oaiproxy.templating.chat_template import ChatTemplate
 from oaiproxy.engine import ChatEngine
 from oaiproxy.errors import BadRequest
-from oaiproxy.openai_types import ChatCompletionRequest, parse_request
-from oaiproxy.styles import STYLES
-from oaiproxy.upstream import LlamaServerClient
+from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
+from oaiproxy.dialects import STYLES
+from oaiproxy.runtime.upstream import LlamaServerClient
 
 TEMPLATE_FOR_STYLE = {
     "hermes": "Qwen-Qwen2.5-7B-Instruct.jinja",

@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from oaiproxy.llama_server import LOG_LINE_LIMIT, ManagedServer, ServerOptions
+from oaiproxy.runtime.llama_server import LOG_LINE_LIMIT, ManagedServer, ServerOptions
 from tests.conftest import ProxyProcess, Upstream
 
 # writes a 200 KiB line, then ~2 MiB of ordinary lines, then touches a file next to --model:

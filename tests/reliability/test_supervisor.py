@@ -12,7 +12,7 @@ import stat
 import sys
 from pathlib import Path
 
-from oaiproxy.llama_server import ManagedServer, ServerOptions
+from oaiproxy.runtime.llama_server import ManagedServer, ServerOptions
 
 CRASHER = """#!{python}
 import sys, time, http.server, threading

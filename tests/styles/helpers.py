@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from oaiproxy.chat_template import ChatTemplate
-from oaiproxy.styles.base import ContentDelta, OutputParser, ParsedOutput, ToolCallDelta, ToolSpec
+from oaiproxy.templating.chat_template import ChatTemplate
+from oaiproxy.conversation.model import ToolSpec
+from oaiproxy.dialects.base import ContentDelta, OutputParser, ParsedOutput, ToolCallDelta
 
 WEATHER = ToolSpec(
     "get_weather",

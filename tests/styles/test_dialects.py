@@ -14,8 +14,9 @@ from typing import Callable
 
 import pytest
 
-from oaiproxy.styles import get_style
-from oaiproxy.styles.base import Conversation, NamedToolChoice, ResponseFormat, StyleError, ToolSpec
+from oaiproxy.dialects import get_style
+from oaiproxy.conversation.model import Conversation, NamedToolChoice, ResponseFormat, ToolSpec
+from oaiproxy.dialects.base import StyleError
 from tests.gbnf_oracle import accepts
 
 from .helpers import HISTORY, SEARCH, TOOLS, WEATHER, args_of, parse_every_split, template
@@ -111,7 +112,7 @@ WRONG_ARGS = [
 
 
 def make(style: str, templates_dir, filename: str):
-    from oaiproxy.chat_template import ChatTemplate
+    from oaiproxy.templating.chat_template import ChatTemplate
 
     tpl = ChatTemplate.default() if filename == "default" else template(templates_dir, filename)
     return get_style(style)(tpl)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from oaiproxy.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate
-from oaiproxy.styles import get_style
-from oaiproxy.styles.base import ContentDelta, Conversation, NamedToolChoice, ParsedOutput, ToolCallDelta, ToolSpec
+from oaiproxy.templating.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate
+from oaiproxy.dialects import get_style
+from oaiproxy.conversation.model import Conversation, NamedToolChoice, ToolSpec
+from oaiproxy.dialects.base import ContentDelta, ParsedOutput, ToolCallDelta
 from oaiproxy.validation import validate_tool_calls
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from oaiproxy.styles._jsonscan import JsonScanError, JsonScanner, StringDecoder
+from oaiproxy.dialects._jsonscan import JsonScanError, JsonScanner, StringDecoder
 
 DOCS = [
     '{"name": "f", "arguments": {"a": [1, 2.5e3, -0], "b": {"c": null}, "d": true, "e": "x\\"y\\u00e9"}}',

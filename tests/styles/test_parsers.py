@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from oaiproxy.chat_template import ChatTemplate
-from oaiproxy.styles.base import Conversation, NamedToolChoice, ToolSpec
-from oaiproxy.styles.functionary import FunctionaryV32Parser
-from oaiproxy.styles.generic import GenericParser, GenericStyle
-from oaiproxy.styles.hermes import HermesParser
-from oaiproxy.styles.llama3 import Llama3Parser, Llama3Style, json_form_start
-from oaiproxy.styles.mistral import MistralParser
+from oaiproxy.templating.chat_template import ChatTemplate
+from oaiproxy.conversation.model import Conversation, NamedToolChoice, ToolSpec
+from oaiproxy.dialects.functionary import FunctionaryV32Parser
+from oaiproxy.dialects.generic import GenericParser, GenericStyle
+from oaiproxy.dialects.hermes import HermesParser
+from oaiproxy.dialects.llama3 import Llama3Parser, Llama3Style, json_form_start
+from oaiproxy.dialects.mistral import MistralParser
 from tests.gbnf_oracle import accepts
 
 from .helpers import args_of, parse_every_split, template
@@ -182,7 +182,7 @@ def test_generic_calls_and_thought():
 
 
 def test_generic_json_schema_variant_describes_tools_as_schema():
-    from oaiproxy.styles import get_style
+    from oaiproxy.dialects import get_style
 
     tool = ToolSpec("f", "Do f", {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]})
     conv = Conversation(messages=[{"role": "user", "content": "hi"}], tools=[tool], tool_choice=NamedToolChoice("f"))

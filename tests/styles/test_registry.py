@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from oaiproxy.styles import STYLES, detect_style, get_style
-from oaiproxy.styles._common import find_trigger, plan_tools, short_call_id_for
-from oaiproxy.styles.base import Conversation, NamedToolChoice, StyleError
+from oaiproxy.dialects import STYLES, detect_style, get_style
+from oaiproxy.dialects._common import find_trigger, plan_tools, short_call_id_for
+from oaiproxy.conversation.model import Conversation, NamedToolChoice
+from oaiproxy.dialects.base import StyleError
 
 from .helpers import SEARCH, TOOLS, WEATHER
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from oaiproxy.styles.base import ToolSpec
-from oaiproxy.styles.generic import example_arguments
-from oaiproxy.styles.typescript import ts_signature, ts_type
+from oaiproxy.conversation.model import ToolSpec
+from oaiproxy.dialects.generic import example_arguments
+from oaiproxy.dialects.typescript import ts_signature, ts_type
 
 
 def test_types_cover_the_common_schema_shapes():

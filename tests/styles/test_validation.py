@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oaiproxy.styles.base import ToolCall
+from oaiproxy.conversation.model import ToolCall
 from oaiproxy.validation import validate_tool_calls
 
 from .helpers import TOOLS

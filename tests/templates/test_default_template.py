@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from oaiproxy.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate, TemplateError
+from oaiproxy.templating.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate, TemplateError
 from tests.templates import samples
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from oaiproxy.chat_template import ChatTemplate
-from oaiproxy.gguf_meta import read_metadata
+from oaiproxy.templating.chat_template import ChatTemplate
+from oaiproxy.runtime.gguf_meta import read_metadata
 from tests.conftest import Upstream
 from tests.templates import samples
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from oaiproxy.chat_template import ChatTemplate, TemplateError
+from oaiproxy.templating.chat_template import ChatTemplate, TemplateError
 from tests.templates import samples
 
 # Templates that refuse a tool result followed directly by a user turn: once tool turns are set

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from oaiproxy.chat_template import ChatTemplate, TemplateError
+from oaiproxy.templating.chat_template import ChatTemplate, TemplateError
 from tests.templates import samples
 
 

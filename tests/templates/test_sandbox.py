@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from oaiproxy.chat_template import ChatTemplate, RenderLimits, TemplateError
+from oaiproxy.templating.chat_template import ChatTemplate, RenderLimits, TemplateError
 from tests.templates import samples
 
 # Loose on purpose: the render deadline is 2 s, the machine is shared and noisy.

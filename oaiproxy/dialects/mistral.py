@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from oaiproxy.styles._common import (
+from oaiproxy.dialects._common import (
     CallObjectReader,
     JsonCallSection,
     ToolPlan,
@@ -24,9 +24,9 @@ from oaiproxy.styles._common import (
     new_short_call_id,
     short_call_id_for,
 )
-from oaiproxy.styles._dialect import DialectStyle
-from oaiproxy.styles._jsonscan import Path
-from oaiproxy.styles.base import OutputParser
+from oaiproxy.dialects._dialect import DialectStyle
+from oaiproxy.dialects._jsonscan import Path
+from oaiproxy.dialects.base import OutputParser
 
 TOOL_CALLS = "[TOOL_CALLS]"
 

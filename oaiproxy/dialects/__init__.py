@@ -8,12 +8,12 @@ any model. ``--style NAME`` overrides it. See docs/dialects.md.
 
 from __future__ import annotations
 
-from oaiproxy.styles.base import Style, StyleError
-from oaiproxy.styles.functionary import FunctionaryV31Style, FunctionaryV32Style
-from oaiproxy.styles.generic import GenericJsonSchemaStyle, GenericStyle
-from oaiproxy.styles.hermes import HermesStyle
-from oaiproxy.styles.llama3 import Llama3Style
-from oaiproxy.styles.mistral import MistralNemoStyle
+from oaiproxy.dialects.base import Style, StyleError
+from oaiproxy.dialects.functionary import FunctionaryV31Style, FunctionaryV32Style
+from oaiproxy.dialects.generic import GenericJsonSchemaStyle, GenericStyle
+from oaiproxy.dialects.hermes import HermesStyle
+from oaiproxy.dialects.llama3 import Llama3Style
+from oaiproxy.dialects.mistral import MistralNemoStyle
 
 #: detection order: the first dialect whose ``detect`` accepts the template wins
 DETECTION_ORDER: tuple[type[Style], ...] = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oaiproxy.styles._common import (
+from oaiproxy.dialects._common import (
     JsonCallSection,
     JsonScanner,
     ToolPlan,
@@ -20,9 +20,9 @@ from oaiproxy.styles._common import (
     lit,
     load_fragment,
 )
-from oaiproxy.styles._dialect import DialectStyle
-from oaiproxy.styles.base import OutputParser
-from oaiproxy.styles.llama3 import FUNCTION_OPEN, Llama3Style
+from oaiproxy.dialects._dialect import DialectStyle
+from oaiproxy.dialects.base import OutputParser
+from oaiproxy.dialects.llama3 import FUNCTION_OPEN, Llama3Style
 
 RECIPIENT = ">>>"
 TEXT_RECIPIENT = "all"

@@ -20,21 +20,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from oaiproxy.chat_template import TemplateError
+from oaiproxy.templating.chat_template import TemplateError
 from oaiproxy.grammar import SchemaError, gbnf_literal
 from oaiproxy.resources import read_text
-from oaiproxy.styles._jsonscan import JsonScanError, JsonScanner, Path
-from oaiproxy.styles.base import (
-    ContentDelta,
-    Conversation,
-    NamedToolChoice,
-    ParsedOutput,
-    ParseEvent,
-    StyleError,
-    ToolCall,
-    ToolCallDelta,
-    ToolSpec,
-)
+from oaiproxy.dialects._jsonscan import JsonScanError, JsonScanner, Path
+from oaiproxy.conversation.model import Conversation, NamedToolChoice, ToolCall, ToolSpec
+from oaiproxy.dialects.base import ContentDelta, ParsedOutput, ParseEvent, StyleError, ToolCallDelta
 
 #: a grammar never admits more calls than this in one answer: small models loop otherwise
 MAX_PARALLEL_CALLS = 8

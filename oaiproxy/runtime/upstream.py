@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from .errors import BadRequest, Overloaded, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from oaiproxy.errors import BadRequest, Overloaded, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
 log = logging.getLogger("oaiproxy.upstream")
 T = TypeVar("T")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import BadRequest
-from .grammar import SchemaError, enforced_schema
-from .openai_types import ChatCompletionRequest
-from .styles.base import Conversation, NamedToolChoice, ResponseFormat, ToolSpec
+from oaiproxy.errors import BadRequest
+from oaiproxy.grammar import SchemaError, enforced_schema
+from oaiproxy.api.chat.protocol import ChatCompletionRequest
+from oaiproxy.conversation.model import Conversation, NamedToolChoice, ResponseFormat, ToolSpec
 
 
 #: deepest nesting of a tool's parameters or a response schema; the converter's own limit is lower,

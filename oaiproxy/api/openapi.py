@@ -14,10 +14,10 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from . import __version__
-from .completions import CompletionRequest, TextCompletion
-from .embeddings import EmbeddingList, EmbeddingRequest
-from .openai_types import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from oaiproxy import __version__
+from oaiproxy.api.completions.serving import CompletionRequest, TextCompletion
+from oaiproxy.api.embeddings.serving import EmbeddingList, EmbeddingRequest
+from oaiproxy.api.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 
 REF = "#/components/schemas/{model}"
 

@@ -23,7 +23,7 @@ import json
 from typing import Any
 
 from oaiproxy.grammar import GrammarBuilder
-from oaiproxy.styles._common import (
+from oaiproxy.dialects._common import (
     ToolPlan,
     add_response_schema,
     history_for_template,
@@ -35,7 +35,8 @@ from oaiproxy.styles._common import (
     response_schema,
     with_system_text,
 )
-from oaiproxy.styles.base import Conversation, GenerationPlan, OutputParser, Style
+from oaiproxy.conversation.model import Conversation
+from oaiproxy.dialects.base import GenerationPlan, OutputParser, Style
 
 
 class DialectStyle(Style):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from oaiproxy.styles._common import (
+from oaiproxy.dialects._common import (
     CallObjectReader,
     JsonCallSection,
     ToolPlan,
@@ -20,8 +20,8 @@ from oaiproxy.styles._common import (
     load_fragment,
     repeat_rule,
 )
-from oaiproxy.styles._dialect import DialectStyle
-from oaiproxy.styles.base import OutputParser
+from oaiproxy.dialects._dialect import DialectStyle
+from oaiproxy.dialects.base import OutputParser
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"

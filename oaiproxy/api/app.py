@@ -18,11 +18,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from . import legacy_functions
-from .completions import CompletionEngine, CompletionRequest
-from .embeddings import EmbeddingEngine, EmbeddingRequest, EmbeddingsNotConfigured
-from .engine import ChatEngine
-from .errors import (
+from oaiproxy.api.chat import legacy_functions
+from oaiproxy.api.completions.serving import CompletionEngine, CompletionRequest
+from oaiproxy.api.embeddings.serving import EmbeddingEngine, EmbeddingRequest, EmbeddingsNotConfigured
+from oaiproxy.engine import ChatEngine
+from oaiproxy.errors import (
     APIError,
     AuthenticationFailed,
     BadRequest,
@@ -31,9 +31,9 @@ from .errors import (
     UpstreamUnavailable,
     error_body,
 )
-from .llama_server import ManagedServer
-from .openai_types import ChatCompletionRequest, parse_request
-from .upstream import LlamaServerClient
+from oaiproxy.runtime.llama_server import ManagedServer
+from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
+from oaiproxy.runtime.upstream import LlamaServerClient
 
 log = logging.getLogger("oaiproxy.app")
 
@@ -349,7 +349,7 @@ def _sse(data: dict[str, Any]) -> bytes:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    from .openapi import openapi_document  # built on first use: it walks every pydantic model
+    from oaiproxy.api.openapi import openapi_document  # built on first use: it walks every pydantic model
 
     return json_response(openapi_document())
 

@@ -3,7 +3,7 @@
 The proxy owns the llama-server it spawns: it picks a free loopback port,
 waits for ``/health``, drains the server's log (forwarding it at debug level),
 restarts it with backoff when it dies or when a generation stalls (the watchdog
-in :mod:`oaiproxy.upstream` reports it here), and makes sure it never outlives
+in :mod:`oaiproxy.runtime.upstream` reports it here), and makes sure it never outlives
 the proxy — not even when the proxy is SIGKILLed (Linux parent-death signal,
 plus a process group so a clean stop takes any children along).
 """
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 if TYPE_CHECKING:
-    from .gguf_meta import ModelMetadata
+    from oaiproxy.runtime.gguf_meta import ModelMetadata
 
 log = logging.getLogger("oaiproxy.llama_server")
 server_log = logging.getLogger("oaiproxy.llama_server.output")

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .completions import check_text_or_tokens
-from .errors import BadRequest, UpstreamError
-from .upstream import LlamaServerClient
+from oaiproxy.api.completions.serving import check_text_or_tokens
+from oaiproxy.errors import BadRequest, UpstreamError
+from oaiproxy.runtime.upstream import LlamaServerClient
 
 if TYPE_CHECKING:
-    from .config import Settings
-    from .llama_server import ManagedServer
+    from oaiproxy.settings import Settings
+    from oaiproxy.runtime.llama_server import ManagedServer
 
 #: the most inputs one request may carry (OpenAI's own limit)
 MAX_INPUTS = 2048
@@ -171,8 +171,8 @@ class EmbeddingBackend:
         return cls(settings)
 
     async def _model_path(self, chat_model: Path | None, chat_client: LlamaServerClient | None) -> Path:
-        from .config import ConfigError
-        from .default_model import default_model_path
+        from oaiproxy.settings import ConfigError
+        from oaiproxy.runtime.default_model import default_model_path
 
         choice = self.settings.embedding_model
         assert choice is not None
@@ -192,9 +192,9 @@ class EmbeddingBackend:
         return path
 
     async def start(self, chat_model: Path | None = None, chat_client: LlamaServerClient | None = None) -> None:
-        from .config import ConfigError
-        from .gguf_meta import read_metadata
-        from .llama_server import ManagedServer, ServerOptions, find_server_binary
+        from oaiproxy.settings import ConfigError
+        from oaiproxy.runtime.gguf_meta import read_metadata
+        from oaiproxy.runtime.llama_server import ManagedServer, ServerOptions, find_server_binary
 
         s = self.settings
         if s.embedding_endpoint:

@@ -28,8 +28,8 @@ import re
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
-from .errors import APIError, BadRequest, InternalError
-from .openai_types import (
+from oaiproxy.errors import APIError, BadRequest, InternalError
+from oaiproxy.api.chat.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,

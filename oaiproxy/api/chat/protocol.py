@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import BadRequest
+from oaiproxy.errors import BadRequest
 
 _TOOL_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
 
@@ -68,7 +68,7 @@ class MessageToolCall(_Lenient):
 
 class Message(_Lenient):
     #: "function" is the pre-tools role of a function's result (it carries ``name``, no ``tool_call_id``);
-    #: :mod:`oaiproxy.legacy_functions` turns it into a "tool" message before the engine sees it
+    #: :mod:`oaiproxy.api.chat.legacy_functions` turns it into a "tool" message before the engine sees it
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Union[str, list[ContentPart], None] = None
     name: str | None = None

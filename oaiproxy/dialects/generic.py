@@ -20,7 +20,7 @@ import json
 from typing import Any
 
 from oaiproxy.grammar import GrammarBuilder
-from oaiproxy.styles._common import (
+from oaiproxy.dialects._common import (
     CallObjectReader,
     JsonCallSection,
     ToolPlan,
@@ -36,9 +36,10 @@ from oaiproxy.styles._common import (
     response_schema,
     with_system_text,
 )
-from oaiproxy.styles._jsonscan import Path, StringDecoder
-from oaiproxy.styles.base import Conversation, GenerationPlan, Style
-from oaiproxy.styles.typescript import ts_signature
+from oaiproxy.dialects._jsonscan import Path, StringDecoder
+from oaiproxy.conversation.model import Conversation
+from oaiproxy.dialects.base import GenerationPlan, Style
+from oaiproxy.dialects.typescript import ts_signature
 
 THOUGHT = "thought_about_next_step_only"
 STEP = "next_step"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from oaiproxy.styles.base import ToolSpec
+from oaiproxy.conversation.model import ToolSpec
 
 _MAX_DEPTH = 8
 

@@ -19,10 +19,10 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .engine import common_sampling_fields
-from .errors import BadRequest
-from .openai_types import PromptTokensDetails, SamplingChecks, StreamOptions, Usage
-from .upstream import LlamaServerClient
+from oaiproxy.engine import common_sampling_fields
+from oaiproxy.errors import BadRequest
+from oaiproxy.api.chat.protocol import PromptTokensDetails, SamplingChecks, StreamOptions, Usage
+from oaiproxy.runtime.upstream import LlamaServerClient
 
 #: the most choices (prompts × n) one request may ask for; each is a llama-server request
 MAX_CHOICES = 64

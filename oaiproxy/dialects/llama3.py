@@ -23,7 +23,7 @@ import re
 from typing import Any
 
 from oaiproxy.grammar import SchemaError
-from oaiproxy.styles._common import (
+from oaiproxy.dialects._common import (
     CallObjectReader,
     JsonCallSection,
     JsonScanner,
@@ -35,8 +35,9 @@ from oaiproxy.styles._common import (
     load_fragment,
     repeat_rule,
 )
-from oaiproxy.styles._dialect import DialectStyle
-from oaiproxy.styles.base import OutputParser, StyleError, ToolSpec
+from oaiproxy.dialects._dialect import DialectStyle
+from oaiproxy.conversation.model import ToolSpec
+from oaiproxy.dialects.base import OutputParser, StyleError
 
 FUNCTION_OPEN = "<function="
 FUNCTION_CLOSE = "</function>"

@@ -1,0 +1,1 @@
+"""OpenAI legacy Completions (``/v1/completions``): raw prompts, no chat template."""

@@ -1,0 +1,1 @@
+"""Templating: the budgeted Jinja sandbox and the chat-template conventions models ship with."""
