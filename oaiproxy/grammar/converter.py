@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
-from typing import Any
+from functools import cache, lru_cache
+from typing import Any, Literal, overload
 
 from oaiproxy.grammar import charsets as cs
 from oaiproxy.grammar import regex as rx
@@ -113,7 +114,8 @@ PRIMITIVES: dict[str, str] = {
     "object": '"{" ( string ":" ws value ( "," ws string ":" ws value )* )? "}"',
     "array": '"[" ( value ( "," ws value )* )? "]"',
 }
-_PRIMITIVE_DEPS = {"char": ["escape"], "string": ["char"], "value": ["object", "array", "string", "number", "boolean", "null"],
+_PRIMITIVE_DEPS = {"char": ["escape"], "string": ["char"],
+                   "value": ["object", "array", "string", "number", "boolean", "null"],
                    "object": ["string", "ws", "value"], "array": ["value", "ws"]}
 
 
@@ -146,7 +148,7 @@ class GrammarBuilder:
         # per add_schema call
         self._root_schema: Any = None
         self._prefix = ""
-        self._refs: dict[str, str] = {}
+        self._refs: dict[str, str | None] = {}  # None: the target admits no value
         self._ref_used: set[str] = set()
         self._in_progress: dict[str, tuple[str, int]] = {}
         self._containers = 0  # objects/arrays entered: a cycle through none of them is left recursion
@@ -313,7 +315,7 @@ class GrammarBuilder:
             raise SchemaError(f"reference {ref!r} does not point to a schema", keyword="$ref", pointer=where)
         return node, fragment
 
-    def _visit_ref(self, schema: dict, ptr: str, name: str, depth: int) -> str | None:
+    def _visit_ref(self, schema: dict[str, Any], ptr: str, name: str, depth: int) -> str | None:
         target, target_ptr = self._resolve(schema["$ref"], ptr)
         rest = {k: v for k, v in schema.items() if k != "$ref" and k not in ANNOTATIONS
                 and k not in ("$defs", "definitions")}
@@ -343,7 +345,7 @@ class GrammarBuilder:
                 raise SchemaError("recursive schema admits no finite value (the recursion is never optional)",
                                   keyword="$ref", pointer=_ptr(ptr, "$ref"))
             self._define(placeholder, expr)
-            result = placeholder
+            result: str | None = placeholder
         else:
             self._reserved.discard(placeholder)
             result = expr
@@ -373,7 +375,7 @@ class GrammarBuilder:
             schema, ptr = target, target_ptr
         return schema, ptr
 
-    def _merge_all_of(self, schema: dict, ptr: str, depth: int) -> Any:
+    def _merge_all_of(self, schema: dict[str, Any], ptr: str, depth: int) -> Any:
         """Merge allOf parts into one schema (the intersection), or False when unsatisfiable."""
         if depth > MAX_DEPTH:
             raise SchemaError(f"schema nesting exceeds the limit of {MAX_DEPTH}", pointer=ptr)
@@ -394,7 +396,7 @@ class GrammarBuilder:
 
     # --- anyOf / oneOf --------------------------------------------------------------------
 
-    def _visit_any_of(self, schema: dict, key: str, ptr: str, name: str, depth: int) -> str | None:
+    def _visit_any_of(self, schema: dict[str, Any], key: str, ptr: str, name: str, depth: int) -> str | None:
         branches = schema[key]
         where = _ptr(ptr, key)
         if not isinstance(branches, list) or not branches:
@@ -417,7 +419,7 @@ class GrammarBuilder:
 
     # --- plain schemas -------------------------------------------------------------------
 
-    def _visit_plain(self, schema: dict, ptr: str, name: str, depth: int) -> str | None:
+    def _visit_plain(self, schema: dict[str, Any], ptr: str, name: str, depth: int) -> str | None:
         types = _types_of(schema, ptr)
         if "enum" in schema or "const" in schema:
             return self._visit_enum(schema, types, ptr, name)
@@ -436,7 +438,7 @@ class GrammarBuilder:
             return alts[0]
         return self.add_rule(name, " | ".join(alts))
 
-    def _visit_type(self, t: str, schema: dict, ptr: str, name: str, depth: int) -> str | None:
+    def _visit_type(self, t: str, schema: dict[str, Any], ptr: str, name: str, depth: int) -> str | None:
         if t == "null":
             return self.primitive("null")
         if t == "boolean":
@@ -453,7 +455,7 @@ class GrammarBuilder:
 
     # --- enum / const ----------------------------------------------------------------------
 
-    def _visit_enum(self, schema: dict, types: list[str] | None, ptr: str, name: str) -> str | None:
+    def _visit_enum(self, schema: dict[str, Any], types: list[str] | None, ptr: str, name: str) -> str | None:
         values: list[Any]
         if "const" in schema:
             values = [schema["const"]]
@@ -469,7 +471,7 @@ class GrammarBuilder:
         if "const" in schema and "enum" in schema:
             values = [v for v in values if any(_json_equal(v, e) for e in schema["enum"])]
         rest = {k: v for k, v in schema.items() if k not in ("enum", "const") and k not in ANNOTATIONS}
-        kept = []
+        kept: list[Any] = []
         is_valid = _sibling_validator(rest, self._root_schema) if rest else None
         for v in values:
             if is_valid is not None and not is_valid(v):
@@ -531,7 +533,7 @@ class GrammarBuilder:
 
     # --- strings -------------------------------------------------------------------------
 
-    def _visit_string(self, schema: dict, ptr: str, name: str) -> str | None:
+    def _visit_string(self, schema: dict[str, Any], ptr: str, name: str) -> str | None:
         lo = _count(schema, "minLength", ptr, 0)
         hi = _count(schema, "maxLength", ptr, None)
         if hi is not None and hi < lo:
@@ -581,12 +583,13 @@ class GrammarBuilder:
         alts = []
         for start, body, end in branches:
             if lo > 0 or hi is not None:
-                body = _intersect_length(body, start, end, lo, hi)
-                if body is None:
+                tightened = _intersect_length(body, start, end, lo, hi)
+                if tightened is None:
                     raise SchemaError("cannot combine this pattern with minLength/maxLength exactly",
                                       keyword="maxLength" if hi is not None else "minLength", pointer=ptr)
-                if body is False:
+                if tightened is False:
                     continue
+                body = tightened
             compiled = _RegexCompiler(self, name).compile(body)
             if compiled is None:
                 continue
@@ -630,7 +633,7 @@ class GrammarBuilder:
 
     # --- numbers -------------------------------------------------------------------------
 
-    def _bounds(self, schema: dict, ptr: str) -> tuple[Decimal | None, bool, Decimal | None, bool]:
+    def _bounds(self, schema: dict[str, Any], ptr: str) -> tuple[Decimal | None, bool, Decimal | None, bool]:
         def num(key: str) -> Decimal | None:
             v = schema.get(key)
             if v is None or isinstance(v, bool):
@@ -643,8 +646,9 @@ class GrammarBuilder:
                 raise SchemaError(f"'{key}' is not a finite number", keyword=key, pointer=_ptr(ptr, key)) from None
             if not d.is_finite():
                 raise SchemaError(f"'{key}' is not a finite number", keyword=key, pointer=_ptr(ptr, key))
-            if len(d.as_tuple().digits) + max(0, d.as_tuple().exponent) > MAX_BOUND_DIGITS \
-                    or d.as_tuple().exponent < -MAX_BOUND_DIGITS:
+            exponent = d.as_tuple().exponent
+            assert isinstance(exponent, int)  # finite: not 'n', 'N' or 'F'
+            if len(d.as_tuple().digits) + max(0, exponent) > MAX_BOUND_DIGITS or exponent < -MAX_BOUND_DIGITS:
                 raise SchemaError(f"'{key}' has more than {MAX_BOUND_DIGITS} digits", keyword=key,
                                   pointer=_ptr(ptr, key))
             return d.normalize() if d != 0 else Decimal(0)
@@ -656,17 +660,17 @@ class GrammarBuilder:
             lo_x = emin and lo is not None
         elif emin is not None:
             e = num("exclusiveMinimum")
-            if lo is None or e >= lo:
+            if e is not None and (lo is None or e >= lo):
                 lo, lo_x = e, True
         if isinstance(emax, bool):
             hi_x = emax and hi is not None
         elif emax is not None:
             e = num("exclusiveMaximum")
-            if hi is None or e <= hi:
+            if e is not None and (hi is None or e <= hi):
                 hi, hi_x = e, True
         return lo, lo_x, hi, hi_x
 
-    def _visit_integer(self, schema: dict, ptr: str, name: str) -> str | None:
+    def _visit_integer(self, schema: dict[str, Any], ptr: str, name: str) -> str | None:
         lo, lo_x, hi, hi_x = self._bounds(schema, ptr)
         if lo is None and hi is None:
             return self.primitive("integer")
@@ -677,7 +681,7 @@ class GrammarBuilder:
             return None
         return self.add_rule(name, " | ".join(alts))
 
-    def _visit_number(self, schema: dict, ptr: str, name: str) -> str | None:
+    def _visit_number(self, schema: dict[str, Any], ptr: str, name: str) -> str | None:
         lo, lo_x, hi, hi_x = self._bounds(schema, ptr)
         if lo is None and hi is None:
             return self.primitive("number")
@@ -696,14 +700,14 @@ class GrammarBuilder:
 
     # --- objects -------------------------------------------------------------------------
 
-    def _visit_object(self, schema: dict, ptr: str, name: str, depth: int) -> str | None:
+    def _visit_object(self, schema: dict[str, Any], ptr: str, name: str, depth: int) -> str | None:
         self._containers += 1
         try:
             return self._visit_object_inner(schema, ptr, name, depth)
         finally:
             self._containers -= 1
 
-    def _visit_object_inner(self, schema: dict, ptr: str, name: str, depth: int) -> str | None:
+    def _visit_object_inner(self, schema: dict[str, Any], ptr: str, name: str, depth: int) -> str | None:
         props = schema.get("properties", {})
         if not isinstance(props, dict):
             raise SchemaError("'properties' must be an object", keyword="properties", pointer=_ptr(ptr, "properties"))
@@ -799,14 +803,14 @@ class GrammarBuilder:
 
     # --- arrays --------------------------------------------------------------------------
 
-    def _visit_array(self, schema: dict, ptr: str, name: str, depth: int) -> str | None:
+    def _visit_array(self, schema: dict[str, Any], ptr: str, name: str, depth: int) -> str | None:
         self._containers += 1
         try:
             return self._visit_array_inner(schema, ptr, name, depth)
         finally:
             self._containers -= 1
 
-    def _visit_array_inner(self, schema: dict, ptr: str, name: str, depth: int) -> str | None:
+    def _visit_array_inner(self, schema: dict[str, Any], ptr: str, name: str, depth: int) -> str | None:
         lo = _count(schema, "minItems", ptr, 0)
         hi = _count(schema, "maxItems", ptr, None)
         items = schema.get("items")
@@ -900,7 +904,7 @@ def _trie(strings: list[str], i: int) -> str:
         else:
             groups.setdefault(s[i], []).append(s)
     alts = []
-    for c, members in groups.items():
+    for members in groups.values():
         # walk down while there is a single branch, to emit runs as one literal
         j = i + 1
         while all(len(m) > j for m in members) and len({m[j] for m in members}) == 1:
@@ -923,7 +927,7 @@ class _RegexCompiler:
         self.b = builder
         self.name = name
 
-    def compile(self, node) -> str | None:
+    def compile(self, node: rx.Node) -> str | None:
         if isinstance(node, rx.Chars):
             if not node.set:
                 return None
@@ -980,7 +984,9 @@ class _RegexCompiler:
         return self.b.add_rule(f"{self.name}-char", expr)
 
 
-def _intersect_length(body, start: bool, end: bool, lo: int, hi: int | None):
+def _intersect_length(
+    body: rx.Node, start: bool, end: bool, lo: int, hi: int | None
+) -> rx.Node | Literal[False] | None:
     """Fold minLength/maxLength into a regex body when that can be done exactly.
 
     Returns the (possibly tightened) body, False when no string qualifies, or
@@ -1016,7 +1022,7 @@ def _intersect_length(body, start: bool, end: bool, lo: int, hi: int | None):
 
 # --- schema helpers -------------------------------------------------------------------------
 
-def _types_of(schema: dict, ptr: str) -> list[str] | None:
+def _types_of(schema: dict[str, Any], ptr: str) -> list[str] | None:
     """The JSON types a schema admits, or None for any value (no type keyword, no type-specific keywords)."""
     t = schema.get("type")
     where = _ptr(ptr, "type")
@@ -1052,7 +1058,11 @@ def _types_of(schema: dict, ptr: str) -> list[str] | None:
     return types
 
 
-def _count(schema: dict, key: str, ptr: str, default: int | None) -> int | None:
+@overload
+def _count(schema: dict[str, Any], key: str, ptr: str, default: int) -> int: ...
+@overload
+def _count(schema: dict[str, Any], key: str, ptr: str, default: None) -> int | None: ...
+def _count(schema: dict[str, Any], key: str, ptr: str, default: int | None) -> int | None:
     v = schema.get(key, default)
     if v is default:
         return v
@@ -1071,13 +1081,13 @@ def _json_equal(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return a == b
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
     return type(a) is type(b) and a == b
 
 
-def _sibling_validator(schema: dict, root: Any):
+def _sibling_validator(schema: dict[str, Any], root: Any) -> Callable[[Any], bool]:
     """A predicate: does an enum/const value satisfy the sibling keywords? (refs resolved against the root)
 
     Keeping only the values that do makes ``{"type": "string", "enum": ["a", 1]}`` exact. The
@@ -1094,7 +1104,7 @@ def _sibling_validator(schema: dict, root: Any):
 
     def is_valid(value: Any) -> bool:
         try:
-            return validator.is_valid(value)
+            return bool(validator.is_valid(value))
         except Exception:  # e.g. an unresolvable $ref inside a sibling: reported elsewhere, keep the value
             return True
 
@@ -1210,8 +1220,8 @@ def check_schema(schema: Any) -> None:
     _check_metaschema(json.dumps(schema))
 
 
-@lru_cache(maxsize=None)
-def _meta_validator(cls):
+@cache
+def _meta_validator(cls: Any) -> Any:
     return cls(cls.META_SCHEMA)
 
 
@@ -1240,7 +1250,7 @@ def _check_metaschema(text: str) -> None:
 
 # --- entry point ----------------------------------------------------------------------------
 
-def schema_to_gbnf(schema: dict | bool) -> str:
+def schema_to_gbnf(schema: dict[str, Any] | bool) -> str:
     """The whole grammar (root rule ``root``) admitting exactly the JSON values of ``schema``.
 
     Memoised per schema (keyed on its JSON text), so a tool list converts once per process.

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -116,7 +117,7 @@ class _Enforcer:
                 return self._annotations_and_defs(node, {"anyOf": out}, ptr, depth)
         return self._plain(node, ptr, depth)
 
-    def _annotations_and_defs(self, node: dict, out: dict, ptr: str, depth: int) -> dict:
+    def _annotations_and_defs(self, node: dict[str, Any], out: dict[str, Any], ptr: str, depth: int) -> dict[str, Any]:
         from oaiproxy.grammar.converter import ANNOTATIONS, _ptr
 
         for k, v in node.items():
@@ -127,7 +128,7 @@ class _Enforcer:
                 out[key] = {name: self.walk(sub, _ptr(ptr, key, name), depth + 1) for name, sub in node[key].items()}
         return out
 
-    def _plain(self, node: dict, ptr: str, depth: int) -> Any:
+    def _plain(self, node: dict[str, Any], ptr: str, depth: int) -> Any:
         from oaiproxy.grammar.converter import SchemaError, _ptr, _types_of
 
         out = {k: v for k, v in node.items() if k not in ("$schema", "$id", "uniqueItems", "nullable", "strict")}
@@ -185,7 +186,7 @@ def _python_pattern(pattern: str) -> re.Pattern[str] | None:
         return None
 
 
-def _ecma_pattern(validator: Any, pattern: Any, instance: Any, schema: Any):
+def _ecma_pattern(validator: Any, pattern: Any, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
     if not validator.is_type(instance, "string") or not isinstance(pattern, str):
         return
     compiled = _python_pattern(pattern)
@@ -195,7 +196,8 @@ def _ecma_pattern(validator: Any, pattern: Any, instance: Any, schema: Any):
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-ProxyValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _ecma_pattern})
+ProxyValidator: Any = jsonschema.validators.extend(  # type: ignore[no-untyped-call]  # jsonschema ships no types
+    jsonschema.Draft202012Validator, {"pattern": _ecma_pattern})
 """2020-12 with ``pattern`` read as ECMA-262, the way the grammar reads it."""
 
 

@@ -18,8 +18,8 @@ packages are installed; the proxy must not change behaviour with them).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jsonschema
 
@@ -187,7 +187,8 @@ _UUID = {"fmt-uuid": 'fmt-hex{8} "-" fmt-hex{4} "-" fmt-hex{4} "-" fmt-hex{4} "-
 FORMATS: dict[str, Format] = {
     "date": Format(_fixed(_DATE, "fmt-date", 10), 10, 10,
                    "exact (RFC 3339 full-date; years 0001-9999; leap years respected)"),
-    "time": Format(_time, 9, None, "exact (RFC 3339 full-time, offset required; at most 9 fraction digits; no leap second)"),
+    "time": Format(_time, 9, None,
+                   "exact (RFC 3339 full-time, offset required; at most 9 fraction digits; no leap second)"),
     "date-time": Format(_date_time, 20, None, "exact (RFC 3339 date-time; at most 9 fraction digits; no leap second)"),
     "uuid": Format(_fixed(_UUID, "fmt-uuid", 36), 36, 36, "exact (either case)"),
     "ipv4": Format(_ipv4, 7, 15, "exact (dotted quad, no leading zeros)"),

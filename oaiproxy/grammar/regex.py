@@ -31,17 +31,17 @@ class Chars:
 
 @dataclass(frozen=True)
 class Seq:
-    items: tuple
+    items: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Alt:
-    options: tuple
+    options: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Repeat:
-    item: object
+    item: Node
     lo: int
     hi: int | None
 
@@ -49,6 +49,10 @@ class Repeat:
 @dataclass(frozen=True)
 class Anchor:
     kind: str  # "^" or "$"
+
+
+#: a parsed pattern: what a grammar rule or a Python regex is built from
+Node = Chars | Seq | Alt | Repeat | Anchor
 
 
 _DIGIT = cs.normalize([(0x30, 0x39)])
@@ -74,35 +78,35 @@ class _Parser:
         j = self.i + k
         return self.s[j] if j < len(self.s) else ""
 
-    def parse(self):
+    def parse(self) -> Node:
         node = self.alternation()
         if self.i < len(self.s):
             raise self.fail(f"unexpected {self.peek()!r}")
         return node
 
-    def alternation(self):
+    def alternation(self) -> Node:
         options = [self.sequence()]
         while self.peek() == "|":
             self.i += 1
             options.append(self.sequence())
         return options[0] if len(options) == 1 else Alt(tuple(options))
 
-    def sequence(self):
-        items: list = []
+    def sequence(self) -> Node:
+        items: list[Node] = []
         while self.i < len(self.s) and self.peek() not in "|)":
             atom = self.atom()
             atom = self.quantified(atom)
             items.append(atom)
         return items[0] if len(items) == 1 else Seq(tuple(items))
 
-    def quantified(self, atom):
+    def quantified(self, atom: Node) -> Node:
         while True:
             c = self.peek()
             if c in ("*", "+", "?"):
                 lo, hi = {"*": (0, None), "+": (1, None), "?": (0, 1)}[c]
                 self.i += 1
-            elif c == "{" and self._brace_quantifier() is not None:
-                lo, hi, end = self._brace_quantifier()
+            elif c == "{" and (brace := self._brace_quantifier()) is not None:
+                lo, hi, end = brace
                 self.i = end
             else:
                 return atom
@@ -119,7 +123,7 @@ class _Parser:
             if self.peek() in ("*", "+", "?", "{") and not (self.peek() == "{" and self._brace_quantifier() is None):
                 raise self.fail("nothing to repeat")
 
-    def _brace_quantifier(self):
+    def _brace_quantifier(self) -> tuple[int, int | None, int] | None:
         j = self.i + 1
         start = j
         while j < len(self.s) and self.s[j].isdigit():
@@ -140,7 +144,7 @@ class _Parser:
             return lo, hi, j + 1
         return None
 
-    def atom(self):
+    def atom(self) -> Node:
         c = self.peek()
         if c == "^":
             self.i += 1
@@ -282,7 +286,7 @@ class _Parser:
         return cs.single(ord(c))
 
 
-def parse(pattern: str):
+def parse(pattern: str) -> Node:
     """Parse an ECMA-262 pattern; raise RegexError for what a grammar cannot express."""
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise RegexError(f"pattern is longer than the limit of {MAX_PATTERN_LENGTH} characters")
@@ -291,14 +295,14 @@ def parse(pattern: str):
     return _Parser(pattern).parse()
 
 
-def split_anchors(node) -> list[tuple[bool, object, bool]]:
+def split_anchors(node: Node) -> list[tuple[bool, Node, bool]]:
     """Top-level alternatives as (anchored at start, body, anchored at end).
 
     Anchors anywhere else are refused: a grammar matches whole strings, so only
     the ends of the pattern can say "starts here" or "ends here".
     """
     options = node.options if isinstance(node, Alt) else (node,)
-    out = []
+    out: list[tuple[bool, Node, bool]] = []
     for option in options:
         items = list(option.items) if isinstance(option, Seq) else [option]
         start = end = False
@@ -315,7 +319,7 @@ def split_anchors(node) -> list[tuple[bool, object, bool]]:
     return out
 
 
-def _has_anchor(node) -> bool:
+def _has_anchor(node: Node) -> bool:
     if isinstance(node, Anchor):
         return True
     if isinstance(node, Seq):
@@ -327,12 +331,13 @@ def _has_anchor(node) -> bool:
     return False
 
 
-def length_bounds(node) -> tuple[int, int | None]:
+def length_bounds(node: Node) -> tuple[int, int | None]:
     """Shortest and longest match (None: unbounded), in characters."""
     if isinstance(node, Chars):
         return (1, 1) if node.set else (0, 0)
     if isinstance(node, Seq):
-        lo, hi = 0, 0
+        lo = 0
+        hi: int | None = 0
         for item in node.items:
             a, b = length_bounds(item)
             lo += a
@@ -341,8 +346,8 @@ def length_bounds(node) -> tuple[int, int | None]:
     if isinstance(node, Alt):
         bounds = [length_bounds(o) for o in node.options]
         lo = min(b[0] for b in bounds)
-        hi = None if any(b[1] is None for b in bounds) else max(b[1] for b in bounds)
-        return lo, hi
+        highs = [b[1] for b in bounds]
+        return lo, (None if any(h is None for h in highs) else max(h for h in highs if h is not None))
     if isinstance(node, Repeat):
         a, b = length_bounds(node.item)
         return a * node.lo, (None if node.hi is None or b is None else b * node.hi)
@@ -352,10 +357,10 @@ def length_bounds(node) -> tuple[int, int | None]:
 # --- the same language as a Python regex (for the validator) ----------------------------------
 
 def _py_char(cp: int) -> str:
-    return "\\U%08x" % cp
+    return f"\\U{cp:08x}"
 
 
-def _py(node) -> str:
+def _py(node: Node) -> str:
     if isinstance(node, Chars):
         if not node.set:
             return "(?!)"
