@@ -24,11 +24,9 @@ from oaiproxy.templating.chat_template import TemplateError
 from oaiproxy.grammar import SchemaError, gbnf_literal
 from oaiproxy.resources import read_text
 from oaiproxy.dialects._jsonscan import JsonScanError, JsonScanner, Path
-from oaiproxy.conversation.model import Conversation, NamedToolChoice, ToolCall, ToolSpec
+from oaiproxy.conversation.model import Conversation, ToolCall, ToolSpec
+from oaiproxy.conversation.tools import ToolPlan
 from oaiproxy.dialects.base import ContentDelta, ParsedOutput, ParseEvent, StyleError, ToolCallDelta
-
-#: a grammar never admits more calls than this in one answer: small models loop otherwise
-MAX_PARALLEL_CALLS = 8
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -49,66 +47,6 @@ def short_call_id_for(call_id: str) -> str:
         return call_id
     digest = hashlib.sha256(call_id.encode()).digest()
     return "".join(_ALNUM[b % len(_ALNUM)] for b in digest[:9])
-
-
-# -- which tools a request puts in play --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ToolPlan:
-    """The tools the model may call for one request and how it must use them.
-
-    ``indexed`` pairs each tool with its position in the request's ``tools`` so an
-    error can name ``tools[3].function.parameters``. ``mode`` is "none" (no tools
-    in prompt or grammar), "auto" (free text or calls) or "required" (at least
-    one call; a named ``tool_choice`` is "required" with a single tool).
-    """
-
-    indexed: tuple[tuple[int, ToolSpec], ...]
-    prompt_tools: tuple[ToolSpec, ...]
-    mode: str
-    parallel: bool
-
-    @property
-    def names(self) -> list[str]:
-        return [spec.name for _, spec in self.indexed]
-
-    @property
-    def max_calls(self) -> int:
-        return MAX_PARALLEL_CALLS if self.parallel else 1
-
-
-def plan_tools(conversation: Conversation) -> ToolPlan:
-    """Resolve ``tools`` + ``tool_choice`` + ``parallel_tool_calls`` into a :class:`ToolPlan`."""
-    tools = list(conversation.tools)
-    seen: dict[str, int] = {}
-    for i, spec in enumerate(tools):
-        if not spec.name:
-            raise StyleError(f"tools[{i}].function.name is empty", param=f"tools[{i}].function.name")
-        if spec.name in seen:
-            raise StyleError(
-                f"tools[{i}].function.name {spec.name!r} repeats tools[{seen[spec.name]}]",
-                param=f"tools[{i}].function.name",
-            )
-        seen[spec.name] = i
-    choice = conversation.tool_choice
-    parallel = bool(conversation.parallel_tool_calls)
-    if isinstance(choice, NamedToolChoice):
-        if choice.name not in seen:
-            valid = ", ".join(repr(n) for n in seen) or "none were given"
-            raise StyleError(
-                f"tool_choice names function {choice.name!r}, which is not in tools ({valid})",
-                param="tool_choice",
-            )
-        i = seen[choice.name]
-        return ToolPlan(((i, tools[i]),), (tools[i],), "required", parallel)
-    if choice not in ("none", "auto", "required"):
-        raise StyleError(f"tool_choice {choice!r} is not 'none', 'auto', 'required' or a function", "tool_choice")
-    if choice == "none" or not tools:
-        if choice == "required":
-            raise StyleError("tool_choice is 'required' but no tools were given", param="tool_choice")
-        return ToolPlan((), (), "none", parallel)
-    return ToolPlan(tuple(enumerate(tools)), tuple(tools), choice, parallel)
 
 
 def openai_tool(spec: ToolSpec) -> dict[str, Any]:
@@ -664,13 +602,11 @@ class JsonCallSection(StreamParser):
 
 
 __all__ = [
-    "MAX_PARALLEL_CALLS",
     "CallObjectReader",
     "JsonCallSection",
     "JsonScanError",
     "JsonScanner",
     "StreamParser",
-    "ToolPlan",
     "add_response_schema",
     "add_tool_args",
     "define",
@@ -682,7 +618,6 @@ __all__ = [
     "new_call_id",
     "new_short_call_id",
     "openai_tool",
-    "plan_tools",
     "render",
     "render_prompt_text",
     "repeat_rule",

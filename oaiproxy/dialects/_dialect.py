@@ -23,13 +23,12 @@ import json
 from typing import Any
 
 from oaiproxy.grammar import GrammarBuilder
+from oaiproxy.conversation.tools import ToolPlan, plan_tools
 from oaiproxy.dialects._common import (
-    ToolPlan,
     add_response_schema,
     history_for_template,
     lit,
     openai_tool,
-    plan_tools,
     render,
     render_prompt_text,
     response_schema,

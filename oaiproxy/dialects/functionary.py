@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from oaiproxy.conversation.tools import ToolPlan
 from oaiproxy.dialects._common import (
     JsonCallSection,
     JsonScanner,
-    ToolPlan,
     add_tool_args,
     define,
     lit,

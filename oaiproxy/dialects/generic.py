@@ -20,17 +20,16 @@ import json
 from typing import Any
 
 from oaiproxy.grammar import GrammarBuilder
+from oaiproxy.conversation.tools import ToolPlan, plan_tools
 from oaiproxy.dialects._common import (
     CallObjectReader,
     JsonCallSection,
-    ToolPlan,
     add_response_schema,
     add_tool_args,
     define,
     json_call_body,
     load_fragment,
     merge_system_into_user,
-    plan_tools,
     render,
     render_prompt_text,
     response_schema,

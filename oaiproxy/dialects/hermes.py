@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from oaiproxy.conversation.tools import ToolPlan
 from oaiproxy.dialects._common import (
     CallObjectReader,
     JsonCallSection,
-    ToolPlan,
     add_tool_args,
     define,
     json_call_body,

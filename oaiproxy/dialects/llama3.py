@@ -23,11 +23,11 @@ import re
 from typing import Any
 
 from oaiproxy.grammar import SchemaError
+from oaiproxy.conversation.tools import ToolPlan
 from oaiproxy.dialects._common import (
     CallObjectReader,
     JsonCallSection,
     JsonScanner,
-    ToolPlan,
     add_tool_args,
     define,
     json_call_body,

@@ -18,7 +18,8 @@ from oaiproxy.conversation.rules import MAX_ARGUMENTS_DEPTH, json_text_depth, to
 from oaiproxy.errors import BadRequest
 from oaiproxy.grammar import GrammarBuilder
 from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
-from oaiproxy.dialects._common import add_tool_args, plan_tools
+from oaiproxy.conversation.tools import plan_tools
+from oaiproxy.dialects._common import add_tool_args
 from oaiproxy.conversation.model import ToolCall
 from oaiproxy.dialects.generic import example_arguments
 from oaiproxy.validation import validate_tool_calls

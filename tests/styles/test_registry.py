@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from oaiproxy.dialects import STYLES, detect_style, get_style
-from oaiproxy.dialects._common import find_trigger, plan_tools, short_call_id_for
+from oaiproxy.conversation.tools import plan_tools
+from oaiproxy.dialects._common import find_trigger, short_call_id_for
 from oaiproxy.conversation.model import Conversation, NamedToolChoice
 from oaiproxy.dialects.base import StyleError
 
