@@ -40,7 +40,13 @@ from typing import Any, Literal
 import jsonschema
 
 from oaiproxy.grammar import regex as rx
+from oaiproxy.grammar.builder import GrammarBuilder
+from oaiproxy.grammar.checks import check_schema
+from oaiproxy.grammar.converter import SchemaConverter, types_of
+from oaiproxy.grammar.errors import SchemaError, json_pointer
 from oaiproxy.grammar.formats import FORMAT_CHECKER, FORMATS
+from oaiproxy.grammar.keywords import ANNOTATIONS
+from oaiproxy.grammar.limits import MAX_DEPTH
 
 Objects = Literal["open", "declared", "all"]
 
@@ -55,8 +61,6 @@ def enforced_schema(schema: Any, *, objects: Objects = "open", strict: bool = Fa
     anyway (invalid, an ``allOf`` that cannot be merged, ``strict`` with open objects). The
     result is shared between callers (memoised): do not modify it.
     """
-    from oaiproxy.grammar.converter import SchemaError, check_schema
-
     check_schema(schema)
     if isinstance(schema, bool):
         return schema
@@ -69,8 +73,6 @@ def enforced_schema(schema: Any, *, objects: Objects = "open", strict: bool = Fa
 
 @lru_cache(maxsize=1024)
 def _enforced_cached(text: str, objects: Objects, strict: bool) -> Any:
-    from oaiproxy.grammar.converter import SchemaError
-
     schema = json.loads(text)
     try:
         return _Enforcer(schema, objects, strict).walk(schema, "", 0)
@@ -80,16 +82,12 @@ def _enforced_cached(text: str, objects: Objects, strict: bool) -> Any:
 
 class _Enforcer:
     def __init__(self, root: Any, objects: Objects, strict: bool):
-        from oaiproxy.grammar.converter import GrammarBuilder
-
         self.objects = objects
         self.strict = strict
-        self.merger = GrammarBuilder()  # its allOf merge and $ref resolution, the converter's own reading
-        self.merger._root_schema = root
+        # the converter's own allOf merge and $ref resolution, so both read a schema alike
+        self.merger = SchemaConverter(GrammarBuilder(), root)
 
     def walk(self, node: Any, ptr: str, depth: int) -> Any:
-        from oaiproxy.grammar.converter import ANNOTATIONS, MAX_DEPTH, SchemaError, _ptr
-
         if depth > MAX_DEPTH:
             raise SchemaError(f"schema nesting exceeds the limit of {MAX_DEPTH}", pointer=ptr)
         if not isinstance(node, dict):
@@ -99,38 +97,35 @@ class _Enforcer:
                     and k not in ("$defs", "definitions")}
             if rest:
                 keep = {k: v for k, v in node.items() if k in ("$defs", "definitions")}
-                merged = self.merger._merge_all_of({"allOf": [{"$ref": node["$ref"]}, rest], **keep}, ptr, depth)
+                merged = self.merger.merge_all_of({"allOf": [{"$ref": node["$ref"]}, rest], **keep}, ptr, depth)
                 return self.walk(merged, ptr, depth + 1)
             return self._annotations_and_defs(node, {"$ref": node["$ref"]}, ptr, depth)
         if "allOf" in node:
-            merged = self.merger._merge_all_of(node, ptr, depth)
+            merged = self.merger.merge_all_of(node, ptr, depth)
             return self.walk(merged, ptr, depth + 1)
         for key in ("anyOf", "oneOf"):
             if key in node:
                 branches = node[key]
                 if not isinstance(branches, list) or not branches:
-                    raise SchemaError(f"'{key}' must be a non-empty array", keyword=key, pointer=_ptr(ptr, key))
+                    raise SchemaError(f"'{key}' must be a non-empty array", keyword=key, pointer=json_pointer(ptr, key))
                 rest = {k: v for k, v in node.items()
                         if k != key and k not in ANNOTATIONS and k not in ("$defs", "definitions")}
-                out = [self.walk({"allOf": [rest, b]} if rest else b, _ptr(ptr, key, i), depth + 1)
+                out = [self.walk({"allOf": [rest, b]} if rest else b, json_pointer(ptr, key, i), depth + 1)
                        for i, b in enumerate(branches)]
                 return self._annotations_and_defs(node, {"anyOf": out}, ptr, depth)
         return self._plain(node, ptr, depth)
 
     def _annotations_and_defs(self, node: dict[str, Any], out: dict[str, Any], ptr: str, depth: int) -> dict[str, Any]:
-        from oaiproxy.grammar.converter import ANNOTATIONS, _ptr
-
         for k, v in node.items():
             if k in ANNOTATIONS and k not in ("$schema", "$id", "strict"):
                 out.setdefault(k, v)
         for key in ("$defs", "definitions"):
             if isinstance(node.get(key), dict):
-                out[key] = {name: self.walk(sub, _ptr(ptr, key, name), depth + 1) for name, sub in node[key].items()}
+                out[key] = {name: self.walk(sub, json_pointer(ptr, key, name), depth + 1)
+                            for name, sub in node[key].items()}
         return out
 
     def _plain(self, node: dict[str, Any], ptr: str, depth: int) -> Any:
-        from oaiproxy.grammar.converter import SchemaError, _ptr, _types_of
-
         out = {k: v for k, v in node.items() if k not in ("$schema", "$id", "uniqueItems", "nullable", "strict")}
         # OpenAPI's nullable, the converter's reading: null joins the listed types
         if node.get("nullable") is True and isinstance(node.get("type"), (str, list)):
@@ -155,20 +150,21 @@ class _Enforcer:
             del out["format"]
         for key in _SUBSCHEMA_MAPS:
             if isinstance(out.get(key), dict):
-                out[key] = {name: self.walk(sub, _ptr(ptr, key, name), depth + 1) for name, sub in out[key].items()}
+                out[key] = {name: self.walk(sub, json_pointer(ptr, key, name), depth + 1)
+                            for name, sub in out[key].items()}
         for key in _SUBSCHEMA_ONE:
             if isinstance(out.get(key), dict):
-                out[key] = self.walk(out[key], _ptr(ptr, key), depth + 1)
+                out[key] = self.walk(out[key], json_pointer(ptr, key), depth + 1)
         if isinstance(out.get("prefixItems"), list):
-            out["prefixItems"] = [self.walk(sub, _ptr(ptr, "prefixItems", i), depth + 1)
+            out["prefixItems"] = [self.walk(sub, json_pointer(ptr, "prefixItems", i), depth + 1)
                                   for i, sub in enumerate(out["prefixItems"])]
-        types = _types_of(node, ptr)
+        types = types_of(node, ptr)
         if types is not None and "object" in types and "enum" not in node and "const" not in node:
             extra = node.get("additionalProperties")
             if self.strict and "additionalProperties" in node and extra is not False:
                 raise SchemaError("with strict, 'additionalProperties' must be false (no keys beyond "
                                   "'properties')", keyword="additionalProperties",
-                                  pointer=_ptr(ptr, "additionalProperties"))
+                                  pointer=json_pointer(ptr, "additionalProperties"))
             if "additionalProperties" not in node and (
                     self.objects == "all" or (self.objects == "declared" and "properties" in node)):
                 out["additionalProperties"] = False
