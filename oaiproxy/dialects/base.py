@@ -10,9 +10,13 @@ into content and tool calls, chunk by chunk. Nothing here knows about HTTP.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Union
 
 from oaiproxy.conversation.model import Conversation, ToolCall
+
+if TYPE_CHECKING:
+    from oaiproxy.dialects.samples import Samples
+    from oaiproxy.templating.chat_template import ChatTemplate
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ class StyleError(ValueError):
 
 
 class Style:
-    """A tool-calling dialect: one module per dialect, registered in ``oaiproxy.dialects``.
+    """A tool-calling dialect: one module per dialect, registered with ``@register`` (``oaiproxy.dialects.registry``).
 
     A style owns how tools reach the model (the template's own ``tools`` support
     or a system prompt from ``templates/``), the grammar (tool schemas through
@@ -120,9 +124,11 @@ class Style:
     """
 
     #: the name used by ``--style`` and shown in logs
-    name: str = ""
+    name: ClassVar[str] = ""
+    #: the templates that speak this dialect and its call texts, for the test tables and scripts
+    samples: ClassVar[Samples | None] = None
 
-    def __init__(self, template: "ChatTemplate") -> None:  # noqa: F821 - see oaiproxy.templating.chat_template
+    def __init__(self, template: ChatTemplate) -> None:
         self.template = template
 
     @classmethod

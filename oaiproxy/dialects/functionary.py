@@ -21,6 +21,7 @@ from oaiproxy.dialects._common import (
     load_fragment,
 )
 from oaiproxy.dialects._dialect import DialectStyle
+from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.base import OutputParser
 from oaiproxy.dialects.llama3 import FUNCTION_OPEN, Llama3Style
 
@@ -28,6 +29,7 @@ RECIPIENT = ">>>"
 TEXT_RECIPIENT = "all"
 
 
+@register(detect_priority=30)
 class FunctionaryV31Style(Llama3Style):
     """Functionary v3.1: ``<function=NAME>{…}</function>``, code after ``<|python_tag|>``."""
 
@@ -109,6 +111,7 @@ class FunctionaryV32Parser(JsonCallSection):
         self._buf = ""
 
 
+@register(detect_priority=40)
 class FunctionaryV32Style(DialectStyle):
     """Functionary v3.2: ``>>>NAME\\n{…}`` parts, ``>>>all\\n`` for text."""
 

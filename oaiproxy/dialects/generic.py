@@ -38,6 +38,7 @@ from oaiproxy.dialects._common import (
 from oaiproxy.dialects._jsonscan import Path, StringDecoder
 from oaiproxy.conversation.model import Conversation
 from oaiproxy.dialects.base import GenerationPlan, Style
+from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.typescript import ts_signature
 
 THOUGHT = "thought_about_next_step_only"
@@ -138,6 +139,7 @@ class GenericParser(JsonCallSection):
         self._buf = ""
 
 
+@register(fallback=True)
 class GenericStyle(Style):
     """oaiproxy's own JSON envelope; see the module docstring."""
 
@@ -284,6 +286,7 @@ _FORMAT_EXAMPLES = {
 }
 
 
+@register()
 class GenericJsonSchemaStyle(GenericStyle):
     """The generic scheme with tools described as JSON Schema instead of TypeScript."""
 

@@ -21,6 +21,7 @@ from oaiproxy.dialects._common import (
     repeat_rule,
 )
 from oaiproxy.dialects._dialect import DialectStyle
+from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.base import OutputParser
 
 OPEN = "<tool_call>"
@@ -52,6 +53,7 @@ class HermesParser(JsonCallSection):
         self._buf = ""
 
 
+@register(detect_priority=10)
 class HermesStyle(DialectStyle):
     name = "hermes"
     rule_prefix = "hermes"

@@ -36,6 +36,7 @@ from oaiproxy.dialects._common import (
     repeat_rule,
 )
 from oaiproxy.dialects._dialect import DialectStyle
+from oaiproxy.dialects.registry import register
 from oaiproxy.conversation.model import ToolSpec
 from oaiproxy.dialects.base import OutputParser, StyleError
 
@@ -318,6 +319,7 @@ def _code_key_of(tools: ToolPlan, code_tool: str | None) -> str:
     return (code_key(spec) if spec is not None else None) or "code"
 
 
+@register(detect_priority=20)
 class Llama3Style(DialectStyle):
     name = "llama3"
     rule_prefix = "llama3"

@@ -25,6 +25,7 @@ from oaiproxy.dialects._common import (
     short_call_id_for,
 )
 from oaiproxy.dialects._dialect import DialectStyle
+from oaiproxy.dialects.registry import register
 from oaiproxy.dialects._jsonscan import Path
 from oaiproxy.dialects.base import OutputParser
 
@@ -68,6 +69,7 @@ class MistralParser(JsonCallSection):
         self._buf = ""
 
 
+@register(detect_priority=50)
 class MistralNemoStyle(DialectStyle):
     name = "mistral-nemo"
     rule_prefix = "mistral"
