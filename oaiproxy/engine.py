@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oaiproxy.templating.chat_template import ChatTemplate
-from oaiproxy.conversation.rules import to_conversation
+from oaiproxy.api.chat.translate import to_conversation
 from oaiproxy.errors import BadRequest, InternalError
 from oaiproxy.api.chat.protocol import (
     ChatCompletion,

@@ -1,5 +1,9 @@
 """Which tools a request puts in play: ``tools`` + ``tool_choice`` + ``parallel_tool_calls``
-resolved into one :class:`ToolPlan` that every dialect builds its prompt and grammar from."""
+resolved into one :class:`ToolPlan` that every dialect builds its prompt and grammar from.
+
+Nothing here checks: the rules are :mod:`oaiproxy.conversation.checks`'s, run once when an
+API surface builds the conversation.
+"""
 
 from __future__ import annotations
 
@@ -36,36 +40,19 @@ class ToolPlan:
 
 
 def plan_tools(conversation: Conversation) -> ToolPlan:
-    """Resolve ``tools`` + ``tool_choice`` + ``parallel_tool_calls`` into a :class:`ToolPlan`."""
-    from oaiproxy.dialects.base import StyleError  # transitional: the checks move to the conversation
+    """Resolve ``tools`` + ``tool_choice`` + ``parallel_tool_calls`` into a :class:`ToolPlan`.
 
+    Resolution only: the conversation has passed
+    :func:`oaiproxy.conversation.checks.check_conversation` (names unique, a named choice
+    among the tools, "required" only with tools), so every case here is a valid one.
+    """
     tools = list(conversation.tools)
-    seen: dict[str, int] = {}
-    for i, spec in enumerate(tools):
-        if not spec.name:
-            raise StyleError(f"tools[{i}].function.name is empty", param=f"tools[{i}].function.name")
-        if spec.name in seen:
-            raise StyleError(
-                f"tools[{i}].function.name {spec.name!r} repeats tools[{seen[spec.name]}]",
-                param=f"tools[{i}].function.name",
-            )
-        seen[spec.name] = i
     choice = conversation.tool_choice
     parallel = bool(conversation.parallel_tool_calls)
     if isinstance(choice, NamedToolChoice):
-        if choice.name not in seen:
-            valid = ", ".join(repr(n) for n in seen) or "none were given"
-            raise StyleError(
-                f"tool_choice names function {choice.name!r}, which is not in tools ({valid})",
-                param="tool_choice",
-            )
-        i = seen[choice.name]
+        i = next(i for i, spec in enumerate(tools) if spec.name == choice.name)
         return ToolPlan(((i, tools[i]),), (tools[i],), "required", parallel)
-    if choice not in ("none", "auto", "required"):
-        raise StyleError(f"tool_choice {choice!r} is not 'none', 'auto', 'required' or a function", "tool_choice")
     if choice == "none" or not tools:
-        if choice == "required":
-            raise StyleError("tool_choice is 'required' but no tools were given", param="tool_choice")
         return ToolPlan((), (), "none", parallel)
     return ToolPlan(tuple(enumerate(tools)), tuple(tools), choice, parallel)
 

@@ -12,6 +12,7 @@ import pytest
 from openai import OpenAI
 
 from oaiproxy.errors import BadRequest, InternalError
+from oaiproxy.api.chat.translate import to_conversation
 from oaiproxy.api.chat.legacy_functions import complete, legacy_call_id, legacy_param, stream, to_tools_request
 from oaiproxy.api.chat.protocol import (
     ChatCompletion,
@@ -68,12 +69,25 @@ def test_functions_become_tools_with_parallel_calls_off() -> None:
     (dict(tools=[{"type": "function", "function": ADD_FN}], function_call="auto"), "function_call"),
     (dict(functions=[ADD_FN], tool_choice="required"), "tool_choice"),
     (dict(functions=[ADD_FN], parallel_tool_calls=True), "parallel_tool_calls"),
-    (dict(functions=[ADD_FN, ADD_FN]), "functions[1].name"),
-    (dict(functions=[ADD_FN], function_call={"name": "nope"}), "function_call"),
 ])
 def test_inconsistent_legacy_fields_are_400s(body, param) -> None:
     with pytest.raises(BadRequest) as err:
         to_tools_request(req(**body))
+    assert err.value.param == param and err.value.status == 400
+
+
+@pytest.mark.parametrize("body, param", [
+    (dict(functions=[ADD_FN, ADD_FN]), "functions[1].name"),
+    (dict(functions=[ADD_FN], function_call={"name": "nope"}), "function_call"),
+])
+async def test_conversation_rules_name_the_legacy_fields(body, param) -> None:
+    """Repeated names and a choice naming no function are the conversation's own checks, renamed."""
+    async def plan() -> ChatCompletion:
+        to_conversation(to_tools_request(req(**body)))
+        raise AssertionError("the conversation should have been refused")
+
+    with pytest.raises(BadRequest) as err:
+        await complete(plan())
     assert err.value.param == param and err.value.status == 400
 
 

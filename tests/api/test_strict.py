@@ -14,7 +14,8 @@ import json
 import jsonschema
 import pytest
 
-from oaiproxy.conversation.rules import MAX_ARGUMENTS_DEPTH, json_text_depth, to_conversation
+from oaiproxy.api.chat.translate import to_conversation
+from oaiproxy.conversation.checks import MAX_ARGUMENTS_DEPTH, json_text_depth
 from oaiproxy.errors import BadRequest
 from oaiproxy.grammar import GrammarBuilder
 from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request

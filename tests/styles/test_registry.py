@@ -8,7 +8,8 @@ from oaiproxy.dialects import STYLES, detect_style, get_style
 from oaiproxy.conversation.tools import plan_tools
 from oaiproxy.dialects._common import find_trigger, short_call_id_for
 from oaiproxy.conversation.model import Conversation, NamedToolChoice
-from oaiproxy.dialects.base import StyleError
+from oaiproxy.conversation.checks import check_conversation
+from oaiproxy.errors import BadRequest
 
 from .helpers import SEARCH, TOOLS, WEATHER
 
@@ -70,8 +71,9 @@ def test_tool_plan_modes():
     (Conversation(messages=[], tools=[WEATHER, WEATHER]), "tools[1].function.name"),
 ])
 def test_tool_plan_errors_name_the_field(conv, param):
-    with pytest.raises(StyleError) as e:
-        plan_tools(conv)
+    # checked once, on the conversation; plan_tools only resolves a checked one
+    with pytest.raises(BadRequest) as e:
+        check_conversation(conv)
     assert e.value.param == param
 
 

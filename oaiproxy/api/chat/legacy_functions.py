@@ -85,7 +85,7 @@ def translate_history(messages: list[Message]) -> list[Message]:
 
 
 def to_tools_request(req: ChatCompletionRequest) -> ChatCompletionRequest:
-    """The request with legacy fields translated to their tools equivalents (and checked).
+    """The request with legacy fields translated to their tools equivalents (and their combination checked).
 
     Returns ``req`` itself when it has nothing legacy in it.
     """
@@ -104,18 +104,10 @@ def to_tools_request(req: ChatCompletionRequest) -> ChatCompletionRequest:
     if "parallel_tool_calls" in req.model_fields_set and req.parallel_tool_calls:
         raise BadRequest("parallel calls need 'tools': a legacy 'function_call' answer holds one call",
                          param="parallel_tool_calls", code="invalid_value")
-    seen: dict[str, int] = {}
-    for i, fn in enumerate(req.functions):
-        if fn.name in seen:
-            raise BadRequest(f"functions[{i}].name {fn.name!r} repeats functions[{seen[fn.name]}]",
-                             param=f"functions[{i}].name", code="invalid_value")
-        seen[fn.name] = i
+    # names repeated or a function_call naming no function: the conversation's own checks, renamed by
+    # legacy_param as any planning error is
     choice: Any = req.function_call
     if choice is not None and not isinstance(choice, str):
-        if choice.name not in seen:
-            raise BadRequest(f"function_call names {choice.name!r}, which is not in 'functions' "
-                             f"({', '.join(repr(n) for n in seen)})", param="function_call",
-                             code="invalid_value")
         choice = NamedToolChoiceModel(type="function", function=choice)
     return req.model_copy(update={
         "messages": messages,

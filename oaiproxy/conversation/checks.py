@@ -1,0 +1,147 @@
+"""Every rule a :class:`Conversation` must satisfy before a dialect reads it, checked in one place.
+
+Each API surface translates its own request into a :class:`Conversation` and hands it to
+:func:`check_conversation`; the dialects, the grammar and the validator then take the
+conversation as given (:func:`oaiproxy.conversation.tools.plan_tools` only resolves). A
+failure is a :class:`BadRequest` whose ``param`` uses the Chat Completions field names
+(``tools[2].function.parameters``, ``tool_choice``): a surface with other names renames
+them, as :mod:`oaiproxy.api.chat.legacy_functions` does for ``functions``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from oaiproxy.conversation.model import Conversation, NamedToolChoice, ResponseFormat
+from oaiproxy.errors import BadRequest
+from oaiproxy.grammar import SchemaError, enforced_schema
+
+#: deepest nesting of a tool's parameters or a response schema; the converter's own limit is lower,
+#: this one protects every walker (prompt builders, validators) from recursing without bound
+MAX_SCHEMA_DEPTH = 100
+
+#: deepest nesting of a history tool call's ``arguments`` JSON text: every style and template parses
+#: it (``json.loads`` recurses), and no real call nests this deep
+MAX_ARGUMENTS_DEPTH = 100
+
+
+def check_depth(value: Any, param: str, limit: int = MAX_SCHEMA_DEPTH) -> None:
+    """A 400 naming ``param`` when ``value`` nests deeper than ``limit``; iterative, so it cannot recurse."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise BadRequest(f"'{param}' is nested more than {limit} levels deep", param=param,
+                             code="schema_too_deep")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+
+
+def json_text_depth(text: str) -> int:
+    """How deep ``[``/``{`` nest in JSON text (outside strings), without parsing it: iterative, linear."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def check_schema_for(schema: Any, param: str, what: str, *, objects: str = "open", strict: bool = False) -> None:
+    """A 400 naming ``param`` (and ``what``: the tool) unless ``schema`` is a valid JSON Schema that the
+    proxy can enforce as asked (``strict`` included), before any style or template walks it.
+
+    The check is :func:`oaiproxy.grammar.enforced_schema` itself — the meta-schema (2020-12,
+    draft 7, draft 4), then the rewriting the grammar and the validator share — so a schema
+    that passes here is one both will read the same way.
+    """
+    try:
+        enforced_schema(schema, objects=objects, strict=strict)  # type: ignore[arg-type]
+    except SchemaError as e:
+        raise BadRequest(f"{what}: {e}", param=param, code="invalid_schema") from None
+
+
+def _check_history(conv: Conversation) -> None:
+    for i, msg in enumerate(conv.messages):
+        for j, call in enumerate(msg.get("tool_calls") or []):
+            if json_text_depth(call["function"]["arguments"]) > MAX_ARGUMENTS_DEPTH:
+                where = f"messages[{i}].tool_calls[{j}].function.arguments"
+                raise BadRequest(f"'{where}' is nested more than {MAX_ARGUMENTS_DEPTH} levels deep",
+                                 param=where, code="arguments_too_deep")
+
+
+def _check_tools(conv: Conversation) -> None:
+    for i, spec in enumerate(conv.tools):
+        if not spec.name:
+            raise BadRequest(f"tools[{i}].function.name is empty", param=f"tools[{i}].function.name")
+        where = f"tools[{i}].function.parameters"
+        check_depth(spec.parameters, where)
+        check_schema_for(spec.parameters, where, f"{where} (tool {spec.name!r})", objects=spec.objects,
+                         strict=spec.strict)
+    names = [spec.name for spec in conv.tools]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        first = next(i for i, n in enumerate(names) if n in names[:i])
+        raise BadRequest(f"tool names must be unique; repeated: {', '.join(dupes)}",
+                         param=f"tools[{first}].function.name")
+    choice = conv.tool_choice
+    if isinstance(choice, NamedToolChoice):
+        if choice.name not in names:
+            raise BadRequest(f"tool_choice names function '{choice.name}', which is not in 'tools'",
+                             param="tool_choice")
+    elif choice not in ("none", "auto", "required"):
+        raise BadRequest(f"tool_choice {choice!r} is not 'none', 'auto', 'required' or a function",
+                         param="tool_choice")
+    elif choice == "required" and not names:
+        raise BadRequest("tool_choice 'required' needs at least one tool in 'tools'", param="tool_choice")
+
+
+def _checked_response_format(fmt: ResponseFormat) -> ResponseFormat:
+    """``fmt`` checked, and in the form the dialects build from: a json_schema without a schema is
+    json_object; a strict schema has every object closed, as the grammar enforces it."""
+    where = "response_format.json_schema.schema"
+    check_depth(fmt.schema, where)
+    if fmt.type == "json_schema" and fmt.schema is None:
+        return ResponseFormat(type="json_object")
+    if fmt.schema is None:
+        return fmt
+    check_schema_for(fmt.schema, where, where, strict=fmt.strict)
+    if not fmt.strict:
+        return fmt
+    closed = json.loads(json.dumps(enforced_schema(fmt.schema, strict=True)))  # a copy: the result is shared
+    return ResponseFormat(type=fmt.type, schema=closed, name=fmt.name, strict=True)
+
+
+def check_conversation(conv: Conversation) -> Conversation:
+    """``conv`` checked against every cross-field rule, ready for a dialect; a :class:`BadRequest` otherwise.
+
+    The rules: history call arguments not nested without bound; every tool named, once, with
+    parameters a valid schema the proxy can enforce; ``tool_choice`` one of the modes or naming
+    a given tool, and "required" only with tools; a response schema valid and enforceable. The
+    returned conversation differs from ``conv`` only in its response format (see
+    :func:`_checked_response_format`).
+    """
+    _check_history(conv)
+    _check_tools(conv)
+    fmt = _checked_response_format(conv.response_format)
+    return conv if fmt is conv.response_format else dataclasses.replace(conv, response_format=fmt)
+
+
+__all__ = ["MAX_ARGUMENTS_DEPTH", "MAX_SCHEMA_DEPTH", "check_conversation", "check_depth", "check_schema_for",
+           "json_text_depth"]
