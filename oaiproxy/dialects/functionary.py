@@ -22,6 +22,7 @@ from oaiproxy.dialects._common import (
 )
 from oaiproxy.dialects._dialect import DialectStyle
 from oaiproxy.dialects.registry import register
+from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.dialects.base import OutputParser
 from oaiproxy.dialects.llama3 import FUNCTION_OPEN, Llama3Style
 
@@ -37,6 +38,17 @@ class FunctionaryV31Style(Llama3Style):
     fallback_prompt = "tools-functionary-v3.1.jinja"
     json_form = False
     call_builtins = ()
+    samples = Samples(
+        templates=("meetkai-functionary-medium-v3.1.jinja",),
+        calls=lambda calls: "".join(f"{FUNCTION_OPEN}{n}>{a}</function>" for n, a in calls),
+        history_call=lambda n, a: f"{FUNCTION_OPEN}{n}>{a}</function>",
+        fallback_call=lambda n, a: f"{FUNCTION_OPEN}{n}>{a}</function>",
+        outputs=(
+            SampleOutput('Checking.<function=get_weather>{"city": "Paris"}</function>', "Checking.",
+                         (("get_weather", {"city": "Paris"}),)),
+            SampleOutput('{"name": "f", "parameters": {}}', '{"name": "f", "parameters": {}}'),  # no bare JSON form
+        ),
+    )
 
     @classmethod
     def detect(cls, template_source: str) -> bool:
@@ -121,6 +133,18 @@ class FunctionaryV32Style(DialectStyle):
     stop_words = ("<|eot_id|>", "<|eom_id|>")
     special_tokens = ("<|eot_id|>", "<|eom_id|>")
     answer_prefix = TEXT_RECIPIENT + "\n"
+    samples = Samples(
+        templates=("meetkai-functionary-medium-v3.2.jinja",),
+        calls=lambda calls: RECIPIENT.join(f"{n}\n{a}" for n, a in calls),
+        auto_calls=lambda calls: "".join(f"{RECIPIENT}{n}\n{a}" for n, a in calls),
+        history_call=lambda n, a: f"{RECIPIENT}{n}\n{a}",
+        fallback_call=lambda n, a: f"{RECIPIENT}{n}\n{a}",
+        outputs=(
+            SampleOutput('all\nChecking.>>>get_weather\n{"city": "Paris"}>>>f\n{}', "Checking.",
+                         (("get_weather", {"city": "Paris"}), ("f", {}))),
+            SampleOutput("all\na >>> b", "a >>> b"),
+        ),
+    )
 
     @classmethod
     def detect(cls, template_source: str) -> bool:

@@ -39,6 +39,7 @@ from oaiproxy.dialects._jsonscan import Path, StringDecoder
 from oaiproxy.conversation.model import Conversation
 from oaiproxy.dialects.base import GenerationPlan, Style
 from oaiproxy.dialects.registry import register
+from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.dialects.typescript import ts_signature
 
 THOUGHT = "thought_about_next_step_only"
@@ -150,6 +151,22 @@ class GenericStyle(Style):
     thought_max_length = 100
     #: at most this many calls per answer: a base model otherwise repeats one call until n_predict runs out
     max_parallel_calls = 4
+    samples = Samples(
+        templates=("default", "google-gemma-2-2b-it.jinja", "microsoft-Phi-3.5-mini-instruct.jinja"),
+        calls=lambda calls: envelope("I will look it up.", {"tool_calls": [
+            {"name": n, "arguments": json.loads(a)} for n, a in calls]}),
+        history_call=lambda n, a: f'"next_step": {{"tool_calls": [{json_call(n, a)}]}}',
+        lazy_auto=False,
+        call_tokens=96,  # the bounded thought comes first
+        # other formats no dialect here speaks
+        also_detected=("Qwen3-Coder.jinja", "unsloth-mistral-Devstral-Small-2507.jinja", "unsloth-Apriel-1.5.jinja"),
+        outputs=(
+            SampleOutput(envelope("Answer now.", {"result": "It is sunny."}), "It is sunny."),
+            SampleOutput(envelope("Two lookups.", {"tool_calls": [{"name": "f", "arguments": {"a": "b"}},
+                                                                  {"name": "g", "arguments": {}}]}), "",
+                         (("f", {"a": "b"}), ("g", {}))),
+        ),
+    )
 
     @classmethod
     def detect(cls, template_source: str) -> bool:

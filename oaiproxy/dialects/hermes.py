@@ -22,6 +22,7 @@ from oaiproxy.dialects._common import (
 )
 from oaiproxy.dialects._dialect import DialectStyle
 from oaiproxy.dialects.registry import register
+from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.dialects.base import OutputParser
 
 OPEN = "<tool_call>"
@@ -59,6 +60,19 @@ class HermesStyle(DialectStyle):
     rule_prefix = "hermes"
     fallback_prompt = "tools-hermes.jinja"
     special_tokens = (OPEN, CLOSE)
+    samples = Samples(
+        templates=("Qwen-Qwen2.5-7B-Instruct.jinja", "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja",
+                   "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja", "Qwen-Qwen3-0.6B.jinja"),
+        calls=lambda calls: "\n".join(f"{OPEN}\n{json_call(n, a)}\n{CLOSE}" for n, a in calls),
+        fallback_call=lambda n, a: f"{OPEN}\n{json_call(n, a)}\n{CLOSE}",
+        outputs=(
+            SampleOutput('I will check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
+                         '</tool_call>', "I will check.\n", (("get_weather", {"city": "Paris"}),)),
+            SampleOutput('<tool_call>{"arguments": {"a": "x\\"y"}, "name": "f"}</tool_call><tool_call>{"name": "g"}'
+                         '</tool_call>', "", (("f", {"a": 'x"y'}), ("g", {}))),
+            SampleOutput("<tool_call> is followed by no JSON at all", "<tool_call> is followed by no JSON at all"),
+        ),
+    )
 
     @classmethod
     def detect(cls, template_source: str) -> bool:

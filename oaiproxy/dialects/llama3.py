@@ -37,6 +37,7 @@ from oaiproxy.dialects._common import (
 )
 from oaiproxy.dialects._dialect import DialectStyle
 from oaiproxy.dialects.registry import register
+from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.conversation.model import ToolSpec
 from oaiproxy.dialects.base import OutputParser, StyleError
 
@@ -326,6 +327,20 @@ class Llama3Style(DialectStyle):
     fallback_prompt = "tools-llama3.jinja"
     stop_words = (EOM, EOT)
     special_tokens = (PYTHON_TAG, EOM, EOT)
+    samples = Samples(
+        templates=("meta-llama-Llama-3.2-3B-Instruct.jinja", "meta-llama-Llama-3.1-8B-Instruct.jinja",
+                   "meta-llama-Llama-3.3-70B-Instruct.jinja"),
+        calls=lambda calls: json_call(*calls[0], key="parameters"),
+        auto_calls=lambda calls: "".join(f"{FUNCTION_OPEN}{n}>{a}{FUNCTION_CLOSE}" for n, a in calls),
+        fallback_call=lambda n, a: f"{FUNCTION_OPEN}{n}>{a}{FUNCTION_CLOSE}",
+        one_call_per_answer=True,
+        outputs=(
+            SampleOutput('\n { "name" : "f", "parameters": {"a": 1}}', "", (("f", {"a": 1}),)),
+            SampleOutput('Sure.<function=f>{"a": 1}</function><function=g>{}</function>', "Sure.",
+                         (("f", {"a": 1}), ("g", {}))),
+            SampleOutput('Sure: {"name": "f", "parameters": {}}', 'Sure: {"name": "f", "parameters": {}}'),
+        ),
+    )
     #: Llama proper reads the bare JSON call; Functionary v3.1 does not
     json_form = True
     #: builtins called as ``NAME.call(…)`` after ``<|python_tag|>``

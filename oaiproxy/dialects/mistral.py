@@ -26,10 +26,12 @@ from oaiproxy.dialects._common import (
 )
 from oaiproxy.dialects._dialect import DialectStyle
 from oaiproxy.dialects.registry import register
+from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.dialects._jsonscan import Path
 from oaiproxy.dialects.base import OutputParser
 
 TOOL_CALLS = "[TOOL_CALLS]"
+_SAMPLE_IDS = ("a1B2c3D4e", "Z9y8X7w6v", "k3k3k3k3k", "m4M4m4M4m")
 
 
 class MistralParser(JsonCallSection):
@@ -75,6 +77,20 @@ class MistralNemoStyle(DialectStyle):
     rule_prefix = "mistral"
     fallback_prompt = "tools-mistral.jinja"
     special_tokens = (TOOL_CALLS,)
+    samples = Samples(
+        templates=("mistralai-Mistral-Nemo-Instruct-2407.jinja",),
+        calls=lambda calls: TOOL_CALLS + "[" + ", ".join(
+            json_call(n, a)[:-1] + f', "id": "{i}"}}' for (n, a), i in zip(calls, _SAMPLE_IDS)) + "]",
+        # the history call's id is the client's, mapped to 9 characters
+        history_call=lambda n, a: f'{TOOL_CALLS}[{json_call(n, a)[:-1]}, "id": "',
+        fallback_call=lambda n, a: f'{TOOL_CALLS}[{json_call(n, a)[:-1]}, "id": "',
+        call_tokens=64,  # the model's 9-character id follows the arguments
+        outputs=(
+            SampleOutput('Let me see.[TOOL_CALLS][{"name": "f", "arguments": {"a": 1}, "id": "a1B2c3D4e"}, '
+                         '{"name": "g", "arguments": {}, "id": "Z9y8X7w6v"}]', "Let me see.",
+                         (("f", {"a": 1}), ("g", {}))),
+        ),
+    )
 
     @classmethod
     def detect(cls, template_source: str) -> bool:

@@ -44,13 +44,13 @@ def register(*, detect_priority: int | None = None, fallback: bool = False) -> C
                              f"{cls.__qualname__})")
         if fallback and _fallback and _fallback[0] is not cls:
             raise ValueError(f"{cls.__qualname__}: {_fallback[0].__qualname__} is the fallback style already")
-        STYLES[cls.name] = cls
         if detect_priority is not None:
-            if detect_priority in _priorities.values() and _priorities.get(cls.name) != detect_priority:
-                other = next(n for n, p in _priorities.items() if p == detect_priority)
+            other = next((n for n, p in _priorities.items() if p == detect_priority and n != cls.name), None)
+            if other is not None:
                 raise ValueError(f"{cls.name!r} and {other!r} share detect_priority {detect_priority}: "
                                  "detection order would depend on import order")
             _priorities[cls.name] = detect_priority
+        STYLES[cls.name] = cls
         if fallback:
             _fallback[:] = [cls]
         return cls
@@ -61,6 +61,11 @@ def register(*, detect_priority: int | None = None, fallback: bool = False) -> C
 def detection_order() -> tuple[type[Style], ...]:
     """The detected styles, most specific (highest priority) first."""
     return tuple(STYLES[name] for name in sorted(_priorities, key=lambda n: -_priorities[n]))
+
+
+def detect_priority(name: str) -> int | None:
+    """Where the style ``name`` stands in detection (None: only reachable through ``--style``)."""
+    return _priorities.get(name)
 
 
 def fallback_style() -> type[Style]:
@@ -110,5 +115,5 @@ def discover() -> None:
             importlib.import_module(f"{package.__name__}.{info.name}")
 
 
-__all__ = ["STYLES", "detect_style", "detection_order", "discover", "fallback_style", "get_style", "register",
+__all__ = ["STYLES", "detect_priority", "detect_style", "detection_order", "discover", "fallback_style", "get_style", "register",
            "sampled_styles"]

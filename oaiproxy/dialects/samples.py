@@ -13,6 +13,7 @@ end-to-end tests and the benchmark run.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -22,6 +23,11 @@ Call = tuple[str, str]
 
 def _arguments_only(name: str, arguments: str) -> str:
     return arguments[1:-1]
+
+
+def json_call(name: str, arguments: str, key: str = "arguments") -> str:
+    """``{"name": NAME, "arguments": ARGS}``, the JSON call object several dialects write (json.dumps spacing)."""
+    return f"{{{json.dumps('name')}: {json.dumps(name)}, {json.dumps(key)}: {arguments}}}"
 
 
 @dataclass(frozen=True)
@@ -69,4 +75,4 @@ class Samples:
         return (self.auto_calls or self.calls)(calls)
 
 
-__all__ = ["Call", "SampleOutput", "Samples"]
+__all__ = ["Call", "SampleOutput", "Samples", "json_call"]

@@ -1,6 +1,7 @@
 """Every dialect on its real templates: prompt, history, grammar (with the GBNF oracle) and the plan's fields.
 
-One table describes each dialect's text for a call; the tests check, per
+Each dialect declares its templates and its text for a call (``samples`` on its
+style, see oaiproxy/dialects/samples.py); the tests check, per
 dialect and template, that tools reach the prompt, that a history with calls
 and tool results renders, that the grammar for each ``tool_choice`` admits
 exactly the valid calls, and that the parser reads those calls back.
@@ -9,12 +10,12 @@ exactly the valid calls, and that the parser reads those calls back.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Callable
 
 import pytest
 
 from oaiproxy.dialects import get_style
+from oaiproxy.dialects.registry import sampled_styles
+from oaiproxy.dialects.samples import Samples
 from oaiproxy.conversation.model import Conversation, NamedToolChoice, ResponseFormat, ToolSpec
 from oaiproxy.dialects.base import StyleError
 from tests.gbnf_oracle import accepts
@@ -22,81 +23,23 @@ from tests.gbnf_oracle import accepts
 from .helpers import HISTORY, SEARCH, TOOLS, WEATHER, args_of, parse_every_split, template
 
 
-@dataclass
-class Dialect:
-    style: str
-    templates: list[str]
-    #: the text of a whole answer made of these calls, as the required-mode grammar wants it
-    calls: Callable[[list[tuple[str, str]]], str]
-    #: the text that follows free content under tool_choice auto (from the trigger on)
-    auto_calls: Callable[[list[tuple[str, str]]], str] | None = None
-    #: a fragment of the rendered history call
-    history_marker: Callable[[], str] = lambda: '"city": "Paris"'
-    extra: dict = field(default_factory=dict)
+#: every dialect that declares its samples (its templates and call texts), by name
+DIALECTS: dict[str, Samples] = {cls.name: cls.samples for cls in sampled_styles() if cls.samples is not None}
 
-
-def _json(name: str, args: str, key: str = "arguments") -> str:
-    return f'{{"name": {json.dumps(name)}, {json.dumps(key)}: {args}}}'
-
-
-def _mistral(calls):
-    ids = iter(["a1B2c3D4e", "Z9y8X7w6v", "k3k3k3k3k"])
-    return "[TOOL_CALLS][" + ", ".join(_json(n, a)[:-1] + f', "id": "{next(ids)}"}}' for n, a in calls) + "]"
+CASES = [(name, t) for name, d in DIALECTS.items() for t in d.templates]
+ONE_TEMPLATE = [(name, d.representative) for name, d in DIALECTS.items()]
+LAZY = [(name, t) for name, t in ONE_TEMPLATE if DIALECTS[name].lazy_auto]
+FALLBACK = sorted(name for name, d in DIALECTS.items() if d.fallback_call is not None)
 
 
 def _generic(calls):
-    return json.dumps({"thought_about_next_step_only": "I will look it up.",
-                       "next_step": {"tool_calls": [{"name": n, "arguments": json.loads(a)} for n, a in calls]}})
+    return DIALECTS["generic"].calls(calls)
 
 
-def _functionary32(calls):
-    return ">>>".join(f"{n}\n{a}" for n, a in calls)
+def _prefix(style: str) -> str:
+    """The text a plain JSON answer opens with in this dialect (Functionary v3.2's ``all\\n`` recipient line)."""
+    return getattr(get_style(style), "answer_prefix", "")
 
-
-DIALECTS = {
-    "hermes": Dialect(
-        "hermes",
-        ["NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja", "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja",
-         "Qwen-Qwen2.5-7B-Instruct.jinja", "Qwen-Qwen3-0.6B.jinja"],
-        lambda calls: "\n".join(f"<tool_call>\n{_json(n, a)}\n</tool_call>" for n, a in calls),
-    ),
-    "llama3": Dialect(
-        "llama3",
-        ["meta-llama-Llama-3.1-8B-Instruct.jinja", "meta-llama-Llama-3.2-3B-Instruct.jinja",
-         "meta-llama-Llama-3.3-70B-Instruct.jinja"],
-        lambda calls: _json(*calls[0], key="parameters"),
-        lambda calls: "".join(f"<function={n}>{a}</function>" for n, a in calls),
-    ),
-    "functionary-v3.1": Dialect(
-        "functionary-v3.1",
-        ["meetkai-functionary-medium-v3.1.jinja"],
-        lambda calls: "".join(f"<function={n}>{a}</function>" for n, a in calls),
-        history_marker=lambda: '<function=get_weather>{"city": "Paris"}</function>',
-    ),
-    "functionary-v3.2": Dialect(
-        "functionary-v3.2",
-        ["meetkai-functionary-medium-v3.2.jinja"],
-        _functionary32,
-        lambda calls: "".join(f">>>{n}\n{a}" for n, a in calls),
-        history_marker=lambda: '>>>get_weather\n{"city": "Paris"}',
-    ),
-    "mistral-nemo": Dialect(
-        "mistral-nemo",
-        ["mistralai-Mistral-Nemo-Instruct-2407.jinja"],
-        _mistral,
-        # the history call's id is the client's, mapped to 9 characters
-        history_marker=lambda: '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "',
-    ),
-    "generic": Dialect(
-        "generic",
-        ["google-gemma-2-2b-it.jinja", "microsoft-Phi-3.5-mini-instruct.jinja", "default"],
-        _generic,
-        history_marker=lambda: '"next_step": {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}',
-    ),
-}
-
-CASES = [(d.style, t) for d in DIALECTS.values() for t in d.templates]
-ONE_TEMPLATE = [(d.style, d.templates[0]) for d in DIALECTS.values()]
 
 PARIS = ("get_weather", '{"city": "Paris"}')
 PARIS_F = ("get_weather", '{"city": "Paris", "unit": "fahrenheit"}')
@@ -144,7 +87,7 @@ def test_tools_reach_the_prompt_and_none_keeps_them_out(templates_dir, style, fi
 def test_history_with_calls_and_results_renders(templates_dir, style, filename, choice):
     dialect = make(style, templates_dir, filename)
     prompt = dialect.plan(conv(messages=HISTORY, tool_choice=choice)).prompt
-    marker = DIALECTS[style].history_marker()
+    marker = DIALECTS[style].history_call(*PARIS)
     assert marker in prompt, prompt[-1500:]
     # in order: the question, the call, its result, the answer, the new question
     positions = [prompt.find(s) for s in ("What is the weather in Paris?", marker, "sunny, 21 degrees",
@@ -188,7 +131,7 @@ def test_required_grammar_admits_exactly_valid_calls(templates_dir, style, filen
     plan = make(style, templates_dir, filename).plan(conv(tool_choice="required"))
     assert plan.grammar and not plan.grammar_lazy
     good = [d.calls([PARIS]), d.calls([PARIS_F]), d.calls([QUERY])]
-    if style != "llama3":  # Llama's bare JSON call is one call per answer
+    if not d.one_call_per_answer:  # e.g. Llama's bare JSON call
         good.append(d.calls([PARIS, QUERY]))
     _check_grammar(plan.grammar, good, [d.calls([WRONG_NAME])] + [d.calls([c]) for c in WRONG_ARGS] + [
         "The weather is nice.", ""])
@@ -200,15 +143,15 @@ def test_named_and_single_call_grammars(templates_dir, style, filename):
     dialect = make(style, templates_dir, filename)
     named = dialect.plan(conv(tool_choice=NamedToolChoice("search_web"))).grammar
     _check_grammar(named, [d.calls([QUERY])], [d.calls([PARIS])])
-    if style == "llama3":  # its required form is one bare JSON call anyway; the tag form can repeat
+    if d.one_call_per_answer:  # its required form is one call anyway; the auto form can repeat
         single = dialect.plan(conv(parallel_tool_calls=False)).grammar
-        _check_grammar(single, [d.auto_calls([PARIS])], [d.auto_calls([PARIS, QUERY])])
+        _check_grammar(single, [d.auto_text([PARIS])], [d.auto_text([PARIS, QUERY])])
     else:
         single = dialect.plan(conv(tool_choice="required", parallel_tool_calls=False)).grammar
         _check_grammar(single, [d.calls([PARIS])], [d.calls([PARIS, QUERY])])
 
 
-@pytest.mark.parametrize("style,filename", [c for c in ONE_TEMPLATE if c[0] != "generic"])
+@pytest.mark.parametrize("style,filename", LAZY)
 def test_auto_is_a_lazy_grammar_woken_by_the_dialects_triggers(templates_dir, style, filename):
     d = DIALECTS[style]
     plan = make(style, templates_dir, filename).plan(conv())
@@ -222,8 +165,7 @@ def test_auto_is_a_lazy_grammar_woken_by_the_dialects_triggers(templates_dir, st
     for trig in plan.grammar_triggers:  # llama-server insists single-token trigger words are preserved
         if trig["type"] == "word":
             assert trig["value"] in plan.preserved_tokens
-    calls = (d.auto_calls or d.calls)([PARIS, QUERY])
-    _check_grammar(plan.grammar, [calls], [(d.auto_calls or d.calls)([WRONG_NAME])])
+    _check_grammar(plan.grammar, [d.auto_text([PARIS, QUERY])], [d.auto_text([WRONG_NAME])])
 
 
 def test_generic_auto_allows_a_result_or_calls_and_required_only_calls(templates_dir):
@@ -270,15 +212,15 @@ def test_none_has_no_tools_in_grammar_and_parses_no_calls(templates_dir, style, 
     assert result.tool_calls == [] and result.content
     with_format = dialect.plan(conv(tool_choice="none", response_format=ResponseFormat("json_object")))
     assert with_format.grammar and not with_format.grammar_lazy
-    prefix = "all\n" if style == "functionary-v3.2" else ""
+    prefix = _prefix(style)
     _check_grammar(with_format.grammar, [prefix + '{"a": 1}'], [prefix + "[1]", "sunny"])
 
 
-@pytest.mark.parametrize("style,filename", [c for c in ONE_TEMPLATE if c[0] != "generic"])
+@pytest.mark.parametrize("style,filename", LAZY)
 def test_auto_with_response_format_is_calls_or_the_json_answer(templates_dir, style, filename):
     d = DIALECTS[style]
     plan = make(style, templates_dir, filename).plan(conv(response_format=ResponseFormat("json_object")))
-    prefix = "all\n" if style == "functionary-v3.2" else ""
+    prefix = _prefix(style)
     assert not plan.grammar_lazy
     _check_grammar(plan.grammar, [d.calls([PARIS]), prefix + '{"answer": "sunny"}'], ["sunny", prefix + "[]"])
 
@@ -302,7 +244,7 @@ def test_unsupported_schemas_name_the_request_field(templates_dir, style, filena
 def test_parser_reads_back_what_the_grammar_admits(templates_dir, style, filename):
     d = DIALECTS[style]
     dialect = make(style, templates_dir, filename)
-    sample = [PARIS] if style == "llama3" else [PARIS, QUERY]
+    sample = [PARIS] if d.one_call_per_answer else [PARIS, QUERY]
     text = d.calls(sample)
     content, calls = parse_every_split(lambda: dialect.plan(conv(tool_choice="required")).parser, text)
     assert content.strip() == ""
@@ -330,24 +272,17 @@ def test_truncated_call_is_reported(templates_dir, style, filename):
     assert validate_tool_calls(result.tool_calls, TOOLS), result
 
 
-FALLBACK_MARKERS = {  # a past call as each dialect spells it out for a template that cannot render calls
-    "hermes": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
-    "llama3": '<function=get_weather>{"city": "Paris"}</function>',
-    "functionary-v3.1": '<function=get_weather>{"city": "Paris"}</function>',
-    "functionary-v3.2": '>>>get_weather\n{"city": "Paris"}',
-    "mistral-nemo": '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "',
-}
-
-
 @pytest.mark.parametrize("filename", ["default", "google-gemma-2-2b-it.jinja"])
-@pytest.mark.parametrize("style", sorted(FALLBACK_MARKERS))
+@pytest.mark.parametrize("style", FALLBACK)
 def test_forced_style_on_a_template_without_tool_support(templates_dir, style, filename):
     """--style on a template that knows nothing of tools: the style's own prompt and history text."""
     dialect = make(style, templates_dir, filename)
     assert not dialect.template.supports_tools
     plan = dialect.plan(conv(messages=HISTORY))
     assert "get_weather" in plan.prompt and "Get the current weather for a city" in plan.prompt
-    assert FALLBACK_MARKERS[style] in plan.prompt
+    fallback_call = DIALECTS[style].fallback_call
+    assert fallback_call is not None
+    assert fallback_call(*PARIS) in plan.prompt  # a past call as the dialect spells it out
     assert "Result of the call to get_weather:\nsunny, 21 degrees" in plan.prompt
     assert "You are a helpful assistant." in plan.prompt and "And in Berlin?" in plan.prompt
     required = dialect.plan(conv(messages=HISTORY, tool_choice="required"))

@@ -1,4 +1,5 @@
-"""End to end on the real llama-server and the real default model (Gemma 3 270M base), one template per dialect.
+"""End to end on the real llama-server and the real default model (Gemma 3 270M base), one template per dialect
+(the representative its samples name).
 
 The model is tiny and was never trained on any of these formats: whatever it
 calls, it calls because the plan's grammar, triggers and stops made it. For
@@ -18,6 +19,7 @@ import pytest
 
 from oaiproxy.templating.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate
 from oaiproxy.dialects import get_style
+from oaiproxy.dialects.registry import sampled_styles
 from oaiproxy.conversation.model import Conversation, NamedToolChoice, ToolSpec
 from oaiproxy.dialects.base import ContentDelta, ParsedOutput, ToolCallDelta
 from oaiproxy.validation import validate_tool_calls
@@ -35,28 +37,25 @@ SEARCH = ToolSpec("search_web", "Search the web", {
 TOOLS = [WEATHER, SEARCH]
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 
-DIALECTS = [
-    ("generic", "default"),
-    ("hermes", "Qwen-Qwen2.5-7B-Instruct.jinja"),
-    ("llama3", "meta-llama-Llama-3.2-3B-Instruct.jinja"),
-    ("functionary-v3.1", "meetkai-functionary-medium-v3.1.jinja"),
-    ("functionary-v3.2", "meetkai-functionary-medium-v3.2.jinja"),
-    ("mistral-nemo", "mistralai-Mistral-Nemo-Instruct-2407.jinja"),
-]
+#: (dialect, its representative template), as each dialect declares in its samples
+DIALECTS = [(cls.name, cls.samples.representative) for cls in sampled_styles() if cls.samples is not None]
 CHOICES = {"required": "required", "named": NamedToolChoice("search_web"), "auto": "auto", "none": "none"}
+
+
 def n_predict_for(style: str, choice: str) -> int:
-    """Enough for one whole call: the generic envelope adds a bounded thought, Mistral's call a 9-character id.
+    """Enough for one whole call (the dialect's ``samples.call_tokens``: the generic envelope adds a bounded
+    thought, Mistral's call a 9-character id).
 
     ``none`` needs only a little text; under ``auto`` a base model writes text until n_predict (native
-    dialects) or the envelope (generic).
+    dialects, whose ``auto`` grammar is lazy) or the envelope (generic).
     """
+    samples = get_style(style).samples
+    assert samples is not None
     if choice == "none":
         return 16
-    if style == "generic":
-        return 96
-    if choice == "auto":
+    if choice == "auto" and samples.lazy_auto:
         return 32
-    return 64 if style == "mistral-nemo" else 48
+    return samples.call_tokens
 
 
 @dataclass

@@ -13,9 +13,33 @@ from oaiproxy.dialects.generic import GenericParser, GenericStyle
 from oaiproxy.dialects.hermes import HermesParser
 from oaiproxy.dialects.llama3 import Llama3Parser, Llama3Style, json_form_start
 from oaiproxy.dialects.mistral import MistralParser
+from oaiproxy.dialects import get_style
+from oaiproxy.dialects.registry import sampled_styles
 from tests.gbnf_oracle import accepts
 
 from .helpers import args_of, parse_every_split, template
+
+# -- every dialect's own sample outputs ------------------------------------------------------
+
+SAMPLE_OUTPUTS = [(cls.name, i, out) for cls in sampled_styles() if cls.samples is not None
+                  for i, out in enumerate(cls.samples.outputs)]
+
+
+@pytest.mark.parametrize("style,i,sample", SAMPLE_OUTPUTS, ids=[f"{s}-{i}" for s, i, _ in SAMPLE_OUTPUTS])
+def test_sample_outputs_parse_to_their_calls(templates_dir, style, i, sample):
+    """What each dialect says its outputs mean, read by the parser of an ``auto`` plan on its representative
+    template (tools with the sample's call names, any arguments)."""
+    cls = get_style(style)
+    assert cls.samples is not None
+    name = cls.samples.representative
+    tpl = ChatTemplate.default() if name == "default" else template(templates_dir, name)
+    names = [n for n, _ in sample.calls] or ["f"]
+    tools = [ToolSpec(n, "", {"type": "object"}) for n in dict.fromkeys(names)]
+    conversation = Conversation(messages=[{"role": "user", "content": "hi"}], tools=tools)
+    content, calls = parse_every_split(lambda: cls(tpl).plan(conversation).parser, sample.text)
+    assert content == sample.content
+    assert args_of(calls) == list(sample.calls)
+
 
 # -- text that is not a call stays text, whole and once ------------------------------------
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from oaiproxy.dialects import STYLES, detect_style, get_style
+from oaiproxy.dialects import STYLES, Style, detect_style, detection_order, get_style
+from oaiproxy.dialects.registry import detect_priority, fallback_style, register, sampled_styles
+from oaiproxy.templating.chat_template import ChatTemplate
 from oaiproxy.conversation.tools import plan_tools
 from oaiproxy.dialects._common import find_trigger, short_call_id_for
 from oaiproxy.conversation.model import Conversation, NamedToolChoice
@@ -13,31 +15,40 @@ from oaiproxy.errors import BadRequest
 
 from .helpers import SEARCH, TOOLS, WEATHER
 
-EXPECTED = {
-    "meta-llama-Llama-3.1-8B-Instruct.jinja": "llama3",
-    "meta-llama-Llama-3.2-3B-Instruct.jinja": "llama3",
-    "meta-llama-Llama-3.3-70B-Instruct.jinja": "llama3",
-    "meetkai-functionary-medium-v3.1.jinja": "functionary-v3.1",
-    "meetkai-functionary-medium-v3.2.jinja": "functionary-v3.2",
-    "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja": "hermes",
-    "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja": "hermes",
-    "Qwen-Qwen2.5-7B-Instruct.jinja": "hermes",
-    "Qwen-Qwen3-0.6B.jinja": "hermes",
-    "mistralai-Mistral-Nemo-Instruct-2407.jinja": "mistral-nemo",
-    # other formats the dialects here do not speak: the generic scheme
-    "Qwen3-Coder.jinja": "generic",
-    "google-gemma-2-2b-it.jinja": "generic",
-    "microsoft-Phi-3.5-mini-instruct.jinja": "generic",
-    "unsloth-mistral-Devstral-Small-2507.jinja": "generic",
-    "unsloth-Apriel-1.5.jinja": "generic",
-}
+#: template -> the dialect it speaks, as each dialect declares (its samples' templates and also_detected)
+EXPECTED = {template: cls.name for cls in sampled_styles() if cls.samples is not None
+            for template in (*cls.samples.templates, *cls.samples.also_detected)}
 
 
 @pytest.mark.parametrize("filename,style", sorted(EXPECTED.items()))
 def test_detection_on_real_templates(templates_dir, filename, style):
-    path = templates_dir / filename
-    assert path.is_file(), path
-    assert detect_style(path.read_text(encoding="utf-8")).name == style
+    if filename == "default":
+        source = ChatTemplate.default().source
+    else:
+        path = templates_dir / filename
+        assert path.is_file(), path
+        source = path.read_text(encoding="utf-8")
+    assert detect_style(source).name == style
+
+
+def test_every_registered_dialect_is_reachable():
+    order = detection_order()
+    assert len({cls.name for cls in order}) == len(order)
+    assert fallback_style() not in order  # the fallback claims nothing itself
+    assert set(STYLES) >= {cls.name for cls in order} | {fallback_style().name}
+    for cls in sampled_styles():
+        assert cls.samples is not None and cls.samples.templates
+
+
+def test_a_second_fallback_or_a_shared_priority_is_refused():
+    class Other(Style):
+        name = "other-test-dialect"
+
+    with pytest.raises(ValueError, match="fallback"):
+        register(fallback=True)(Other)
+    with pytest.raises(ValueError, match="detect_priority"):
+        register(detect_priority=detect_priority("hermes"))(Other)
+    assert "other-test-dialect" not in STYLES and detect_priority("other-test-dialect") is None
 
 
 def test_no_template_means_generic():

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from oaiproxy.dialects.registry import sampled_styles
 from oaiproxy.templating.chat_template import ChatTemplate
 from oaiproxy.runtime.gguf_meta import read_metadata
 from tests.conftest import Upstream
@@ -33,20 +34,11 @@ from tests.templates import samples
 
 pytestmark = pytest.mark.integration
 
-# The dialect templates, then a spread of others that exercise the less common paths:
-# list.append (Kimi), str + undefined (Command R+), llama.cpp's `datetime`/`functions` (FireFunction),
-# tojson of a generator (llama.cpp's DeepSeek R1), strftime_now (gpt-oss), XML arguments (Qwen3-Coder).
-COMPARED = [
-    "meta-llama-Llama-3.1-8B-Instruct.jinja",
-    "meta-llama-Llama-3.2-3B-Instruct.jinja",
-    "meta-llama-Llama-3.3-70B-Instruct.jinja",
-    "meetkai-functionary-medium-v3.1.jinja",
-    "meetkai-functionary-medium-v3.2.jinja",
-    "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja",
-    "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja",
-    "Qwen-Qwen2.5-7B-Instruct.jinja",
-    "Qwen-Qwen3-0.6B.jinja",
-    "mistralai-Mistral-Nemo-Instruct-2407.jinja",
+# The dialect templates (as each dialect declares them in its samples), then a spread of others that
+# exercise the less common paths: list.append (Kimi), str + undefined (Command R+), llama.cpp's
+# `datetime`/`functions` (FireFunction), tojson of a generator (llama.cpp's DeepSeek R1), strftime_now
+# (gpt-oss), XML arguments (Qwen3-Coder).
+OTHERS = [
     "google-gemma-2-2b-it.jinja",
     "Mistral-Small-3.2-24B-Instruct-2506.jinja",
     "Kimi-K2-Instruct.jinja",
@@ -57,6 +49,9 @@ COMPARED = [
     "openai-gpt-oss-120b.jinja",
     "Qwen3-Coder.jinja",
 ]
+COMPARED = list(dict.fromkeys(
+    [t for cls in sampled_styles() if cls.samples is not None for t in cls.samples.templates if t != "default"]
+    + OTHERS))
 NO_SYSTEM_ROLE = {"google-gemma-2-2b-it.jinja"}
 
 
