@@ -28,14 +28,13 @@ from oaiproxy.api.chat.protocol import (
     Delta,
     DeltaFunction,
     DeltaToolCall,
-    PromptTokensDetails,
     ResponseFunction,
     ResponseMessage,
     ResponseToolCall,
     TokenLogprob,
     TopLogprob,
-    Usage,
 )
+from oaiproxy.api.protocol import PromptTokensDetails, Usage
 from oaiproxy.dialects.base import Style
 from oaiproxy.conversation.model import Conversation
 from oaiproxy.dialects.base import ContentDelta, GenerationPlan, ParsedOutput, StyleError, ToolCallDelta

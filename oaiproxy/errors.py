@@ -1,8 +1,10 @@
-"""OpenAI-shaped errors: every failure a client sees is ``{"error": {message, type, param, code}}``."""
+"""The failures a client can see, each with its HTTP status and OpenAI error ``type``.
+
+Every one reaches the client as ``{"error": {message, type, param, code}}``: the wire shape is
+:class:`oaiproxy.api.protocol.ErrorResponse`, built from the exception by the HTTP layer.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 
 class APIError(Exception):
@@ -21,9 +23,6 @@ class APIError(Exception):
         if status is not None:
             self.status = status
 
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
 
 class BadRequest(APIError):
     status = 400
@@ -40,11 +39,6 @@ class AuthenticationFailed(APIError):
 
 class NotFound(APIError):
     status = 404
-    type = "invalid_request_error"
-
-
-class PayloadTooLarge(APIError):
-    status = 413
     type = "invalid_request_error"
 
 
@@ -77,8 +71,3 @@ class InternalError(APIError):
 
     status = 500
     type = "server_error"
-
-
-def error_body(message: str, type_: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}

@@ -19,8 +19,11 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from oaiproxy.api.chat import legacy_functions
-from oaiproxy.api.completions.serving import CompletionEngine, CompletionRequest
-from oaiproxy.api.embeddings.serving import EmbeddingEngine, EmbeddingRequest, EmbeddingsNotConfigured
+from oaiproxy.api.completions.protocol import CompletionRequest
+from oaiproxy.api.completions.serving import CompletionEngine
+from oaiproxy.api.embeddings.protocol import EmbeddingRequest
+from oaiproxy.api.embeddings.serving import EmbeddingEngine, EmbeddingsNotConfigured
+from oaiproxy.api.protocol import ErrorResponse, Model, ModelList, parse_request
 from oaiproxy.engine import ChatEngine
 from oaiproxy.errors import (
     APIError,
@@ -29,10 +32,9 @@ from oaiproxy.errors import (
     NotFound,
     UpstreamTimeout,
     UpstreamUnavailable,
-    error_body,
 )
 from oaiproxy.runtime.llama_server import ManagedServer
-from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
+from oaiproxy.api.chat.protocol import ChatCompletionRequest
 from oaiproxy.runtime.upstream import LlamaServerClient
 
 log = logging.getLogger("oaiproxy.app")
@@ -78,6 +80,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
     return web.Response(text=json.dumps(data, ensure_ascii=False), status=status,
                         content_type="application/json", headers=headers)
 
@@ -89,16 +93,18 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except APIError as exc:
         if exc.status >= 500:
             log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.message)
-        return json_response(exc.body(), exc.status, exc.headers)
+        return json_response(ErrorResponse.of(exc), exc.status, exc.headers)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[MAX_BODY]
-        return json_response(error_body(f"request body too large: the limit is {limit} bytes (--max-body-bytes)",
-                                        param="body", code="request_too_large"), 413)
+        return json_response(ErrorResponse.make(f"request body too large: the limit is {limit} bytes "
+                                                "(--max-body-bytes)", param="body", code="request_too_large"), 413)
     except web.HTTPNotFound:
-        return json_response(error_body(f"unknown route {request.method} {request.path}", code="not_found"), 404)
+        return json_response(ErrorResponse.make(f"unknown route {request.method} {request.path}", code="not_found"),
+                             404)
     except web.HTTPMethodNotAllowed as exc:
-        return json_response(error_body(f"method {request.method} not allowed on {request.path}; "
-                                        f"use {', '.join(sorted(exc.allowed_methods))}", code="method_not_allowed"),
+        return json_response(ErrorResponse.make(f"method {request.method} not allowed on {request.path}; "
+                                                f"use {', '.join(sorted(exc.allowed_methods))}",
+                                                code="method_not_allowed"),
                              405, {"Allow": ",".join(sorted(exc.allowed_methods))})
     except web.HTTPException:
         raise
@@ -106,8 +112,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_response(error_body("internal error in oaiproxy; see its log", "server_error",
-                                        code="internal_error"), 500)
+        return json_response(ErrorResponse.make("internal error in oaiproxy; see its log", "server_error",
+                                                code="internal_error"), 500)
 
 
 @web.middleware
@@ -128,8 +134,8 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if origins and request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         allowed = allowed_origin(origins, request.headers.get("Origin"))
         if allowed is None:
-            return json_response(error_body(f"origin {request.headers.get('Origin')!r} is not allowed "
-                                            "(see --cors-origin)", code="origin_not_allowed"), 403)
+            return json_response(ErrorResponse.make(f"origin {request.headers.get('Origin')!r} is not allowed "
+                                                    "(see --cors-origin)", code="origin_not_allowed"), 403)
         return web.Response(status=204, headers={
             "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
             "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers")
@@ -204,14 +210,13 @@ async def health(request: web.Request) -> web.Response:
     return json_response(body, 200 if upstream_ok else 503)
 
 
-def _model_object(model_id: str, created: int) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": created, "owned_by": "oaiproxy"}
+def _model(model_id: str, state: ProxyState) -> Model:
+    return Model(id=model_id, created=int(state.started), owned_by="oaiproxy")
 
 
 async def list_models(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    return json_response({"object": "list",
-                          "data": [_model_object(m, int(state.started)) for m in state.all_model_ids]})
+    return json_response(ModelList(data=[_model(m, state) for m in state.all_model_ids]))
 
 
 async def get_model(request: web.Request) -> web.Response:
@@ -220,7 +225,7 @@ async def get_model(request: web.Request) -> web.Response:
     if model_id not in state.all_model_ids:
         raise NotFound(f"model '{model_id}' does not exist; this server serves "
                        + ", ".join(f"'{m}'" for m in state.all_model_ids), param="model", code="model_not_found")
-    return json_response(_model_object(model_id, int(state.started)))
+    return json_response(_model(model_id, state))
 
 
 def _check_model(state: ProxyState, model: str | None) -> None:
@@ -333,10 +338,10 @@ async def stream_sse(request: web.Request, stream: AsyncIterator[BaseModel], dea
     except TimeoutError:
         exc = _timed_out(request)
         log.warning("stream ended by error: %s", exc.message)
-        await response.write(_sse(exc.body()))
+        await response.write(_sse(ErrorResponse.of(exc).model_dump(mode="json")))
     except APIError as exc:
         log.warning("stream ended by error: %s", exc.message)
-        await response.write(_sse(exc.body()))
+        await response.write(_sse(ErrorResponse.of(exc).model_dump(mode="json")))
     finally:
         await stream.aclose()
     await response.write(b"data: [DONE]\n\n")

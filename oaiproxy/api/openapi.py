@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of oaiproxy's own routes, served at ``GET /openapi.json``.
 
-Generated from the same pydantic models that validate requests and build
-responses, so it cannot drift from what the server really accepts and sends
+Generated from the same pydantic models (the ``protocol`` modules) that validate requests and
+build responses, errors and model lists included, so it cannot drift from what the server really accepts and sends
 (OpenAPI 3.1 schemas are JSON Schema 2020-12, which is what pydantic emits).
 Fuzzers such as schemathesis read it; every status a route can answer is listed.
 """
@@ -15,36 +15,12 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from oaiproxy import __version__
-from oaiproxy.api.completions.serving import CompletionRequest, TextCompletion
-from oaiproxy.api.embeddings.serving import EmbeddingList, EmbeddingRequest
 from oaiproxy.api.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from oaiproxy.api.completions.protocol import CompletionRequest, TextCompletion
+from oaiproxy.api.embeddings.protocol import EmbeddingList, EmbeddingRequest
+from oaiproxy.api.protocol import ErrorResponse, Model, ModelList
 
 REF = "#/components/schemas/{model}"
-
-
-class ErrorObject(BaseModel):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class ErrorResponse(BaseModel):
-    """Every failure, whatever its status: OpenAI's error JSON."""
-
-    error: ErrorObject
-
-
-class Model(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Model]
 
 
 _ERRORS = {

@@ -26,9 +26,8 @@ from oaiproxy.api.chat.protocol import (
     ResponseFunction,
     ResponseMessage,
     ResponseToolCall,
-    Usage,
-    parse_request,
 )
+from oaiproxy.api.protocol import Usage, parse_request
 from tests.api.conftest import MODEL, http
 
 WEATHER_FN = {

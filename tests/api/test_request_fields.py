@@ -10,7 +10,8 @@ import pytest
 from openai import OpenAI
 
 from oaiproxy.errors import BadRequest
-from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
+from oaiproxy.api.chat.protocol import ChatCompletionRequest
+from oaiproxy.api.protocol import parse_request
 from oaiproxy.api.openapi import openapi_document
 from tests.api.conftest import MODEL
 from tests.conftest import ProxyProcess

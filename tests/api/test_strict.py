@@ -18,7 +18,8 @@ from oaiproxy.api.chat.translate import to_conversation
 from oaiproxy.conversation.checks import MAX_ARGUMENTS_DEPTH, json_text_depth
 from oaiproxy.errors import BadRequest
 from oaiproxy.grammar import GrammarBuilder
-from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
+from oaiproxy.api.chat.protocol import ChatCompletionRequest
+from oaiproxy.api.protocol import parse_request
 from oaiproxy.conversation.tools import plan_tools
 from oaiproxy.dialects._common import add_tool_args
 from oaiproxy.conversation.model import ToolCall

@@ -6,7 +6,8 @@ import pytest
 
 from oaiproxy.engine import strip_partial_stop
 from oaiproxy.errors import BadRequest
-from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
+from oaiproxy.api.chat.protocol import ChatCompletionRequest
+from oaiproxy.api.protocol import parse_request
 
 
 @pytest.mark.parametrize("text, stops, expected", [

@@ -1,6 +1,7 @@
-"""OpenAI chat-completions request and response shapes (pydantic v2).
+"""OpenAI chat-completions request and response shapes (pydantic v2): every wire type of the API.
 
-Requests ignore unknown fields, as OpenAI-compatible servers are expected to,
+The parts all OpenAI surfaces share (usage, stream options, sampling checks, errors) are
+:mod:`oaiproxy.api.protocol`'s. Requests ignore unknown fields, as OpenAI-compatible servers are expected to,
 but reject wrong types and out-of-range values with the offending field named.
 """
 
@@ -10,33 +11,28 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
-    ValidationError,
     field_validator,
     model_serializer,
     model_validator,
 )
 
+from oaiproxy.api.protocol import LenientModel, SamplingChecks, StreamOptions, Usage, parse_request
 from oaiproxy.errors import BadRequest
 
 _TOOL_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
 # ---------------------------------------------------------------- request
 
 
-class TextPart(_Lenient):
+class TextPart(LenientModel):
     type: Literal["text"]
     text: str
 
 
-class OtherPart(_Lenient):
+class OtherPart(LenientModel):
     """Image, audio, file parts: recognised so the error can say they are unsupported."""
 
     type: Literal["image_url", "input_audio", "file", "refusal"]
@@ -45,7 +41,7 @@ class OtherPart(_Lenient):
 ContentPart = Annotated[Union[TextPart, OtherPart], Field(discriminator="type")]
 
 
-class FunctionCall(_Lenient):
+class FunctionCall(LenientModel):
     name: str
     arguments: str = "{}"
 
@@ -60,13 +56,13 @@ class FunctionCall(_Lenient):
         return value
 
 
-class MessageToolCall(_Lenient):
+class MessageToolCall(LenientModel):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
-class Message(_Lenient):
+class Message(LenientModel):
     #: "function" is the pre-tools role of a function's result (it carries ``name``, no ``tool_call_id``);
     #: :mod:`oaiproxy.api.chat.legacy_functions` turns it into a "tool" message before the engine sees it
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
@@ -107,35 +103,35 @@ class Message(_Lenient):
         return "".join(pieces)
 
 
-class FunctionDefinition(_Lenient):
+class FunctionDefinition(LenientModel):
     name: str = Field(pattern=_TOOL_NAME)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
 
-class Tool(_Lenient):
+class Tool(LenientModel):
     type: Literal["function"]
     function: FunctionDefinition
 
 
-class NamedFunction(_Lenient):
+class NamedFunction(LenientModel):
     name: str
 
 
-class NamedToolChoiceModel(_Lenient):
+class NamedToolChoiceModel(LenientModel):
     type: Literal["function"]
     function: NamedFunction
 
 
-class JSONSchemaFormat(_Lenient):
+class JSONSchemaFormat(LenientModel):
     name: str = "response"
     description: str | None = None
     schema_: dict[str, Any] | bool | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
 
-class ResponseFormatModel(_Lenient):
+class ResponseFormatModel(LenientModel):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaFormat | None = None
 
@@ -146,30 +142,7 @@ class ResponseFormatModel(_Lenient):
         return self
 
 
-class StreamOptions(_Lenient):
-    include_usage: bool = False
-
-
-class SamplingChecks(BaseModel):
-    """Checks shared by chat and legacy completion requests (both have ``stop`` and ``logit_bias``)."""
-
-    @field_validator("stop", check_fields=False)
-    @classmethod
-    def _stop_list(cls, value: Any) -> Any:
-        if isinstance(value, list) and len(value) > 16:
-            raise ValueError("at most 16 stop sequences")
-        return value
-
-    @field_validator("logit_bias", check_fields=False)
-    @classmethod
-    def _bias_range(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        for token, bias in (value or {}).items():
-            if not -100 <= bias <= 100:
-                raise ValueError(f"bias for token {token} must be between -100 and 100")
-        return value
-
-
-class ChatCompletionRequest(SamplingChecks, _Lenient):
+class ChatCompletionRequest(SamplingChecks, LenientModel):
     model: str | None = None
     messages: list[Message] = Field(min_length=1)
     tools: list[Tool] | None = None
@@ -276,33 +249,6 @@ class ChatCompletionRequest(SamplingChecks, _Lenient):
         return self.max_completion_tokens or self.max_tokens
 
 
-def _loc_to_param(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("str", "list[...]", "function-after[...]") or str(part).startswith(("list[", "function-", "literal[", "union[", "tagged-union[", "dict[")):
-            continue  # pydantic's union branch labels say nothing to a client
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "body"
-
-
-def parse_request(model: type[BaseModel], data: Any) -> Any:
-    """Validate a decoded JSON body; a :class:`BadRequest` naming the first bad field otherwise."""
-    if not isinstance(data, dict):
-        raise BadRequest("the request body must be a JSON object", param="body")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        param = _loc_to_param(first["loc"])
-        msg = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "missing":
-            msg = "field required"
-        raise BadRequest(f"invalid value for '{param}': {msg}", param=param, code="invalid_value") from None
-
-
 # ---------------------------------------------------------------- response
 
 
@@ -375,17 +321,6 @@ class Choice(BaseModel):
     finish_reason: FinishReason
 
 
-class PromptTokensDetails(BaseModel):
-    cached_tokens: int = 0
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    prompt_tokens_details: PromptTokensDetails = Field(default_factory=PromptTokensDetails)
-
-
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -434,3 +369,14 @@ class ChatCompletionChunk(BaseModel):
     system_fingerprint: str | None = None
     choices: list[ChunkChoice]
     usage: Usage | None = None
+
+
+__all__ = [
+    "ChatCompletion", "ChatCompletionChunk", "ChatCompletionRequest", "Choice", "ChoiceLogprobs", "ChunkChoice",
+    "ContentPart", "Delta", "DeltaFunction", "DeltaToolCall", "FinishReason", "FunctionCall",
+    "FunctionDefinition", "JSONSchemaFormat", "Message", "MessageToolCall", "NamedFunction",
+    "NamedToolChoiceModel", "OtherPart", "ResponseFormatModel", "ResponseFunction", "ResponseMessage",
+    "ResponseToolCall", "TextPart", "TokenLogprob", "Tool", "TopLogprob",
+    # transitional: parse_request is api.protocol's; tests/reliability and scripts still import it from here
+    "parse_request",
+]

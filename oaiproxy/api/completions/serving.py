@@ -15,105 +15,21 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
+from oaiproxy.api.completions.protocol import (
+    DEFAULT_MAX_TOKENS,
+    MAX_CHOICES,
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+    Prompt,
+    TextCompletion,
+)
+from oaiproxy.api.protocol import PromptTokensDetails, Usage
 from oaiproxy.engine import common_sampling_fields
 from oaiproxy.errors import BadRequest
-from oaiproxy.api.chat.protocol import PromptTokensDetails, SamplingChecks, StreamOptions, Usage
 from oaiproxy.runtime.upstream import LlamaServerClient
-
-#: the most choices (prompts × n) one request may ask for; each is a llama-server request
-MAX_CHOICES = 64
-#: OpenAI's default for this endpoint (chat has none)
-DEFAULT_MAX_TOKENS = 16
-
-Prompt = Union[str, list[int], list[Union[str, list[int]]]]
-
-
-def check_text_or_tokens(value: Any) -> Any:
-    """One clear message for OpenAI's four prompt/input shapes instead of pydantic's per-branch noise."""
-    shapes = "a string, a list of strings, a list of token ids, or a list of token-id lists"
-    if isinstance(value, str):
-        return value
-    if not isinstance(value, list):
-        raise ValueError(f"must be {shapes}")
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return value
-    for i, item in enumerate(value):
-        if isinstance(item, str):
-            continue
-        if isinstance(item, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in item):
-            continue
-        raise ValueError(f"item [{i}] is neither a string nor a list of token ids (must be {shapes})")
-    return value
-
-
-class CompletionRequest(SamplingChecks):
-    """OpenAI's legacy completions request; unknown fields are ignored."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    model: str | None = None
-    prompt: Prompt
-    # ge=1: llama-server always samples one token, so 0 could not be honoured
-    max_tokens: int | None = Field(default=DEFAULT_MAX_TOKENS, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
-    min_p: float | None = Field(default=None, ge=0, le=1)
-    stop: Union[str, list[str], None] = None
-    seed: int | None = None
-    n: int | None = Field(default=1, ge=1, le=MAX_CHOICES)
-    best_of: int | None = Field(default=None, ge=1)
-    echo: bool | None = False
-    logprobs: int | None = Field(default=None, ge=0, le=20)
-    suffix: str | None = None
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
-    user: str | None = None
-    stream: bool | None = False
-    stream_options: StreamOptions | None = None
-
-    @model_validator(mode="after")
-    def _null_means_default(self) -> "CompletionRequest":
-        # OpenAI documents these as nullable; null is the default, not an error
-        self.n = 1 if self.n is None else self.n
-        self.echo = bool(self.echo)
-        self.stream = bool(self.stream)
-        return self
-
-    _prompt_shape = field_validator("prompt", mode="before")(check_text_or_tokens)
-
-
-class CompletionLogprobs(BaseModel):
-    """The legacy logprobs shape: parallel lists, one entry per generated token."""
-
-    tokens: list[str] = Field(default_factory=list)
-    token_logprobs: list[float | None] = Field(default_factory=list)
-    top_logprobs: list[dict[str, float]] = Field(default_factory=list)
-    text_offset: list[int] = Field(default_factory=list)
-
-
-class CompletionChoice(BaseModel):
-    text: str
-    index: int
-    logprobs: CompletionLogprobs | None = None
-    finish_reason: Literal["stop", "length", "content_filter"] | None = None
-
-
-class TextCompletion(BaseModel):
-    """Both the whole response and each streamed chunk (``usage`` only on the last)."""
-
-    id: str
-    object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
-    system_fingerprint: str | None = None
-    choices: list[CompletionChoice]
-    usage: Usage | None = None
 
 
 @dataclass

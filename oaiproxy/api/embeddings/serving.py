@@ -12,11 +12,9 @@ from __future__ import annotations
 import base64
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from oaiproxy.api.completions.serving import check_text_or_tokens
+from oaiproxy.api.embeddings.protocol import Embedding, EmbeddingInput, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 from oaiproxy.errors import BadRequest, UpstreamError
 from oaiproxy.runtime.upstream import LlamaServerClient
 
@@ -29,40 +27,6 @@ MAX_INPUTS = 2048
 #: context of the spawned embedding server unless --ctx-size is given: small on purpose, since each input
 #: is bounded by its batch (512 tokens) anyway; the chat server's default (the model's own) would only cost memory
 EMBEDDING_CTX_SIZE = 4096
-
-EmbeddingInput = Union[str, list[int], list[Union[str, list[int]]]]
-
-
-class EmbeddingRequest(BaseModel):
-    """OpenAI's embeddings request; unknown fields are ignored."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    input: EmbeddingInput
-    model: str | None = None
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, ge=1)
-    user: str | None = None
-
-    _input_shape = field_validator("input", mode="before")(check_text_or_tokens)
-
-
-class Embedding(BaseModel):
-    object: Literal["embedding"] = "embedding"
-    index: int
-    embedding: Union[list[float], str]
-
-
-class EmbeddingUsage(BaseModel):
-    prompt_tokens: int
-    total_tokens: int
-
-
-class EmbeddingList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Embedding]
-    model: str
-    usage: EmbeddingUsage
 
 
 class EmbeddingsNotConfigured(BadRequest):
