@@ -6,7 +6,8 @@ template), an oaiproxy in front of it (``--endpoint``, as a separate process,
 the way a user runs it), an in-process :class:`~oaiproxy.engine.ChatEngine`
 built the way the proxy builds its own (so "the same request" sent straight to
 llama-server is exactly the body the proxy would send), and honest summaries
-of noisy timings (p50/p95 over interleaved repeats).
+of noisy timings (p50/p95 over interleaved repeats). The processes are started
+by :mod:`tests._processes`, the test suite's own helper, so both start them alike.
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ import json
 import math
 import os
 import platform
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +27,11 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = Path(__file__).resolve().parent
+if str(REPO) not in sys.path:  # the process helpers live in tests/, shared with the suite
+    sys.path.insert(0, str(REPO))
+
+from tests._processes import Child, free_port, llama_server_command  # noqa: E402
+
 CASES_DIR = SCRIPTS / "eval_cases"
 
 
@@ -94,68 +97,26 @@ def stop_children_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class _Process(Child):
+    """A child of a script (see :class:`tests._processes.Child`): its log is removed when it stops.
 
+    Subclasses set ``port`` and ``url``, then call :meth:`_spawn`, which returns once ``/health`` answers.
+    """
 
-def _wait_healthy(url: str, proc: subprocess.Popen, what: str, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except Exception:
-            time.sleep(0.2)
-    raise RuntimeError(f"{what} not healthy within {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-class _Process:
-    """A child process with its log in a temporary file; stopped on exit or :meth:`stop`."""
-
-    proc: subprocess.Popen
-    log_path: Path
+    port: int
     url: str
 
     def _spawn(self, cmd: list[str], what: str, timeout: float, cwd: Path | None = None) -> None:
-        fd, name = tempfile.mkstemp(prefix=f"oaiproxy-bench-{what}-", suffix=".log")
-        self.log_path = Path(name)
-        self._log = os.fdopen(fd, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd,
-                                     start_new_session=True)
+        self.what = what
+        Child.__init__(self, cmd, port=self.port, cwd=cwd, keep_log=False, new_session=True)
         try:
-            _wait_healthy(self.url, self.proc, what, self.log_path, timeout)
-        except BaseException:
+            self.wait_healthy(timeout)
+        except BaseException:  # Ctrl-C while waiting too
             self.stop()
             raise
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        try:
-            self.log_path.unlink()
-        except OSError:
-            pass
-
-    def __enter__(self):
+    def __enter__(self) -> _Process:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class LlamaServer(_Process):
@@ -167,15 +128,11 @@ class LlamaServer(_Process):
         self.model, self.template, self.jinja = model, template, jinja
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [str(server_binary()), "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port),
-               "-c", str(ctx_size), "-np", str(parallel), "--no-webui"]
-        if threads:
-            cmd += ["-t", str(threads)]
-        if jinja:
-            cmd.append("--jinja")
+        options = ["--jinja"] if jinja else []
         if template is not None:
-            cmd += ["--chat-template-file", str(template)]
-        self._spawn([*cmd, *extra], "llama-server", timeout)
+            options += ["--chat-template-file", str(template)]
+        self._spawn(llama_server_command(server_binary(), model, self.port, ctx_size=ctx_size, parallel=parallel,
+                                         threads=threads, extra=[*options, *extra]), "llama-server", timeout)
 
 
 class ProxyServer(_Process):
@@ -219,9 +176,10 @@ async def build_engine(endpoint: str, template: Path | None = None, style: str |
     Used to plan requests (``engine.plan(req)`` gives the exact ``/completion``
     body the proxy sends) without going through HTTP.
     """
-    from oaiproxy.settings import Settings
-    from oaiproxy.server import build_engine as engine_for, resolve_model
     from oaiproxy.runtime.upstream import LlamaServerClient
+    from oaiproxy.server import build_engine as engine_for
+    from oaiproxy.server import resolve_model
+    from oaiproxy.settings import Settings
 
     client = LlamaServerClient(endpoint)
     settings = Settings(endpoint=endpoint, chat_template_file=template, style=style)

@@ -14,7 +14,7 @@ import pytest
 
 from oaiproxy.runtime.gguf_meta import ModelMetadata, read_metadata
 from oaiproxy.runtime.llama_server import FALLBACK_CONTEXT, plan_context
-from tests.conftest import ProxyProcess
+from tests._processes import ProxyProcess
 
 GIB = 1 << 30
 

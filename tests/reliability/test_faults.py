@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import ProxyProcess, pid_alive
+from tests._processes import ProxyProcess, pid_alive
 
 pytestmark = pytest.mark.integration
 

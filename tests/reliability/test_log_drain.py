@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import stat
-import sys
 import time
 from pathlib import Path
 
@@ -20,20 +18,14 @@ import aiohttp
 import pytest
 
 from oaiproxy.runtime.llama_server import LOG_LINE_LIMIT, ManagedServer, ServerOptions
-from tests.conftest import ProxyProcess, Upstream
+from tests._processes import LlamaServer, ProxyProcess, write_stand_in
 
 # writes a 200 KiB line, then ~2 MiB of ordinary lines, then touches a file next to --model:
 # with nobody reading its pipe it blocks after ~64 KiB and never gets there
-FLOODER = """#!{python}
-import sys, time, http.server, threading, pathlib
-port = int(sys.argv[sys.argv.index("--port") + 1])
-done = pathlib.Path(sys.argv[sys.argv.index("--model") + 1]).with_name("logged-everything")
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.end_headers(); self.wfile.write(b"{{}}")
-    def log_message(self, *a): pass
-srv = http.server.HTTPServer(("127.0.0.1", port), H)
-threading.Thread(target=srv.serve_forever, daemon=True).start()
+FLOODER = """
+import pathlib, time
+done = pathlib.Path(MODEL).with_name("logged-everything")
+serve_health_in_background()
 out = sys.stdout.buffer
 out.write(b"stand-in up\\n"); out.flush()
 time.sleep(0.5)  # let the proxy see /health first
@@ -49,10 +41,7 @@ time.sleep(3600)
 
 
 def flooder(tmp_path: Path) -> Path:
-    path = tmp_path / "llama-server"
-    path.write_text(FLOODER.format(python=sys.executable))
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
+    return write_stand_in(tmp_path, FLOODER)
 
 
 async def run_flooder(tmp_path: Path) -> ManagedServer:
@@ -111,9 +100,9 @@ async def test_a_failing_log_handler_does_not_stop_the_draining(tmp_path: Path,
 
 @pytest.mark.integration
 def test_test_fixture_llama_server_logging_verbosely_keeps_serving(llama_server_bin, default_model_path) -> None:
-    """The suite's own `Upstream`: its log used to go to a pipe nobody read, so a verbose llama-server
-    (or any one, after ~80 requests) blocked in a log write and the suite hung."""
-    server = Upstream(llama_server_bin, default_model_path, extra=["--verbose"])
+    """The suite's own `LlamaServer` (the `upstream` fixture): its log used to go to a pipe nobody read,
+    so a verbose llama-server (or any one, after ~80 requests) blocked in a log write and the suite hung."""
+    server = LlamaServer(llama_server_bin, default_model_path, extra=["--verbose"])
     try:
         for i in range(5):
             out = server.post("/completion", {"prompt": f"Count to {i}:", "n_predict": 4}, timeout=120)

@@ -8,21 +8,14 @@ seconds rather than minutes of real crashes.
 from __future__ import annotations
 
 import asyncio
-import stat
-import sys
 from pathlib import Path
 
 from oaiproxy.runtime.llama_server import ManagedServer, ServerOptions
+from tests._processes import write_stand_in
 
-CRASHER = """#!{python}
-import sys, time, http.server, threading
-port = int(sys.argv[sys.argv.index("--port") + 1])
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.end_headers(); self.wfile.write(b"{{}}")
-    def log_message(self, *a): pass
-srv = http.server.HTTPServer(("127.0.0.1", port), H)
-threading.Thread(target=srv.serve_forever, daemon=True).start()
+CRASHER = """
+import time
+serve_health_in_background()
 print("stand-in llama-server up", flush=True)
 time.sleep({lifetime})
 print("stand-in llama-server crashing", flush=True)
@@ -31,10 +24,7 @@ sys.exit(3)
 
 
 def make_binary(tmp_path: Path, lifetime: float) -> Path:
-    path = tmp_path / "llama-server"
-    path.write_text(CRASHER.format(python=sys.executable, lifetime=lifetime))
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
+    return write_stand_in(tmp_path, CRASHER.format(lifetime=lifetime))
 
 
 async def test_restarts_then_gives_up(tmp_path: Path) -> None:

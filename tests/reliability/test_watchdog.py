@@ -12,11 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import stat
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,13 +19,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import ProxyProcess, _die_with_test_run, _free_port, wait_for_health
+from tests._processes import Child, ProxyProcess, free_port, write_stand_in
 
-STALLER = """#!{python}
-import json, sys, time, http.server, socketserver
-args = sys.argv
-port = int(args[args.index("--port") + 1])
-model = args[args.index("--model") + 1] if "--model" in args else None
+STALLER = """
+import json, time, socketserver
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def reply(self, body):
@@ -39,35 +31,33 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
     def do_GET(self):
         if self.path == "/props":
-            self.reply({{"model_path": model, "total_slots": 1, "default_generation_settings": {{"n_ctx": 4096}}}})
+            self.reply({"model_path": MODEL, "total_slots": 1, "default_generation_settings": {"n_ctx": 4096}})
         else:
-            self.reply({{"status": "ok"}})
+            self.reply({"status": "ok"})
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.send_response(200); self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close"); self.end_headers()
         def event(e):
             self.wfile.write(b"data: " + json.dumps(e).encode() + b"\\n\\n"); self.wfile.flush()
-        event({{"content": "", "tokens": [0], "stop": False, "tokens_predicted": 0, "prompt_progress": {{"total": 9, "processed": 9}}}})
-        event({{"content": "Hel", "tokens": [1], "stop": False, "tokens_predicted": 1}})
+        event({"content": "", "tokens": [0], "stop": False, "tokens_predicted": 0,
+               "prompt_progress": {"total": 9, "processed": 9}})
+        event({"content": "Hel", "tokens": [1], "stop": False, "tokens_predicted": 1})
         if "STALL" in str(body.get("prompt")):
             print("stand-in: stalling a generation", flush=True)
             time.sleep(3600)  # wedged: /health still answers
-        event({{"content": "lo", "tokens": [2], "stop": True, "stop_type": "eos", "tokens_predicted": 2,
-               "tokens_evaluated": 5, "timings": {{}}}})
+        event({"content": "lo", "tokens": [2], "stop": True, "stop_type": "eos", "tokens_predicted": 2,
+               "tokens_evaluated": 5, "timings": {}})
         self.close_connection = True
     def log_message(self, *a): pass
 class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
-S(("127.0.0.1", port), H).serve_forever()
+S(("127.0.0.1", PORT), H).serve_forever()
 """
 
 
 def staller(tmp_path: Path) -> Path:
-    path = tmp_path / "llama-server"
-    path.write_text(STALLER.format(python=sys.executable))
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
+    return write_stand_in(tmp_path, STALLER)
 
 
 def chat(content: str, **extra: Any) -> dict[str, Any]:
@@ -131,15 +121,11 @@ async def test_a_stalled_generation_restarts_the_spawned_server(tmp_path: Path, 
 
 async def test_a_stalled_generation_on_an_endpoint_fails_and_is_reported(tmp_path: Path,
                                                                         default_model_path: Path) -> None:
-    port = _free_port()
-    fd, name = tempfile.mkstemp(prefix="staller-", suffix=".log")
-    with os.fdopen(fd, "wb") as log:
-        server = subprocess.Popen([str(staller(tmp_path)), "--port", str(port), "--model", str(default_model_path)],
-                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                  preexec_fn=_die_with_test_run)
+    port = free_port()
+    server = Child([str(staller(tmp_path)), "--port", str(port), "--model", str(default_model_path)], port=port)
     try:
-        assert wait_for_health(f"http://127.0.0.1:{port}", server, 60, Path(name))
-        proxy = ProxyProcess(["--endpoint", f"http://127.0.0.1:{port}", "--stall-timeout", "2"])
+        server.wait_healthy(60)
+        proxy = ProxyProcess(["--endpoint", server.url, "--stall-timeout", "2"])
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
                 async with session.post(proxy.base_url + "/chat/completions", json=chat("STALL")) as r:
@@ -148,22 +134,21 @@ async def test_a_stalled_generation_on_an_endpoint_fails_and_is_reported(tmp_pat
                 status, h = await health(session, proxy)
                 assert status == 200 and h["upstream"]["stalls"] == 1 and h["upstream"]["managed"] is False
                 assert h["upstream"]["last_restart_reason"] is None
-            assert server.poll() is None  # not ours: not restarted
+            assert server.proc.poll() is None  # not ours: not restarted
             assert "restart it yourself" in proxy.log()
         finally:
             proxy.stop()
     finally:
-        server.kill()
-        server.wait()
+        server.stop()
 
 
 # Runs the real llama-server with --verbose and reads its output until WEDGE_TRIGGER exists; then
 # removes the trigger (so a restarted one drains again) and never reads again, as the proxy's old
 # log forwarder did after a long line. llama-server soon blocks in a log write.
-WEDGER = """#!{python}
-import os, select, subprocess, sys
+WEDGER = """
+import os, select, subprocess
 trigger = os.environ["WEDGE_TRIGGER"]
-child = subprocess.Popen([os.environ["WEDGE_REAL_BINARY"], *sys.argv[1:], "--verbose"],
+child = subprocess.Popen([os.environ["WEDGE_REAL_BINARY"], *ARGS, "--verbose"],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 out = child.stdout.fileno()
 while not os.path.exists(trigger):
@@ -182,9 +167,7 @@ NO_END = {str(t): -100 for t in [1, 106, *range(107, 138)]}
 @pytest.mark.integration
 async def test_real_llama_server_wedged_by_an_unread_log_pipe_is_restarted(tmp_path: Path, llama_server_bin: str,
                                                                           default_model_path: Path) -> None:
-    wrapper = tmp_path / "llama-server-wedger"
-    wrapper.write_text(WEDGER.format(python=sys.executable))
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    wrapper = write_stand_in(tmp_path, WEDGER, name="llama-server-wedger")
     trigger = tmp_path / "stop-reading"
     proxy = ProxyProcess(["--server-bin", str(wrapper), "--stall-timeout", "15", "--parallel", "1",
                           "--ctx-size", "2048"],

@@ -29,7 +29,7 @@ import pytest
 from oaiproxy.dialects.registry import sampled_styles
 from oaiproxy.templating.chat_template import ChatTemplate
 from oaiproxy.runtime.gguf_meta import read_metadata
-from tests.conftest import Upstream
+from tests._processes import LlamaServer
 from tests.templates import samples
 
 pytestmark = pytest.mark.integration
@@ -76,7 +76,7 @@ def conversations(name: str) -> dict[str, tuple[list[dict], list[dict] | None]]:
 
 
 def _their_prompts(binary: str, model: Path, template: Path) -> dict[str, str]:
-    server = Upstream(binary, model, extra=["--jinja", "--chat-template-file", str(template), *FAST_START])
+    server = LlamaServer(binary, model, extra=["--jinja", "--chat-template-file", str(template), *FAST_START])
     try:
         prompts = {}
         for label, (messages, tools) in conversations(template.name).items():
