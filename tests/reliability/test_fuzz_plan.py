@@ -8,21 +8,19 @@ real llama-server, which must accept them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.hypothesis_profiles import examples
-
-from oaiproxy.templating.chat_template import ChatTemplate
-from oaiproxy.engine import ChatEngine
-from oaiproxy.errors import BadRequest
 from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
 from oaiproxy.dialects import STYLES
+from oaiproxy.engine import ChatEngine
+from oaiproxy.errors import BadRequest
 from oaiproxy.runtime.upstream import LlamaServerClient
+from oaiproxy.templating.chat_template import ChatTemplate
+from tests.hypothesis_profiles import examples
 
 TEMPLATE_FOR_STYLE = {
     "hermes": "Qwen-Qwen2.5-7B-Instruct.jinja",
