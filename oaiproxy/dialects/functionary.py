@@ -12,15 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from oaiproxy.conversation.tools import ToolPlan
-from oaiproxy.dialects._common import (
-    JsonCallSection,
-    JsonScanner,
-    add_tool_args,
-    define,
-    lit,
-    load_fragment,
-)
-from oaiproxy.dialects._dialect import DialectStyle
+from oaiproxy.dialects.gbnf import add_tool_args, define, lit, load_fragment
+from oaiproxy.dialects.streaming import JsonCallSection
+from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.dialects.base import OutputParser
@@ -71,10 +65,9 @@ class FunctionaryV32Parser(JsonCallSection):
         self._names = set(tool_names)
         self._headers = [TEXT_RECIPIENT + "\n"] + [n + "\n" for n in tool_names]
         self._mode = "start"
-        self._raw = ""
 
     def _enter(self, trigger: str) -> None:
-        self._raw = trigger
+        self._hold(trigger)
         self._mode = "header"
 
     def _section(self) -> None:
@@ -82,16 +75,14 @@ class FunctionaryV32Parser(JsonCallSection):
             # the prompt ends with ">>>"; a prompt from another template may not, so one is allowed here
             if self._buf.startswith(RECIPIENT):
                 self._buf = self._buf[len(RECIPIENT):]
-                self._raw = RECIPIENT
+                self._hold(RECIPIENT)
             elif RECIPIENT.startswith(self._buf):
                 return
             self._mode = "header"
         if self._mode == "header":
             self._header()
         elif self._mode == "args":
-            call = self._open_call
-            assert call is not None
-            if self._scan_json(lambda ch, path, done: self._call_args(call, ch) if path is not None else None):
+            if self._stream_arguments():
                 self._open_call = None
                 self._mode = "after"
 
@@ -104,20 +95,18 @@ class FunctionaryV32Parser(JsonCallSection):
                 if name == TEXT_RECIPIENT:
                     self._mode = "content"
                 else:
-                    self._open_call = self._start_call(name)
-                    self._scanner = JsonScanner()
-                    self._reader = None
+                    self._begin_arguments(self.start_call(name))
                     self._mode = "args"
                 return
         if any(h.startswith(buf) for h in self._headers):
             return  # undecided
-        self._emit_content(self._raw)  # no recipient line: plain text
+        self._replay()  # no recipient line: plain text
         self._mode = "content"
 
     def _end_section(self) -> None:
         if self._mode in ("start", "header"):
             if not (TEXT_RECIPIENT + "\n").startswith(self._buf) or not self._buf:
-                self._emit_content(self._raw + self._buf)
+                self._replay(with_pending=True)
         elif self._mode == "args":
             self.truncated = True
         self._buf = ""

@@ -21,20 +21,18 @@ from typing import Any
 
 from oaiproxy.grammar import GrammarBuilder
 from oaiproxy.conversation.tools import ToolPlan, plan_tools
-from oaiproxy.dialects._common import (
-    CallObjectReader,
-    JsonCallSection,
-    add_response_schema,
-    add_tool_args,
-    define,
-    json_call_body,
-    load_fragment,
+from oaiproxy.dialects.gbnf import add_response_schema, add_tool_args, define, json_call_body, load_fragment
+from oaiproxy.dialects.prompting import (
+    PastCall,
+    history_as_text,
     merge_system_into_user,
     render,
     render_prompt_text,
     response_schema,
+    schema_note,
     with_system_text,
 )
+from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
 from oaiproxy.dialects._jsonscan import Path, StringDecoder
 from oaiproxy.conversation.model import Conversation
 from oaiproxy.dialects.base import GenerationPlan, Style
@@ -94,7 +92,8 @@ class GenericParser(JsonCallSection):
             elif path[:2] == CALLS_PATH and len(path) >= 3 and isinstance(path[2], int):
                 index = path[2]
                 if index not in self._readers:
-                    self._readers[index] = self._reader = CallObjectReader(self, CALLS_PATH + (index,))
+                    self._readers[index] = CallObjectReader(self, CALLS_PATH + (index,))
+                    self._follow(self._readers[index])
             elif path[:2] == RESULT_PATH:
                 self._result_char(ch, path, completed)
         for reader in self._readers.values():
@@ -108,11 +107,11 @@ class GenericParser(JsonCallSection):
                 return  # the opening quote
         if self._result_string:
             if RESULT_PATH in completed:  # the closing quote
-                self._emit_content(self._decoder.finish())
+                self.emit_content(self._decoder.finish())
             else:
-                self._emit_content(self._decoder.feed(ch))
+                self.emit_content(self._decoder.feed(ch))
         else:
-            self._emit_content(ch)
+            self.emit_content(ch)
 
     def _section(self) -> None:
         if self._mode == "envelope":
@@ -126,17 +125,15 @@ class GenericParser(JsonCallSection):
 
     def _end_section(self) -> None:
         if self._mode == "envelope":
-            scanner = self._scanner
-            assert scanner is not None
-            if not scanner.started:
-                self._emit_content(self._buf)
+            if not self._json_begun:
+                self._replay(with_pending=True)
             else:
                 self.truncated = True
                 for reader in self._readers.values():
                     if not reader.done:
                         reader.abort()
                 if self._result_string:
-                    self._emit_content(self._decoder.finish())
+                    self.emit_content(self._decoder.finish())
         self._buf = ""
 
 
@@ -220,7 +217,7 @@ class GenericStyle(Style):
                     {"name": tools.prompt_tools[0].name, "arguments": example_arguments(tools.prompt_tools[0].parameters)}]}),
             ))
         elif schema is not None:
-            notes.append(render_prompt_text("response-format.jinja", schema=schema))
+            notes.append(schema_note(schema))
         supports_system = template.supports_system_role
         if notes:
             messages = with_system_text(messages, "\n\n".join(notes), supports_system)
@@ -230,37 +227,23 @@ class GenericStyle(Style):
 
     def _history(self, messages: list[dict[str, Any]], uses_envelope: bool, json_result: bool) -> list[dict[str, Any]]:
         """Calls and answers as envelopes, tool results as user turns: any template can render that."""
-        out: list[dict[str, Any]] = []
-        names: dict[str, str] = {}
-        for m in messages:
-            role = m.get("role")
-            content = m.get("content") or ""
-            if role == "assistant" and m.get("tool_calls"):
-                calls = []
-                for call in m["tool_calls"]:
-                    fn = call.get("function") or {}
-                    arguments = fn.get("arguments", "{}")
-                    try:
-                        arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
-                    except (ValueError, RecursionError):  # shown as the text the client sent
-                        pass
-                    names[call.get("id", "")] = fn.get("name", "")
-                    calls.append({"name": fn.get("name", ""), "arguments": arguments})
-                out.append({"role": "assistant", "content": envelope(content, {"tool_calls": calls})})
-            elif role == "assistant" and uses_envelope:
-                result: Any = content
-                if json_result:
-                    try:
-                        result = json.loads(content)
-                    except (ValueError, RecursionError):
-                        pass
-                out.append({"role": "assistant", "content": envelope("", {"result": result})})
-            elif role == "tool":
-                name = m.get("name") or names.get(m.get("tool_call_id", ""), "") or "the tool"
-                out.append({"role": "user", "content": f"Result of {name}: {content}"})
-            else:
-                out.append({"role": role, "content": content})
-        return out
+
+        def write_calls(content: str, calls: list[PastCall]) -> str:
+            return envelope(content, {"tool_calls": [{"name": c.name, "arguments": _json_or_text(c.arguments)}
+                                                     for c in calls]})
+
+        def write_answer(content: str) -> str:
+            return envelope("", {"result": _json_or_text(content) if json_result else content})
+
+        return history_as_text(messages, write_calls, write_answer if uses_envelope else None)
+
+
+def _json_or_text(text: str) -> Any:
+    """The JSON value ``text`` holds, or the text itself when it is not JSON (shown as the client sent it)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text
 
 
 def example_arguments(schema: Any, depth: int = 0) -> Any:

@@ -11,16 +11,9 @@ import json
 from typing import Any
 
 from oaiproxy.conversation.tools import ToolPlan
-from oaiproxy.dialects._common import (
-    CallObjectReader,
-    JsonCallSection,
-    add_tool_args,
-    define,
-    json_call_body,
-    load_fragment,
-    repeat_rule,
-)
-from oaiproxy.dialects._dialect import DialectStyle
+from oaiproxy.dialects.gbnf import add_tool_args, define, json_call_body, load_fragment, repeat_rule
+from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
+from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.dialects.base import OutputParser
@@ -40,7 +33,7 @@ class HermesParser(JsonCallSection):
 
     def _section(self) -> None:
         if self._mode == "call":
-            if self._scan_json(self._reader.on_char):
+            if self._scan_with_reader():
                 self._mode = "close"
         elif self._mode == "close":
             if self._expect(CLOSE) is not False:  # a missing closing tag does not undo a whole call
@@ -50,7 +43,7 @@ class HermesParser(JsonCallSection):
         if self._mode == "call":
             self._abort_json()
         elif self._mode == "close" and self._expect(CLOSE) is None:
-            self._emit_content(self._buf)
+            self.emit_content(self._buf)
         self._buf = ""
 
 

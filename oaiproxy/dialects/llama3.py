@@ -24,18 +24,9 @@ from typing import Any
 
 from oaiproxy.grammar import SchemaError
 from oaiproxy.conversation.tools import ToolPlan
-from oaiproxy.dialects._common import (
-    CallObjectReader,
-    JsonCallSection,
-    JsonScanner,
-    add_tool_args,
-    define,
-    json_call_body,
-    lit,
-    load_fragment,
-    repeat_rule,
-)
-from oaiproxy.dialects._dialect import DialectStyle
+from oaiproxy.dialects.gbnf import add_tool_args, define, json_call_body, lit, load_fragment, repeat_rule
+from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
+from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.conversation.model import ToolSpec
@@ -106,7 +97,7 @@ class Llama3Parser(JsonCallSection):
     # -- modes --------------------------------------------------------------------------
 
     def _enter(self, trigger: str) -> None:
-        self._raw = trigger
+        self._hold(trigger)
         self._mode = "fname" if trigger == FUNCTION_OPEN else "ptag"
 
     def _section(self) -> None:
@@ -127,7 +118,7 @@ class Llama3Parser(JsonCallSection):
         self._begin_json(raw, CallObjectReader(self, (), args_keys=("parameters", "arguments")))
 
     def _mode_json(self) -> None:
-        if self._scan_json(self._reader.on_char):
+        if self._scan_with_reader():
             self._mode = "after"
 
     def _mode_fname(self) -> None:
@@ -141,19 +132,15 @@ class Llama3Parser(JsonCallSection):
             self._not_a_call()
             return
         self._buf = self._buf[end + 1:]
-        self._open_call = self._start_call(name)
+        self._begin_arguments(self.start_call(name))
         self._mode = "fargs"
-        self._scanner = JsonScanner()
-        self._reader = None
 
     def _not_a_call(self) -> None:
-        self._emit_content(self._raw)
+        self._replay()
         self._mode = "content"
 
     def _mode_fargs(self) -> None:
-        call = self._open_call
-        assert call is not None
-        if self._scan_json(lambda ch, path, done: self._call_args(call, ch) if path is not None else None):
+        if self._stream_arguments():
             self._mode = "fclose"
             self._open_call = None
 
@@ -169,8 +156,8 @@ class Llama3Parser(JsonCallSection):
             opener = name + ".call("
             if buf.startswith(opener):
                 self._buf = buf[len(opener):]
-                self._open_call = self._start_call(name)
-                self._call_args(self._open_call, "{")
+                self._open_call = self.start_call(name)
+                self.add_arguments(self._open_call, "{")
                 self._kw_count = 0
                 self._mode = "kwkey"
                 return
@@ -179,15 +166,15 @@ class Llama3Parser(JsonCallSection):
         if undecided and not final:
             return
         if self._code_tool is not None:
-            self._open_call = self._start_call(self._code_tool)
-            self._call_args(self._open_call, "{" + json.dumps(self._code_key) + ': "')
+            self._open_call = self.start_call(self._code_tool)
+            self.add_arguments(self._open_call, "{" + json.dumps(self._code_key) + ': "')
             self._mode = "code"
             return
         self._not_a_call()
 
     def _mode_code(self) -> None:
         assert self._open_call is not None
-        self._call_args(self._open_call, json.dumps(self._buf, ensure_ascii=False)[1:-1])
+        self.add_arguments(self._open_call, json.dumps(self._buf, ensure_ascii=False)[1:-1])
         self._buf = ""
 
     def _mode_kwkey(self) -> None:
@@ -195,7 +182,7 @@ class Llama3Parser(JsonCallSection):
         stripped = buf.lstrip(" \t\n")
         if stripped.startswith(")"):
             assert self._open_call is not None
-            self._call_args(self._open_call, "}")
+            self.add_arguments(self._open_call, "}")
             self._buf = stripped[1:]
             self._mode = "after"
             return
@@ -212,17 +199,14 @@ class Llama3Parser(JsonCallSection):
                 self._mode = "content"
             return
         assert self._open_call is not None
-        self._call_args(self._open_call, (", " if self._kw_count else "") + json.dumps(m.group(1)) + ": ")
+        self.add_arguments(self._open_call, (", " if self._kw_count else "") + json.dumps(m.group(1)) + ": ")
         self._kw_count += 1
         self._buf = buf[m.end():]
-        self._scanner = JsonScanner()
-        self._reader = None
+        self._begin_arguments(self._open_call)
         self._mode = "kwvalue"
 
     def _mode_kwvalue(self) -> None:
-        call = self._open_call
-        assert call is not None
-        if self._scan_json(lambda ch, path, done: self._call_args(call, ch) if path is not None else None):
+        if self._stream_arguments():
             self._mode = "kwkey"
 
     def _mode_after(self) -> None:  # pragma: no cover - handled by the base loop
@@ -233,27 +217,27 @@ class Llama3Parser(JsonCallSection):
     def _end_section(self) -> None:
         mode = self._mode
         if mode == "start":
-            self._emit_content(self._buf)
+            self.emit_content(self._buf)
         elif mode == "json":
             self._abort_json()
         elif mode == "fname":
             self.truncated = True
-            self._emit_content(self._raw + self._buf)
+            self._replay(with_pending=True)
         elif mode == "ptag":
             if self._code_tool is not None:
                 self._mode_ptag(final=True)
                 self._mode_code()
-                self._call_args(self._open_call, '"}')
+                self.add_arguments(self._open_call, '"}')
             else:
                 self.truncated = bool(self._buf)
-                self._emit_content(self._raw + self._buf)
+                self._replay(with_pending=True)
         elif mode == "code":
             assert self._open_call is not None
-            self._call_args(self._open_call, '"}')
+            self.add_arguments(self._open_call, '"}')
         elif mode in ("fargs", "kwkey", "kwvalue"):
             self.truncated = True
         elif mode == "fclose" and self._expect(FUNCTION_CLOSE) is None:
-            self._emit_content(self._buf)
+            self.emit_content(self._buf)
         self._buf = ""
 
 

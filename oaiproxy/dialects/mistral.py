@@ -13,18 +13,10 @@ import json
 from typing import Any
 
 from oaiproxy.conversation.tools import ToolPlan
-from oaiproxy.dialects._common import (
-    CallObjectReader,
-    JsonCallSection,
-    add_tool_args,
-    define,
-    json_call_body,
-    lit,
-    load_fragment,
-    new_short_call_id,
-    short_call_id_for,
-)
-from oaiproxy.dialects._dialect import DialectStyle
+from oaiproxy.dialects.call_ids import new_short_call_id, short_call_id_for
+from oaiproxy.dialects.gbnf import add_tool_args, define, json_call_body, lit, load_fragment
+from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
+from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.dialects._jsonscan import Path
@@ -50,7 +42,7 @@ class MistralParser(JsonCallSection):
             if isinstance(index, int) and index not in self._readers:
                 self._readers[index] = CallObjectReader(
                     self, (index,), id_key="id", stream=False, make_id=new_short_call_id)
-                self._reader = self._readers[index]
+                self._follow(self._readers[index])
         for reader in list(self._readers.values()):
             if not reader.done:
                 reader.on_char(ch, path, completed)
@@ -61,8 +53,8 @@ class MistralParser(JsonCallSection):
 
     def _end_section(self) -> None:
         if self._mode == "calls":
-            if self._scanner is not None and not self._scanner.started:
-                self._emit_content(self._raw + self._buf)
+            if not self._json_begun:
+                self._replay(with_pending=True)
             else:
                 self.truncated = True
                 for reader in self._readers.values():

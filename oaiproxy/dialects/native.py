@@ -19,21 +19,22 @@ triggers, the stop words and the parser.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from oaiproxy.grammar import GrammarBuilder
 from oaiproxy.conversation.tools import ToolPlan, plan_tools
-from oaiproxy.dialects._common import (
-    add_response_schema,
+from oaiproxy.dialects.gbnf import add_response_schema, lit
+from oaiproxy.dialects.prompting import (
+    PastCall,
+    history_as_text,
     history_for_template,
-    lit,
     openai_tool,
     render,
     render_prompt_text,
     response_schema,
+    schema_note,
     with_system_text,
 )
+from oaiproxy.grammar import GrammarBuilder
 from oaiproxy.conversation.model import Conversation
 from oaiproxy.dialects.base import GenerationPlan, OutputParser, Style
 
@@ -54,7 +55,7 @@ class DialectStyle(Style):
 
     # -- what subclasses provide ----------------------------------------------------------
 
-    def calls_grammar(self, builder: Any, tools: ToolPlan) -> str:
+    def calls_grammar(self, builder: GrammarBuilder, tools: ToolPlan) -> str:
         """Add the rules for the calls section (starting at a trigger); return its rule name."""
         raise NotImplementedError
 
@@ -108,7 +109,7 @@ class DialectStyle(Style):
         plan.preserved_tokens = self.preserved_tokens(plan)
         return plan
 
-    def _answer_rule(self, builder: Any, schema: dict[str, Any]) -> str:
+    def _answer_rule(self, builder: GrammarBuilder, schema: dict[str, Any]) -> str:
         answer = add_response_schema(builder, schema, f"{self.rule_prefix}-response")
         if not self.answer_prefix:
             return answer
@@ -129,7 +130,7 @@ class DialectStyle(Style):
             messages = history_for_template(conversation.messages, self.map_call_id)
             messages = self.adjust_history(messages)
             if schema is not None:
-                messages = with_system_text(messages, _schema_note(schema), template.supports_system_role)
+                messages = with_system_text(messages, schema_note(schema), template.supports_system_role)
             return render(template, messages, prompt_tools or None, **self.render_extra(tools))
         messages = self.history_as_text(conversation.messages)
         notes = []
@@ -137,38 +138,16 @@ class DialectStyle(Style):
             notes.append(render_prompt_text(self.fallback_prompt, tools=prompt_tools,
                                             parallel=tools.parallel, required=tools.mode == "required"))
         if schema is not None:
-            notes.append(_schema_note(schema))
+            notes.append(schema_note(schema))
         if notes:
             messages = with_system_text(messages, "\n\n".join(notes), template.supports_system_role)
         return render(template, messages, None)
 
     def history_as_text(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A history with calls and tool results spelled out as plain user/assistant text."""
-        out: list[dict[str, Any]] = []
-        names: dict[str, str] = {}
-        for m in messages:
-            role = m.get("role")
-            content = m.get("content") or ""
-            if role == "assistant" and m.get("tool_calls"):
-                parts = [content] if content else []
-                for call in m["tool_calls"]:
-                    fn = call.get("function") or {}
-                    args = fn.get("arguments", "{}")
-                    args = args if isinstance(args, str) else json.dumps(args)
-                    names[call.get("id", "")] = fn.get("name", "")
-                    parts.append(self.format_call_text(fn.get("name", ""), args, call.get("id", "")))
-                m = {"role": "assistant", "content": "".join(parts)}
-            elif role == "tool":
-                name = m.get("name") or names.get(m.get("tool_call_id", ""), "")
-                m = {"role": "user", "content": f"Result of the call to {name or 'the tool'}:\n{content}"}
-            else:
-                m = {"role": role, "content": content}
-            if out and out[-1]["role"] == m["role"] == "user":
-                out[-1] = {"role": "user", "content": out[-1]["content"] + "\n\n" + m["content"]}
-            else:
-                out.append(m)
-        return out
+        return history_as_text(messages, self._write_calls)
+
+    def _write_calls(self, content: str, calls: list[PastCall]) -> str:
+        return content + "".join(self.format_call_text(c.name, c.arguments, c.id) for c in calls)
 
 
-def _schema_note(schema: dict[str, Any]) -> str:
-    return render_prompt_text("response-format.jinja", schema=schema)
