@@ -1,63 +1,68 @@
-"""One chat request, end to end, without HTTP: request → style → plan → llama-server → parser → response.
+"""One generation, end to end, without HTTP and without any API's wire types.
 
-The HTTP layer hands a validated :class:`ChatCompletionRequest` to
-:class:`ChatEngine` and serialises what comes back; everything about
-prompts, grammars, sampling and parsing happens here or in the style.
+conversation + sampling → style plan → llama-server ``/completion`` → parser → validated
+result, or a stream of neutral events. Each API surface translates its own request onto
+:class:`Engine` and the result back into its own shape (Chat Completions:
+:mod:`oaiproxy.api.chat.serving`); everything about prompts, grammars, sampling and
+parsing happens here or in the style.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
-from oaiproxy.templating.chat_template import ChatTemplate
-from oaiproxy.api.chat.translate import to_conversation
+from oaiproxy.conversation.model import Conversation, ToolCall
+from oaiproxy.dialects.base import ContentDelta, GenerationPlan, ParsedOutput, ParseEvent, Style, StyleError
+from oaiproxy.dialects.base import ToolCallDelta
 from oaiproxy.errors import BadRequest, InternalError
-from oaiproxy.api.chat.protocol import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatCompletionRequest,
-    Choice,
-    ChoiceLogprobs,
-    ChunkChoice,
-    Delta,
-    DeltaFunction,
-    DeltaToolCall,
-    ResponseFunction,
-    ResponseMessage,
-    ResponseToolCall,
-    TokenLogprob,
-    TopLogprob,
-)
-from oaiproxy.api.protocol import PromptTokensDetails, Usage
-from oaiproxy.dialects.base import Style
-from oaiproxy.conversation.model import Conversation
-from oaiproxy.dialects.base import ContentDelta, GenerationPlan, ParsedOutput, StyleError, ToolCallDelta
 from oaiproxy.runtime.upstream import LlamaServerClient
+from oaiproxy.templating.chat_template import ChatTemplate
 from oaiproxy.validation import validate_tool_calls
 
 log = logging.getLogger("oaiproxy.engine")
 
 
-def new_completion_id() -> str:
-    return "chatcmpl-" + secrets.token_hex(12)
+# ---------------------------------------------------------------- sampling
 
 
-def common_sampling_fields(req: Any) -> dict[str, Any]:
-    """Sampling options chat and legacy completions share, in llama-server ``/completion`` terms."""
+@dataclass(frozen=True)
+class Sampling:
+    """How to sample one answer, in no API's terms (``None``: llama-server's own default)."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    #: token id (as text, as the APIs send it) -> bias; -100 bans the token
+    logit_bias: dict[str, float] | None = None
+    #: the client's stop strings
+    stop: tuple[str, ...] = ()
+    #: None: no logprobs; else how many alternatives to report per token (0: the token's own only)
+    logprobs: int | None = None
+
+
+def common_sampling_fields(source: Any) -> dict[str, Any]:
+    """Sampling options every surface shares, in llama-server ``/completion`` terms.
+
+    ``source`` is a :class:`Sampling` or any request with the same attribute names (the legacy
+    completions request is one).
+    """
     body: dict[str, Any] = {}
     for name in ("temperature", "top_p", "top_k", "min_p", "seed", "presence_penalty", "frequency_penalty"):
-        value = getattr(req, name)
+        value = getattr(source, name)
         if value is not None:
             body[name] = value
-    if req.logit_bias:
+    if source.logit_bias:
         bias = []
-        for token, value in req.logit_bias.items():
+        for token, value in source.logit_bias.items():
             try:
                 bias.append([int(token), False if value <= -100 else value])  # -100 bans the token
             except ValueError:
@@ -66,23 +71,93 @@ def common_sampling_fields(req: Any) -> dict[str, Any]:
     return body
 
 
-def sampling_fields(req: ChatCompletionRequest, default_max_tokens: int) -> dict[str, Any]:
-    """OpenAI sampling parameters in llama-server ``/completion`` terms."""
-    body: dict[str, Any] = {"n_predict": req.max_new_tokens() or default_max_tokens, "cache_prompt": True}
-    body.update(common_sampling_fields(req))
-    if req.logprobs:
-        body["n_probs"] = max(1, req.top_logprobs or 0)
+def sampling_fields(sampling: Sampling, default_max_tokens: int) -> dict[str, Any]:
+    """``sampling`` in llama-server ``/completion`` terms (stops apart: the plan's come first)."""
+    body: dict[str, Any] = {"n_predict": sampling.max_tokens or default_max_tokens, "cache_prompt": True}
+    body.update(common_sampling_fields(sampling))
+    if sampling.logprobs is not None:
+        body["n_probs"] = max(1, sampling.logprobs)
     return body
 
 
-@dataclass
-class _Result:
-    parsed: ParsedOutput
-    finish_reason: str
+# ---------------------------------------------------------------- results and events
+
+
+@dataclass(frozen=True)
+class TokenProb:
+    """One generated token's log probability, with its most likely alternatives."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    top: tuple["TokenProb", ...] = ()
+
+
+def token_probs(items: list[dict[str, Any]] | None) -> tuple[TokenProb, ...]:
+    """llama-server's ``completion_probabilities`` as :class:`TokenProb`."""
+    return tuple(
+        TokenProb(token=item.get("token", ""), logprob=item.get("logprob", 0.0), bytes=item.get("bytes"),
+                  top=tuple(TokenProb(token=t.get("token", ""), logprob=t.get("logprob", 0.0), bytes=t.get("bytes"))
+                            for t in (item.get("top_logprobs") or [])))
+        for item in items or []
+    )
+
+
+@dataclass(frozen=True)
+class TokenUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: prompt tokens llama-server reused from its cache
     cached_tokens: int = 0
-    logprobs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    """One whole answer: content and validated calls, why it ended, what it cost."""
+
+    parsed: ParsedOutput
+    finish_reason: str
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    logprobs: tuple[TokenProb, ...] = ()
+
+
+@dataclass(frozen=True)
+class Started:
+    """llama-server accepted the request and is generating: from here on, failures come mid-stream."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one llama-server event added: content (and, when streaming calls incrementally, call
+    deltas) the client may see now, and the logprobs of its tokens when they were asked for.
+
+    ``events`` may be empty while a call is held back; ``logprobs`` then still belong to the client.
+    """
+
+    events: tuple[ParseEvent, ...]
+    logprobs: tuple[TokenProb, ...] | None = None
+
+
+@dataclass(frozen=True)
+class CallDone:
+    """A complete, validated call, sent whole (``stream_tool_calls`` "whole", after generation)."""
+
+    index: int
+    call: ToolCall
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The end of the answer: why it ended and what it cost."""
+
+    finish_reason: str
+    usage: TokenUsage
+
+
+StreamEvent = Union[Started, Step, CallDone, Finished]
+
+
+# ---------------------------------------------------------------- helpers
 
 
 def strip_partial_stop(text: str, stops: list[str]) -> str:
@@ -106,7 +181,7 @@ def _cut_short(data: dict[str, Any]) -> bool:
     return data.get("stop_type") == "limit" or bool(data.get("truncated"))
 
 
-def _cut_by(data: dict[str, Any], client_stops: list[str]) -> str | None:
+def _cut_by(data: dict[str, Any], client_stops: tuple[str, ...]) -> str | None:
     """How generation was cut short, if it was: "length" (token or context limit), "stop" (a client's
     stop string, which may match inside a call), or None when the model ended its answer itself.
 
@@ -120,23 +195,18 @@ def _cut_by(data: dict[str, Any], client_stops: list[str]) -> str | None:
     return None
 
 
-def _cached_prompt_tokens(data: dict[str, Any]) -> int:
+def _usage(data: dict[str, Any]) -> TokenUsage:
     # llama-server's `tokens_cached` counts generated tokens too; `timings.cache_n` is the prompt part reused.
-    return int((data.get("timings") or {}).get("cache_n") or 0)
+    return TokenUsage(prompt_tokens=int(data.get("tokens_evaluated") or 0),
+                      completion_tokens=int(data.get("tokens_predicted") or 0),
+                      cached_tokens=int((data.get("timings") or {}).get("cache_n") or 0))
 
 
-def _logprobs(items: list[dict[str, Any]], top: int | None) -> ChoiceLogprobs:
-    content = []
-    for item in items:
-        tops = [TopLogprob(token=t.get("token", ""), logprob=t.get("logprob", 0.0), bytes=t.get("bytes"))
-                for t in (item.get("top_logprobs") or [])[: top or 0]]
-        content.append(TokenLogprob(token=item.get("token", ""), logprob=item.get("logprob", 0.0),
-                                    bytes=item.get("bytes"), top_logprobs=tops))
-    return ChoiceLogprobs(content=content)
+# ---------------------------------------------------------------- the engine
 
 
-class ChatEngine:
-    """Serves chat completions for one model: its template, its style, its llama-server."""
+class Engine:
+    """Generates answers for one model: its template, its style, its llama-server."""
 
     def __init__(self, *, template: ChatTemplate, style: type[Style], client: LlamaServerClient,
                  model_id: str, default_max_tokens: int = 1024, extra_stops: list[str] | None = None,
@@ -152,13 +222,14 @@ class ChatEngine:
         self.strip_bos = strip_bos
         #: "whole": a streamed call is sent once complete and validated; "incremental": as generated
         self.stream_tool_calls = stream_tool_calls
-        #: whether tool arguments may carry keys their schema does not declare (where it allows them)
+        #: whether tool arguments may carry keys their schema does not declare (where it allows them);
+        #: read by the surfaces when they build the conversation
         self.tool_extra_keys = tool_extra_keys
 
     # ------------------------------------------------------------ planning
 
-    def plan(self, req: ChatCompletionRequest) -> tuple[Conversation, GenerationPlan, dict[str, Any]]:
-        conv = to_conversation(req, tool_extra_keys=self.tool_extra_keys)
+    def plan(self, conv: Conversation, sampling: Sampling) -> tuple[GenerationPlan, dict[str, Any]]:
+        """The style's plan for a checked conversation and the ``/completion`` body that carries it."""
         try:
             plan = self.style.plan(conv)
         except StyleError as exc:
@@ -167,16 +238,16 @@ class ChatEngine:
         if self.strip_bos and bos and plan.prompt.startswith(bos):
             plan.prompt = plan.prompt[len(bos):]
         body = plan.completion_fields()
-        body.update(sampling_fields(req, self.default_max_tokens))
-        stops = list(dict.fromkeys([*plan.stop, *self.extra_stops, *req.stop_list()]))
+        body.update(sampling_fields(sampling, self.default_max_tokens))
+        stops = list(dict.fromkeys([*plan.stop, *self.extra_stops, *sampling.stop]))
         if stops:
             body["stop"] = stops
-        return conv, plan, body
+        return plan, body
 
-    async def plan_async(self, req: ChatCompletionRequest) -> tuple[Conversation, GenerationPlan, dict[str, Any]]:
+    async def plan_async(self, conv: Conversation, sampling: Sampling) -> tuple[GenerationPlan, dict[str, Any]]:
         """:meth:`plan` in a worker thread: a template render or a big schema may take
         up to their time limits, and the event loop keeps serving meanwhile."""
-        return await asyncio.to_thread(self.plan, req)
+        return await asyncio.to_thread(self.plan, conv, sampling)
 
     def _settle(self, conv: Conversation, parsed: ParsedOutput, cut: str | None) -> tuple[ParsedOutput, str]:
         """Check every call against the request's tools and choose the finish reason.
@@ -202,79 +273,51 @@ class ChatEngine:
                                 code="invalid_tool_call")
         return parsed, "tool_calls" if parsed.tool_calls else "stop"
 
-    # ------------------------------------------------------------ non-streaming
+    # ------------------------------------------------------------ whole answers
 
     async def _generate(self, conv: Conversation, plan: GenerationPlan, body: dict[str, Any],
-                        client_stops: list[str]) -> _Result:
+                        sampling: Sampling) -> Result:
         data = await self.client.completion(body)
         text = data.get("content", "")
         if _cut_short(data):
             text = strip_partial_stop(text, body.get("stop") or [])
         plan.parser.feed(text)
         plan.parser.finish()
-        parsed, finish = self._settle(conv, plan.parser.result(), _cut_by(data, client_stops))
-        return _Result(
-            parsed=parsed, finish_reason=finish,
-            prompt_tokens=int(data.get("tokens_evaluated") or 0),
-            completion_tokens=int(data.get("tokens_predicted") or 0),
-            cached_tokens=_cached_prompt_tokens(data),
-            logprobs=data.get("completion_probabilities") or [],
-        )
+        parsed, finish = self._settle(conv, plan.parser.result(), _cut_by(data, sampling.stop))
+        return Result(parsed=parsed, finish_reason=finish, usage=_usage(data),
+                      logprobs=token_probs(data.get("completion_probabilities")))
 
-    async def complete(self, req: ChatCompletionRequest) -> ChatCompletion:
-        results = []
-        plans = [await self.plan_async(req) for _ in range(req.n)]
-        if req.n > 1 and req.seed is not None:
-            for i, (_, _, body) in enumerate(plans):
-                body["seed"] = req.seed + i
+    async def complete(self, conv: Conversation, sampling: Sampling, n: int = 1) -> list[Result]:
+        """``n`` answers to one conversation, generated side by side (each its own seed when one is given)."""
+        plans = [await self.plan_async(conv, sampling) for _ in range(n)]
+        if n > 1 and sampling.seed is not None:
+            for i, (_, body) in enumerate(plans):
+                body["seed"] = sampling.seed + i
         # a TaskGroup: when one choice fails, the others are cancelled and stop generating
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._generate(c, p, b, req.stop_list())) for c, p, b in plans]
+                tasks = [group.create_task(self._generate(conv, p, b, sampling)) for p, b in plans]
         except BaseExceptionGroup as group_error:
             raise group_error.exceptions[0] from None  # the client gets the first choice's error as it is
-        results = [t.result() for t in tasks]
-        choices = []
-        for i, res in enumerate(results):
-            calls = [ResponseToolCall(id=tc.id, function=ResponseFunction(name=tc.name, arguments=tc.arguments))
-                     for tc in res.parsed.tool_calls]
-            choices.append(Choice(
-                index=i,
-                message=ResponseMessage(content=res.parsed.content, tool_calls=calls or None),
-                logprobs=_logprobs(res.logprobs, req.top_logprobs) if req.logprobs else None,
-                finish_reason=res.finish_reason,
-            ))
-        prompt = results[0].prompt_tokens
-        completion = sum(r.completion_tokens for r in results)
-        return ChatCompletion(
-            id=new_completion_id(), created=int(time.time()), model=self.model_id, choices=choices,
-            usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-                        prompt_tokens_details=PromptTokensDetails(cached_tokens=results[0].cached_tokens)),
-        )
+        return [t.result() for t in tasks]
 
     # ------------------------------------------------------------ streaming
 
-    async def stream(self, req: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
-        """Chunks in OpenAI's order: role, content/tool-call deltas, finish_reason, optional usage."""
-        if req.n > 1:
-            raise BadRequest("n > 1 is not supported with stream: true", param="n")
-        conv, plan, body = await self.plan_async(req)
-        cid, created = new_completion_id(), int(time.time())
+    async def stream(self, conv: Conversation, sampling: Sampling) -> AsyncIterator[StreamEvent]:
+        """:class:`Started`, then a :class:`Step` per llama-server event, the :class:`CallDone` calls
+        when they are held back until validated, and :class:`Finished`.
 
-        def chunk(delta: Delta, finish: str | None = None, logprobs: ChoiceLogprobs | None = None) -> ChatCompletionChunk:
-            return ChatCompletionChunk(id=cid, created=created, model=self.model_id,
-                                       choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish,
-                                                            logprobs=logprobs)])
-
+        llama-server's first event is awaited before :class:`Started`, so that an upstream
+        refusal (e.g. a prompt over the context) still comes before any answer: a plain HTTP error.
+        """
+        plan, body = await self.plan_async(conv, sampling)
         upstream = self.client.completion_stream(body)
-        # Wait for llama-server's first event before the role chunk, so that an
-        # upstream refusal (e.g. a prompt over the context) is still a plain HTTP error.
         try:
             first_event = await anext(upstream)
         except StopAsyncIteration:
             first_event = {"content": "", "stop": True}
         try:
-            yield chunk(Delta(role="assistant", content=""))
+            yield Started()
             last: dict[str, Any] = {}
 
             # "whole" (the default): calls are held back and sent once generation is over and each
@@ -282,19 +325,9 @@ class ChatEngine:
             # argument text is sent as it is generated, as OpenAI streams it.
             incremental = self.stream_tool_calls == "incremental"
 
-            def deltas(events: list[Any]) -> list[ChatCompletionChunk]:
-                out = []
-                for ev in events:
-                    if isinstance(ev, ContentDelta):
-                        if ev.text:
-                            out.append(chunk(Delta(content=ev.text)))
-                    elif isinstance(ev, ToolCallDelta) and incremental:
-                        first = ev.id is not None
-                        out.append(chunk(Delta(tool_calls=[DeltaToolCall(
-                            index=ev.index, id=ev.id, type="function" if first else None,
-                            function=DeltaFunction(name=ev.name, arguments=ev.arguments),
-                        )])))
-                return out
+            def visible(events: list[ParseEvent]) -> tuple[ParseEvent, ...]:
+                return tuple(ev for ev in events if (isinstance(ev, ContentDelta) and ev.text)
+                             or (isinstance(ev, ToolCallDelta) and incremental))
 
             async def events() -> AsyncIterator[dict[str, Any]]:
                 yield first_event
@@ -303,30 +336,29 @@ class ChatEngine:
 
             async for event in events():
                 last = event
-                out = deltas(plan.parser.feed(event.get("content", "")))
-                probs = event.get("completion_probabilities") if req.logprobs else None
-                if probs and not out:  # tokens of a held-back call: their logprobs still reach the client
-                    out = [chunk(Delta())]
-                for c in out:
-                    if probs:
-                        c.choices[0].logprobs = _logprobs(probs, req.top_logprobs)
-                    yield c
-            for c in deltas(plan.parser.finish()):
-                yield c
-            settled, finish = self._settle(conv, plan.parser.result(), _cut_by(last, req.stop_list()))
+                shown = visible(plan.parser.feed(event.get("content", "")))
+                probs = event.get("completion_probabilities") if sampling.logprobs is not None else None
+                yield Step(shown, token_probs(probs) if probs else None)
+            yield Step(visible(plan.parser.finish()))
+            settled, finish = self._settle(conv, plan.parser.result(), _cut_by(last, sampling.stop))
             if not incremental:
                 for i, call in enumerate(settled.tool_calls):
-                    yield chunk(Delta(tool_calls=[DeltaToolCall(
-                        index=i, id=call.id, type="function",
-                        function=DeltaFunction(name=call.name, arguments=call.arguments))]))
-            yield chunk(Delta(), finish)
-            if req.stream_options and req.stream_options.include_usage:
-                prompt = int(last.get("tokens_evaluated") or 0)
-                completion = int(last.get("tokens_predicted") or 0)
-                yield ChatCompletionChunk(
-                    id=cid, created=created, model=self.model_id, choices=[],
-                    usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-                                prompt_tokens_details=PromptTokensDetails(cached_tokens=_cached_prompt_tokens(last))),
-                )
+                    yield CallDone(i, call)
+            yield Finished(finish, _usage(last))
         finally:
             await upstream.aclose()
+
+
+def __getattr__(name: str) -> Any:
+    """Transitional: ``ChatEngine`` (the Chat Completions surface on :class:`Engine`) lives in
+    :mod:`oaiproxy.api.chat.serving`; ``server.py``, ``scripts/`` and ``tests/reliability`` still
+    import it from here."""
+    if name == "ChatEngine":
+        from oaiproxy.api.chat.serving import ChatEngine
+
+        return ChatEngine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["CallDone", "Engine", "Finished", "Result", "Sampling", "Started", "Step", "StreamEvent", "TokenProb",
+           "TokenUsage", "common_sampling_fields", "sampling_fields", "strip_partial_stop", "token_probs"]

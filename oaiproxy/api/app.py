@@ -24,7 +24,7 @@ from oaiproxy.api.completions.serving import CompletionEngine
 from oaiproxy.api.embeddings.protocol import EmbeddingRequest
 from oaiproxy.api.embeddings.serving import EmbeddingEngine, EmbeddingsNotConfigured
 from oaiproxy.api.protocol import ErrorResponse, Model, ModelList, parse_request
-from oaiproxy.engine import ChatEngine
+from oaiproxy.api.chat.serving import ChatEngine
 from oaiproxy.errors import (
     APIError,
     AuthenticationFailed,

@@ -16,7 +16,7 @@ from openai import OpenAI
 
 from oaiproxy.api.app import ProxyState, create_app
 from oaiproxy.templating.chat_template import ChatTemplate
-from oaiproxy.engine import ChatEngine
+from oaiproxy.api.chat.serving import ChatEngine
 from oaiproxy.dialects import get_style
 from oaiproxy.runtime.upstream import Admission, LlamaServerClient
 from tests.api.conftest import MODEL

@@ -283,7 +283,7 @@ def test_generic_example_shows_a_valid_value_for_each_enforced_format():
 def test_engine_passes_the_tool_extra_keys_setting(extra_keys):
     """--tool-extra-keys reaches the grammar through ChatEngine.plan (the whole planning path)."""
     from oaiproxy.templating.chat_template import ChatTemplate
-    from oaiproxy.engine import ChatEngine
+    from oaiproxy.api.chat.serving import ChatEngine
     from oaiproxy.dialects.generic import GenericStyle
     from oaiproxy.runtime.upstream import LlamaServerClient
 

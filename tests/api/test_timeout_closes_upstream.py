@@ -12,7 +12,7 @@ from aiohttp import web
 
 from oaiproxy.api.app import ProxyState, create_app
 from oaiproxy.templating.chat_template import ChatTemplate
-from oaiproxy.engine import ChatEngine
+from oaiproxy.api.chat.serving import ChatEngine
 from oaiproxy.dialects import get_style
 from oaiproxy.runtime.upstream import LlamaServerClient
 

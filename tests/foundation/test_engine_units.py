@@ -39,7 +39,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from oaiproxy.templating.chat_template import ChatTemplate  # noqa: E402
-from oaiproxy.engine import ChatEngine  # noqa: E402
+from oaiproxy.api.chat.serving import ChatEngine  # noqa: E402
 from oaiproxy.errors import InternalError  # noqa: E402
 from oaiproxy.dialects import get_style  # noqa: E402
 

@@ -1,0 +1,191 @@
+"""Chat Completions on the neutral :class:`oaiproxy.engine.Engine`: request → conversation and
+sampling, result → :class:`ChatCompletion`, stream events → chunks in OpenAI's order.
+
+Nothing about prompts, grammars or parsing is decided here; only the Chat Completions shape
+of the answer is (the role chunk first, a chunk per visible delta carrying its tokens'
+logprobs, whole calls after generation, the finish chunk, the optional usage chunk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from oaiproxy.api.chat.protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChoiceLogprobs,
+    ChunkChoice,
+    Delta,
+    DeltaFunction,
+    DeltaToolCall,
+    ResponseFunction,
+    ResponseMessage,
+    ResponseToolCall,
+    TokenLogprob,
+    TopLogprob,
+)
+from oaiproxy.api.chat.translate import to_conversation
+from oaiproxy.api.protocol import PromptTokensDetails, Usage
+from oaiproxy.conversation.model import Conversation
+from oaiproxy.dialects.base import ContentDelta, GenerationPlan, Style, ToolCallDelta
+from oaiproxy.engine import CallDone, Engine, Finished, Sampling, Started, Step, TokenProb, TokenUsage
+from oaiproxy.errors import BadRequest
+from oaiproxy.runtime.upstream import LlamaServerClient
+from oaiproxy.templating.chat_template import ChatTemplate
+
+
+def new_completion_id() -> str:
+    return "chatcmpl-" + secrets.token_hex(12)
+
+
+def to_sampling(req: ChatCompletionRequest) -> Sampling:
+    """The request's sampling options in the engine's terms."""
+    return Sampling(max_tokens=req.max_new_tokens(), temperature=req.temperature, top_p=req.top_p,
+                    top_k=req.top_k, min_p=req.min_p, seed=req.seed, presence_penalty=req.presence_penalty,
+                    frequency_penalty=req.frequency_penalty, logit_bias=req.logit_bias,
+                    stop=tuple(req.stop_list()), logprobs=(req.top_logprobs or 0) if req.logprobs else None)
+
+
+def _logprobs(items: tuple[TokenProb, ...], top: int | None) -> ChoiceLogprobs:
+    content = [TokenLogprob(token=item.token, logprob=item.logprob, bytes=item.bytes,
+                            top_logprobs=[TopLogprob(token=t.token, logprob=t.logprob, bytes=t.bytes)
+                                          for t in item.top[: top or 0]])
+               for item in items]
+    return ChoiceLogprobs(content=content)
+
+
+def _usage(usage: TokenUsage, completion_tokens: int | None = None) -> Usage:
+    completion = usage.completion_tokens if completion_tokens is None else completion_tokens
+    return Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=completion,
+                 total_tokens=usage.prompt_tokens + completion,
+                 prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens))
+
+
+class ChatEngine:
+    """Serves Chat Completions for one model through its :class:`Engine`.
+
+    Built with the engine's own arguments (the one place a server builds it), or around an
+    existing engine with :meth:`on`, so that other API surfaces can share that engine.
+    """
+
+    def __init__(self, *, template: ChatTemplate, style: type[Style], client: LlamaServerClient,
+                 model_id: str, default_max_tokens: int = 1024, extra_stops: list[str] | None = None,
+                 strip_bos: bool = True, stream_tool_calls: str = "whole", tool_extra_keys: bool = False):
+        self.core = Engine(template=template, style=style, client=client, model_id=model_id,
+                           default_max_tokens=default_max_tokens, extra_stops=extra_stops, strip_bos=strip_bos,
+                           stream_tool_calls=stream_tool_calls, tool_extra_keys=tool_extra_keys)
+
+    @classmethod
+    def on(cls, core: Engine) -> "ChatEngine":
+        self = cls.__new__(cls)
+        self.core = core
+        return self
+
+    # what callers read of the model this engine serves
+    @property
+    def style(self) -> Style:
+        return self.core.style
+
+    @property
+    def template(self) -> ChatTemplate:
+        return self.core.template
+
+    @property
+    def client(self) -> LlamaServerClient:
+        return self.core.client
+
+    @property
+    def model_id(self) -> str:
+        return self.core.model_id
+
+    @property
+    def strip_bos(self) -> bool:
+        return self.core.strip_bos
+
+    # ------------------------------------------------------------ planning
+
+    def translate(self, req: ChatCompletionRequest) -> tuple[Conversation, Sampling]:
+        return to_conversation(req, tool_extra_keys=self.core.tool_extra_keys), to_sampling(req)
+
+    def plan(self, req: ChatCompletionRequest) -> tuple[Conversation, GenerationPlan, dict[str, Any]]:
+        """The conversation, the style's plan and the exact ``/completion`` body for ``req``."""
+        conv, sampling = self.translate(req)
+        plan, body = self.core.plan(conv, sampling)
+        return conv, plan, body
+
+    async def _translate_async(self, req: ChatCompletionRequest) -> tuple[Conversation, Sampling]:
+        # a worker thread: checking a big schema may take a while, and the event loop keeps serving
+        return await asyncio.to_thread(self.translate, req)
+
+    # ------------------------------------------------------------ answers
+
+    async def complete(self, req: ChatCompletionRequest) -> ChatCompletion:
+        conv, sampling = await self._translate_async(req)
+        results = await self.core.complete(conv, sampling, req.n)
+        choices = []
+        for i, res in enumerate(results):
+            calls = [ResponseToolCall(id=tc.id, function=ResponseFunction(name=tc.name, arguments=tc.arguments))
+                     for tc in res.parsed.tool_calls]
+            choices.append(Choice(
+                index=i,
+                message=ResponseMessage(content=res.parsed.content, tool_calls=calls or None),
+                logprobs=_logprobs(res.logprobs, req.top_logprobs) if req.logprobs else None,
+                finish_reason=res.finish_reason,  # type: ignore[arg-type]
+            ))
+        completion = sum(r.usage.completion_tokens for r in results)
+        return ChatCompletion(id=new_completion_id(), created=int(time.time()), model=self.core.model_id,
+                              choices=choices, usage=_usage(results[0].usage, completion))
+
+    async def stream(self, req: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
+        """Chunks in OpenAI's order: role, content/tool-call deltas, finish_reason, optional usage."""
+        if req.n > 1:
+            raise BadRequest("n > 1 is not supported with stream: true", param="n")
+        conv, sampling = await self._translate_async(req)
+        cid, created, model = new_completion_id(), int(time.time()), self.core.model_id
+
+        def chunk(delta: Delta, finish: str | None = None, logprobs: ChoiceLogprobs | None = None) -> ChatCompletionChunk:
+            return ChatCompletionChunk(id=cid, created=created, model=model,
+                                       choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish,  # type: ignore[arg-type]
+                                                            logprobs=logprobs)])
+
+        def delta_chunk(ev: ContentDelta | ToolCallDelta) -> ChatCompletionChunk:
+            if isinstance(ev, ContentDelta):
+                return chunk(Delta(content=ev.text))
+            first = ev.id is not None
+            return chunk(Delta(tool_calls=[DeltaToolCall(
+                index=ev.index, id=ev.id, type="function" if first else None,
+                function=DeltaFunction(name=ev.name, arguments=ev.arguments))]))
+
+        events = self.core.stream(conv, sampling)
+        try:
+            async for event in events:
+                if isinstance(event, Started):
+                    yield chunk(Delta(role="assistant", content=""))
+                elif isinstance(event, Step):
+                    out = [delta_chunk(ev) for ev in event.events]
+                    if event.logprobs and not out:  # tokens of a held-back call: their logprobs still reach the client
+                        out = [chunk(Delta())]
+                    for c in out:
+                        if event.logprobs:
+                            c.choices[0].logprobs = _logprobs(event.logprobs, req.top_logprobs)
+                        yield c
+                elif isinstance(event, CallDone):
+                    yield chunk(Delta(tool_calls=[DeltaToolCall(
+                        index=event.index, id=event.call.id, type="function",
+                        function=DeltaFunction(name=event.call.name, arguments=event.call.arguments))]))
+                elif isinstance(event, Finished):
+                    yield chunk(Delta(), event.finish_reason)
+                    if req.stream_options and req.stream_options.include_usage:
+                        yield ChatCompletionChunk(id=cid, created=created, model=model, choices=[],
+                                                  usage=_usage(event.usage))
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+
+__all__ = ["ChatEngine", "new_completion_id", "to_sampling"]
