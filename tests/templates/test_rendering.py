@@ -182,7 +182,7 @@ def test_non_string_source_is_rejected():
 def test_same_source_compiles_once():
     source = "{{ messages | length }} cached-template-marker"
     a, b = ChatTemplate(source, name="a"), ChatTemplate(source, name="b", bos_token="<s>")
-    assert a._template is b._template
+    assert a._sandboxed.template is b._sandboxed.template
     assert a.render([]) == b.render([]) == "0 cached-template-marker"
 
 

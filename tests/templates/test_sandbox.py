@@ -177,3 +177,27 @@ def test_the_time_allowed_grows_with_the_input():
     with pytest.raises(TemplateError, match=r"longer than 0\.5 s"):
         ChatTemplate("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
                      limits=limits).render(long_conversation)
+
+
+def test_the_sandbox_renders_any_template_under_the_same_guards():
+    """oaiproxy.templating.sandbox knows nothing of chats: any template (our own prompt templates
+    too) gets the immutable sandbox and the budget; a refusal raised by a global passes through."""
+    from oaiproxy.templating.sandbox import SandboxedTemplate, TemplateRefusal, make_environment
+
+    assert SandboxedTemplate("{% for x in items %}{{ x }};{% endfor %}").render({"items": [1, 2]}) == "1;2;"
+    with pytest.raises(TemplateError, match="prompt.jinja exceeded its render limits"):
+        SandboxedTemplate("{{ 'x' * 10**9 }}", name="prompt.jinja").render({})
+    with pytest.raises(TemplateError, match="sandbox forbids"):
+        SandboxedTemplate("{{ items.__class__ }}", name="prompt.jinja").render({"items": []})
+    with pytest.raises(TemplateError, match="'append' of 'list' object is unsafe"):  # the caller's data is immutable
+        SandboxedTemplate("{% set _ = items.append(1) %}", name="prompt.jinja").render({"items": []})
+
+    def refuse(why: str) -> None:
+        raise TemplateRefusal(why)
+
+    env = make_environment(globals={"refuse": refuse}, filters={"shout": str.upper})
+    assert SandboxedTemplate("{{ 'hi' | shout }}", environment=env).render({}) == "HI"
+    with pytest.raises(TemplateRefusal, match="no thanks"):
+        SandboxedTemplate("{{ refuse('no thanks') }}", environment=env).render({})
+    with pytest.raises(TemplateError, match="limit"):  # an added filter is guarded like the built-in ones
+        SandboxedTemplate("{{ 'x' | shout | center(10**9) }}", environment=env).render({})
