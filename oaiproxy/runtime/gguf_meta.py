@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,9 @@ class ModelMetadata:
     architecture: str | None = None
     name: str | None = None
     context_length: int | None = None
+    #: ``tokenizer.chat_template``; named variants (``tokenizer.chat_template.NAME``) are not read:
+    #: llama-server and oaiproxy use the default one
     chat_template: str | None = None
-    #: named variants, ``tokenizer.chat_template.NAME`` (e.g. "tool_use")
-    chat_templates: dict[str, str] = field(default_factory=dict)
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     bos_token: str = ""
@@ -239,7 +239,7 @@ def _parse(cur: _Cursor) -> ModelMetadata:
             tokens_at = cur.pos  # bos/eos ids may come later: walk it after the ids are known
             cur.value(vtype, False)
             continue
-        keep = key.startswith(("general.", "tokenizer.chat_template", "tokenizer.ggml.")) or key.endswith(
+        keep = key == "tokenizer.chat_template" or key.startswith(("general.", "tokenizer.ggml.")) or key.endswith(
             (".context_length", *(f".{suffix}" for suffix in _SHAPE_KEYS))
         )
         values[key] = cur.value(vtype, keep)
@@ -253,8 +253,6 @@ def _parse(cur: _Cursor) -> ModelMetadata:
                 value = [v[0] if isinstance(v, tuple) else v for v in value]
             setattr(meta, attr, value)
     meta.chat_template = values.get("tokenizer.chat_template")
-    prefix = "tokenizer.chat_template."
-    meta.chat_templates = {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix) and isinstance(v, str)}
     meta.bos_token_id = values.get("tokenizer.ggml.bos_token_id")
     meta.eos_token_id = values.get("tokenizer.ggml.eos_token_id")
     meta.add_bos_token = values.get("tokenizer.ggml.add_bos_token")

@@ -147,10 +147,6 @@ class LlamaServerClient:
             total_slots=data.get("total_slots"),
         )
 
-    async def tokenize(self, text: str) -> list[int]:
-        data = await self._post_json("/tokenize", {"content": text})
-        return list(data.get("tokens", []))
-
     async def _post_json(self, path: str, body: dict[str, Any]) -> Any:
         try:
             async with self.session.post(self.base_url + path, json=body) as resp:
