@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -98,7 +98,7 @@ class LlamaServerClient:
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> "LlamaServerClient":
+    async def __aenter__(self) -> LlamaServerClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -123,7 +123,7 @@ class LlamaServerClient:
                 if resp.status != 200:
                     raise UpstreamError(f"llama-server {path} answered HTTP {resp.status}")
                 return await resp.json(content_type=None)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamTimeout(f"llama-server {path} did not answer within {timeout:.0f} s") from None
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"cannot reach llama-server at {self.base_url}: {exc}") from None
@@ -132,7 +132,7 @@ class LlamaServerClient:
         try:
             async with self.session.get(self.base_url + "/health", timeout=aiohttp.ClientTimeout(total=3)) as resp:
                 return resp.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return False
 
     async def props(self) -> ServerProps:
@@ -151,7 +151,7 @@ class LlamaServerClient:
         try:
             async with self.session.post(self.base_url + path, json=body) as resp:
                 return await self._json_or_raise(resp, path)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamTimeout(f"llama-server {path} timed out") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"llama-server {path} failed: {exc}") from None
@@ -167,7 +167,8 @@ class LlamaServerClient:
 
     async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         """llama-server's OpenAI-shaped ``/v1/embeddings`` (the server must run with ``--embeddings``)."""
-        return await self._post_json("/v1/embeddings", body)
+        answer: dict[str, Any] = await self._post_json("/v1/embeddings", body)
+        return answer
 
     async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         """One whole ``/completion`` answer, assembled from llama-server's stream.
@@ -189,7 +190,7 @@ class LlamaServerClient:
                 last = event
         return {**last, "content": "".join(content), "completion_probabilities": probs}
 
-    async def completion_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def completion_stream(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """Stream ``/completion`` events; closing the iterator closes the connection,
         which makes llama-server stop generating and free the slot."""
         async with self.admission.slot():
@@ -213,7 +214,7 @@ class LlamaServerClient:
             log.debug("stale upstream connection (%s); retrying on a new one", exc)
             return await self.session.post(self.base_url + path, json=body)
 
-    async def _stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """llama-server's event stream, watched for progress.
 
         ``return_progress`` makes llama-server send an event after each prompt batch
@@ -250,7 +251,7 @@ class LlamaServerClient:
                     yield event
                     if event.get("stop"):
                         return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamTimeout("llama-server /completion stream timed out") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"llama-server /completion failed: {exc}") from None
