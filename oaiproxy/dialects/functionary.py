@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from oaiproxy.conversation.tools import ToolPlan
-from oaiproxy.dialects.gbnf import add_tool_args, define, lit, load_fragment
+from oaiproxy.dialects.gbnf import add_tool_args, alternatives, lit
 from oaiproxy.dialects.streaming import JsonCallSection
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.dialects.base import OutputParser
+from oaiproxy.grammar import GrammarBuilder
 from oaiproxy.dialects.llama3 import FUNCTION_OPEN, Llama3Style
 
 RECIPIENT = ">>>"
@@ -139,15 +140,26 @@ class FunctionaryV32Style(DialectStyle):
     def detect(cls, template_source: str) -> bool:
         return ">>>all" in template_source or ">>>${recipient}" in template_source
 
-    def calls_grammar(self, builder: Any, tools: ToolPlan) -> str:
-        load_fragment(builder, "functionary.gbnf")
+    def calls_grammar(self, builder: GrammarBuilder, tools: ToolPlan) -> str:
+        """Recipient parts: ``NAME\\n{…}``, more after ``>>>``.
+
+        The prompt ends with ``>>>``, so the first part's is optional (a prompt from
+        another template under ``--style`` may not end with it)::
+
+            get_weather
+            {"city": "Paris"}>>>get_time
+            {"zone": "CET"}
+        """
         args = add_tool_args(builder, tools, "functionary")
-        alts = [builder.add_rule(f"functionary-tool{i}-call", f"{lit(spec.name + chr(10))} {args[spec.name]}")
-                for i, spec in tools.indexed]
-        define(builder, "functionary-call", " | ".join(alts))
+        call = alternatives(builder, "functionary-call", [
+            builder.add_rule(f"functionary-tool{i}-call", f"{lit(spec.name + chr(10))} {args[spec.name]}")
+            for i, spec in tools.indexed])
+        first = builder.add_rule("functionary-first", f"{lit(RECIPIENT)}? {call}")
         more = tools.max_calls - 1
-        body = "functionary-first" + (f" functionary-next{{0,{more}}}" if more else "")
-        return builder.add_rule("functionary-calls", body)
+        if not more:
+            return builder.add_rule("functionary-calls", first)
+        following = builder.add_rule("functionary-next", f"{lit(RECIPIENT)} {call}")
+        return builder.add_rule("functionary-calls", f"{first} {following}{{0,{more}}}")
 
     def lazy_triggers(self, tools: ToolPlan) -> list[dict[str, str]]:
         names = "|".join(_regex_escape(n) for n in tools.names)

@@ -1,20 +1,22 @@
 """GBNF building helpers the dialects share: tool arguments and the answer schema through the converter.
 
-Every dialect's grammar is literal text around schema-constrained JSON; these
-name the request field a refused schema came from (``tools[3].function.
-parameters``, ``response_format.json_schema.schema``) so the client gets a 400
-that points at it.
+Every dialect's grammar is literal text around schema-constrained JSON, built
+in its own module through the :class:`~oaiproxy.grammar.GrammarBuilder`: each
+rule is added by name and referenced by the name ``add_rule`` returns (an
+equal rule added earlier is reused, so a name is never assumed). The schema
+helpers name the request field a refused schema came from
+(``tools[3].function.parameters``, ``response_format.json_schema.schema``) so
+the client gets a 400 that points at it.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
 from oaiproxy.conversation.tools import ToolPlan
 from oaiproxy.dialects.base import StyleError
 from oaiproxy.grammar import GrammarBuilder, SchemaError, gbnf_literal
-from oaiproxy.resources import read_text
 
 
 def add_tool_args(builder: GrammarBuilder, plan: ToolPlan, prefix: str) -> dict[str, str]:
@@ -64,37 +66,13 @@ def json_call_body(name: str, args_rule: str, ws: str, args_key: str = "argument
     )
 
 
-def define(builder: GrammarBuilder, name: str, body: str) -> str:
-    """Add a rule under exactly ``name``, for rules other rules (and fragments) refer to by name.
-
-    The builder reuses an existing rule when bodies are equal; a referenced name
-    must exist as written, so an equal body is wrapped to make it distinct.
-    """
-    got = builder.add_rule(name, body)
-    if got != name:
-        got = builder.add_rule(name, f"( {body} )")
-    if got != name:
-        raise RuntimeError(f"grammar rule {name!r} could not be defined (the builder named it {got!r})")
-    return name
+#: up to two whitespace characters between a dialect's tokens: a newline and an indent, no room to ramble
+SHORT_WS = "[ \\t\\n]{0,2}"
 
 
-def load_fragment(builder: GrammarBuilder, name: str) -> None:
-    """Add the rules of ``grammars/<name>`` (``rule ::= body`` lines, ``#`` comments) to ``builder``."""
-    text = read_text("grammars", name)
-    current: list[str] | None = None
-    rules: list[list[str]] = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if "::=" in line and not line[0].isspace():
-            head, body = line.split("::=", 1)
-            current = [head.strip(), body.strip()]
-            rules.append(current)
-        elif current is not None:
-            current[1] += " " + stripped
-    for rule_name, body in rules:
-        define(builder, rule_name, body)
+def alternatives(builder: GrammarBuilder, name: str, rules: Sequence[str]) -> str:
+    """A rule matching any one of ``rules``; returns the name to reference (an equal rule is reused)."""
+    return builder.add_rule(name, " | ".join(rules))
 
 
-__all__ = ["add_response_schema", "add_tool_args", "define", "json_call_body", "lit", "load_fragment", "repeat_rule"]
+__all__ = ["SHORT_WS", "add_response_schema", "add_tool_args", "alternatives", "json_call_body", "lit", "repeat_rule"]

@@ -21,7 +21,7 @@ from typing import Any
 
 from oaiproxy.grammar import GrammarBuilder
 from oaiproxy.conversation.tools import ToolPlan, plan_tools
-from oaiproxy.dialects.gbnf import add_response_schema, add_tool_args, define, json_call_body, load_fragment
+from oaiproxy.dialects.gbnf import add_response_schema, add_tool_args, alternatives, json_call_body, lit
 from oaiproxy.dialects.prompting import (
     PastCall,
     history_as_text,
@@ -180,24 +180,35 @@ class GenericStyle(Style):
             if schema is not None:
                 plan.grammar = builder.to_gbnf(add_response_schema(builder, schema, "generic-response"))
             return plan
-        load_fragment(builder, "generic.gbnf")
-        define(builder, "generic-thought", builder.add_schema(
-            {"type": "string", "maxLength": self.thought_max_length}, "generic-thought-text"))
+        return GenerationPlan(prompt=prompt, parser=GenericParser(), grammar=builder.to_gbnf(
+            self._envelope_grammar(builder, tools, schema)))
+
+    def _envelope_grammar(self, builder: GrammarBuilder, tools: ToolPlan, schema: dict[str, Any] | None) -> str:
+        """The envelope: a bounded thought, then ``next_step``: calls (``tool_calls``) or the answer (``result``).
+
+        ``required`` leaves only the calls; ``result`` is the response_format schema, a string for free text.
+        """
+        ws = builder.add_rule("generic-ws", '" "?')
+
+        def key(name: str) -> str:  # "name" ws ":" ws
+            return f'{lit(json.dumps(name))} {ws} ":" {ws}'
+
+        thought = builder.add_schema({"type": "string", "maxLength": self.thought_max_length}, "generic-thought-text")
         args = add_tool_args(builder, tools, "generic")
-        alts = [builder.add_rule(f"generic-tool{i}-call", json_call_body(spec.name, args[spec.name], "generic-ws"))
-                for i, spec in tools.indexed]
-        define(builder, "generic-call", " | ".join(alts))
+        call = alternatives(builder, "generic-call", [
+            builder.add_rule(f"generic-tool{i}-call", json_call_body(spec.name, args[spec.name], ws))
+            for i, spec in tools.indexed])
         more = min(tools.max_calls, self.max_parallel_calls) - 1
-        define(builder, "generic-tool-calls",
-                         "generic-call" + (f' ( "," generic-ws generic-call ){{0,{more}}}' if more else ""))
-        if tools.mode == "required":
-            define(builder, "generic-step", "generic-calls-step")
-            define(builder, "generic-result", '"null"')  # unreachable, keeps the fragment whole
-        else:
-            result_schema = schema if schema is not None else {"type": "string"}
-            define(builder, "generic-result", add_response_schema(builder, result_schema, "generic-response"))
-            define(builder, "generic-step", "generic-calls-step | generic-result-step")
-        return GenerationPlan(prompt=prompt, parser=GenericParser(), grammar=builder.to_gbnf("generic-root"))
+        calls = builder.add_rule("generic-tool-calls", call + (f' ( "," {ws} {call} ){{0,{more}}}' if more else ""))
+        steps = [builder.add_rule("generic-calls-step",
+                                  f'"{{" {ws} {key("tool_calls")} "[" {ws} {calls} {ws} "]" {ws} "}}"')]
+        if tools.mode != "required":
+            result = add_response_schema(builder, schema if schema is not None else {"type": "string"},
+                                         "generic-response")
+            steps.append(builder.add_rule("generic-result-step", f'"{{" {ws} {key("result")} {result} {ws} "}}"'))
+        step = alternatives(builder, "generic-step", steps)
+        return builder.add_rule("generic-root", f'"{{" {ws} {key(THOUGHT)} {thought} {ws} "," {ws} {key(STEP)} '
+                                                f'{step} {ws} "}}"')
 
     # -- prompt ---------------------------------------------------------------------------
 

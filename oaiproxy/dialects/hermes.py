@@ -8,15 +8,15 @@ free text may precede them. ``<tool_call>`` is the lazy grammar's trigger word.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from oaiproxy.conversation.tools import ToolPlan
-from oaiproxy.dialects.gbnf import add_tool_args, define, json_call_body, load_fragment, repeat_rule
+from oaiproxy.dialects.gbnf import SHORT_WS, add_tool_args, alternatives, json_call_body, lit, repeat_rule
 from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.dialects.base import OutputParser
+from oaiproxy.grammar import GrammarBuilder
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
@@ -74,14 +74,16 @@ class HermesStyle(DialectStyle):
             marker in template_source for marker in ("<parameter=", "<arg_key>", "<invoke ", "<function=", "<tool_calls>")
         )
 
-    def calls_grammar(self, builder: Any, tools: ToolPlan) -> str:
-        load_fragment(builder, "hermes.gbnf")
+    def calls_grammar(self, builder: GrammarBuilder, tools: ToolPlan) -> str:
+        """``<tool_call>`` JSON ``</tool_call>``, one alternative per tool, up to ``max_calls`` of them."""
+        ws = builder.add_rule("hermes-ws", SHORT_WS)
         args = add_tool_args(builder, tools, "hermes")
-        bodies = []
-        for i, spec in tools.indexed:
-            bodies.append(builder.add_rule(f"hermes-tool{i}-call", json_call_body(spec.name, args[spec.name], "hermes-ws")))
-        define(builder, "hermes-call-body", " | ".join(bodies))
-        return builder.add_rule("hermes-calls", repeat_rule("hermes-call", "hermes-sep", tools.max_calls))
+        body = alternatives(builder, "hermes-call-body", [
+            builder.add_rule(f"hermes-tool{i}-call", json_call_body(spec.name, args[spec.name], ws))
+            for i, spec in tools.indexed])
+        call = builder.add_rule("hermes-call", f"{lit(OPEN)} {ws} {body} {ws} {lit(CLOSE)}")
+        sep = builder.add_rule("hermes-sep", SHORT_WS)
+        return builder.add_rule("hermes-calls", repeat_rule(call, sep, tools.max_calls))
 
     def lazy_triggers(self, tools: ToolPlan) -> list[dict[str, str]]:
         return [{"type": "word", "value": OPEN}]

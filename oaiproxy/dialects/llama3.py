@@ -24,13 +24,14 @@ from typing import Any
 
 from oaiproxy.grammar import SchemaError
 from oaiproxy.conversation.tools import ToolPlan
-from oaiproxy.dialects.gbnf import add_tool_args, define, json_call_body, lit, load_fragment, repeat_rule
+from oaiproxy.dialects.gbnf import SHORT_WS, add_tool_args, alternatives, json_call_body, lit, repeat_rule
 from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.conversation.model import ToolSpec
 from oaiproxy.dialects.base import OutputParser, StyleError
+from oaiproxy.grammar import GrammarBuilder
 
 FUNCTION_OPEN = "<function="
 FUNCTION_CLOSE = "</function>"
@@ -241,19 +242,24 @@ class Llama3Parser(JsonCallSection):
         self._buf = ""
 
 
-def _code_rule(builder: Any, openers: list[str]) -> str:
+#: raw code after ``<|python_tag|>``: any text (up to the stop word)
+ANY_CODE = "[^\\x00]*"
+
+
+def _code_rule(builder: GrammarBuilder, openers: list[str]) -> str:
     """Code after ``<|python_tag|>`` that does not start like a builtin call.
 
     The parser reads ``brave_search.call(`` as that builtin's call, so the code
     alternative must not admit it too (as code it would escape the builtin's
     argument grammar). GBNF has no lookahead: walk a trie of the openers instead.
     """
+    code = builder.add_rule("llama3-code", ANY_CODE)
     if not openers:
-        return "llama3-code"
+        return code
 
     def node(prefix: str, depth: int) -> str:
         nexts = sorted({o[len(prefix)] for o in openers if o.startswith(prefix) and len(o) > len(prefix)})
-        alts = ['""', "[^" + "".join(nexts) + "] llama3-code"]
+        alts = ['""', "[^" + "".join(nexts) + f"] {code}"]
         for ch in nexts:
             child = prefix + ch
             if child in openers:
@@ -336,7 +342,7 @@ class Llama3Style(DialectStyle):
             "<|start_header_id|>ipython<|end_header_id|>" in template_source or PYTHON_TAG in template_source
         ) and FUNCTION_OPEN not in template_source
 
-    def _builtin_grammar(self, builder: Any, tools: ToolPlan, args: dict[str, str]) -> str | None:
+    def _builtin_grammar(self, builder: GrammarBuilder, tools: ToolPlan, args: dict[str, str]) -> str | None:
         call_builtins, code_tool = builtin_parts(tools, self.call_builtins)
         alts = []
         for i, spec in tools.indexed:
@@ -371,8 +377,9 @@ class Llama3Style(DialectStyle):
             return None
         return builder.add_rule("llama3-python-call", f"{lit(PYTHON_TAG)} ( {' | '.join(alts)} )")
 
-    def calls_grammar(self, builder: Any, tools: ToolPlan) -> str:
-        load_fragment(builder, "llama3.gbnf")
+    def calls_grammar(self, builder: GrammarBuilder, tools: ToolPlan) -> str:
+        """The bare JSON call (``required``), ``<function=…>`` tags (``auto`` too) and ``<|python_tag|>`` builtins."""
+        ws = builder.add_rule("llama3-ws", SHORT_WS)
         args = add_tool_args(builder, tools, "llama3")
         call_builtins, code_tool = builtin_parts(tools, self.call_builtins)
         json_alts, fn_alts = [], []
@@ -381,20 +388,19 @@ class Llama3Style(DialectStyle):
                 continue
             if self.json_form:
                 json_alts.append(builder.add_rule(
-                    f"llama3-tool{i}-json", json_call_body(spec.name, args[spec.name], "llama3-ws", "parameters")))
+                    f"llama3-tool{i}-json", json_call_body(spec.name, args[spec.name], ws, "parameters")))
             fn_alts.append(builder.add_rule(
                 f"llama3-tool{i}-function", f"{lit(FUNCTION_OPEN + spec.name + '>')} {args[spec.name]} "
                                             f"{lit(FUNCTION_CLOSE)}"))
         python = self._builtin_grammar(builder, tools, args)
         forms = []
         if fn_alts:
-            define(builder, "llama3-function-call", " | ".join(fn_alts))
-            functions = builder.add_rule("llama3-function-calls",
-                                         repeat_rule("llama3-function-call", "llama3-sep", tools.max_calls))
+            function_call = alternatives(builder, "llama3-function-call", fn_alts)
+            sep = builder.add_rule("llama3-sep", SHORT_WS)
+            functions = builder.add_rule("llama3-function-calls", repeat_rule(function_call, sep, tools.max_calls))
             if json_alts:
-                json_call = builder.add_rule("llama3-json-call", " | ".join(json_alts))
                 # what the template teaches when a call is required; tags too when the model picks them itself
-                forms.append(json_call)
+                forms.append(alternatives(builder, "llama3-json-call", json_alts))
                 if tools.mode == "auto":
                     forms.append(functions)
             else:

@@ -14,13 +14,14 @@ from typing import Any
 
 from oaiproxy.conversation.tools import ToolPlan
 from oaiproxy.dialects.call_ids import new_short_call_id, short_call_id_for
-from oaiproxy.dialects.gbnf import add_tool_args, define, json_call_body, lit, load_fragment
+from oaiproxy.dialects.gbnf import SHORT_WS, add_tool_args, alternatives, json_call_body, lit
 from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.dialects._jsonscan import Path
 from oaiproxy.dialects.base import OutputParser
+from oaiproxy.grammar import GrammarBuilder
 
 TOOL_CALLS = "[TOOL_CALLS]"
 _SAMPLE_IDS = ("a1B2c3D4e", "Z9y8X7w6v", "k3k3k3k3k", "m4M4m4M4m")
@@ -90,18 +91,18 @@ class MistralNemoStyle(DialectStyle):
         return TOOL_CALLS in template_source and "[ARGS]" not in template_source \
             and "[CALL_ID]" not in template_source
 
-    def calls_grammar(self, builder: Any, tools: ToolPlan) -> str:
-        load_fragment(builder, "mistral.gbnf")
+    def calls_grammar(self, builder: GrammarBuilder, tools: ToolPlan) -> str:
+        """``[TOOL_CALLS]`` and one JSON array of up to ``max_calls`` calls, each with a 9-character id."""
+        ws = builder.add_rule("mistral-ws", SHORT_WS)
+        call_id = builder.add_rule("mistral-id", f'{lit(json.dumps("id"))} {ws} ":" {ws} "\\"" [a-zA-Z0-9]{{9}} "\\""')
         args = add_tool_args(builder, tools, "mistral")
-        alts = [builder.add_rule(f"mistral-tool{i}-call",
-                                 json_call_body(spec.name, args[spec.name], "mistral-ws",
-                                                tail='"," mistral-ws mistral-id'))
-                for i, spec in tools.indexed]
-        define(builder, "mistral-call", " | ".join(alts))
+        call = alternatives(builder, "mistral-call", [
+            builder.add_rule(f"mistral-tool{i}-call",
+                             json_call_body(spec.name, args[spec.name], ws, tail=f'"," {ws} {call_id}'))
+            for i, spec in tools.indexed])
         more = tools.max_calls - 1
-        rest = f' ( "," mistral-ws mistral-call ){{0,{more}}}' if more else ""
-        return builder.add_rule("mistral-calls",
-                                f'{lit(TOOL_CALLS)} "[" mistral-ws mistral-call{rest} mistral-ws "]"')
+        rest = f' ( "," {ws} {call} ){{0,{more}}}' if more else ""
+        return builder.add_rule("mistral-calls", f'{lit(TOOL_CALLS)} "[" {ws} {call}{rest} {ws} "]"')
 
     def lazy_triggers(self, tools: ToolPlan) -> list[dict[str, str]]:
         return [{"type": "word", "value": TOOL_CALLS}]
