@@ -1,7 +1,10 @@
-"""The HTTP layer: aiohttp routes that translate between OpenAI's wire format and :mod:`oaiproxy.engine`.
+"""The HTTP layer: the aiohttp application, its middlewares, health, models and server-sent events.
 
-No generation logic lives here: validate, call the engine, serialise, and turn
-every failure into OpenAI's error JSON with the right status.
+Each API's route lives in its package (``chat/routes.py``, ``completions/routes.py``,
+``embeddings/routes.py``): it checks and translates the body and returns a :data:`Reply`, the
+answer still to be awaited or the stream still to be sent. This module sends it, within the
+request's deadline, as JSON or as SSE, and turns every failure into OpenAI's error JSON with
+the right status. No generation logic lives here.
 """
 
 from __future__ import annotations
@@ -13,18 +16,18 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from oaiproxy.api.chat import legacy_functions
-from oaiproxy.api.completions.protocol import CompletionRequest
-from oaiproxy.api.completions.serving import CompletionEngine
-from oaiproxy.api.embeddings.protocol import EmbeddingRequest
-from oaiproxy.api.embeddings.serving import EmbeddingEngine, EmbeddingsNotConfigured
-from oaiproxy.api.protocol import ErrorResponse, Model, ModelList, parse_request
+from oaiproxy.api.chat.routes import chat_completions
 from oaiproxy.api.chat.serving import ChatEngine
+from oaiproxy.api.completions.routes import completions
+from oaiproxy.api.completions.serving import CompletionEngine
+from oaiproxy.api.embeddings.routes import embeddings
+from oaiproxy.api.embeddings.serving import EmbeddingEngine
+from oaiproxy.api.protocol import ErrorResponse, Model, ModelList
 from oaiproxy.errors import (
     APIError,
     AuthenticationFailed,
@@ -34,7 +37,6 @@ from oaiproxy.errors import (
     UpstreamUnavailable,
 )
 from oaiproxy.runtime.llama_server import ManagedServer
-from oaiproxy.api.chat.protocol import ChatCompletionRequest
 from oaiproxy.runtime.upstream import LlamaServerClient
 
 log = logging.getLogger("oaiproxy.app")
@@ -73,10 +75,35 @@ class ProxyState:
             ids.append(self.embeddings.model_id)
         return ids
 
+    def check_model(self, model: str | None) -> None:
+        """A 404 unless ``model`` (when given) is the chat model."""
+        if model is not None and model not in self.model_ids:
+            raise NotFound(f"model '{model}' does not exist; this server serves '{self.model_ids[0]}'",
+                           param="model", code="model_not_found")
+
+    @staticmethod
+    def check_upstream(managed: ManagedServer | None) -> None:
+        """A 503 (retry in 2 s) while the llama-server this proxy supervises is not ready."""
+        if managed is not None and managed.state != "ready":
+            raise UpstreamUnavailable(
+                f"llama-server is {managed.state}" + (f": {managed.last_error}" if managed.last_error else ""),
+                headers={"Retry-After": "2"})
+
+    @staticmethod
+    def log_bookkeeping(request: web.Request, fields: dict[str, Any]) -> None:
+        """``user``, ``metadata``, ``store``...: accepted, changing nothing in the answer, and logged."""
+        if fields:
+            log.debug("%s %s: %s", request.method, request.path,
+                      ", ".join(f"{k}={v!r}" for k, v in fields.items()))
+
 
 STATE = web.AppKey("state", ProxyState)
 MAX_BODY = web.AppKey("max_body_bytes", int)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: what an API route gives back: the answer still to be awaited, or the chunks still to be streamed
+Reply = Union[Awaitable[BaseModel], AsyncIterator[BaseModel]]
+#: an API route: the request, the state and the decoded JSON body in, a :data:`Reply` out
+APIRoute = Callable[[web.Request, ProxyState, Any], Awaitable[Reply]]
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -228,19 +255,6 @@ async def get_model(request: web.Request) -> web.Response:
     return json_response(_model(model_id, state))
 
 
-def _check_model(state: ProxyState, model: str | None) -> None:
-    if model is not None and model not in state.model_ids:
-        raise NotFound(f"model '{model}' does not exist; this server serves '{state.model_ids[0]}'",
-                       param="model", code="model_not_found")
-
-
-def _check_upstream_state(managed: ManagedServer | None) -> None:
-    if managed is not None and managed.state != "ready":
-        raise UpstreamUnavailable(
-            f"llama-server is {managed.state}" + (f": {managed.last_error}" if managed.last_error else ""),
-            headers={"Retry-After": "2"})
-
-
 def _deadline(request: web.Request) -> float:
     return asyncio.get_running_loop().time() + request.app[STATE].request_timeout
 
@@ -258,60 +272,6 @@ async def _within(request: web.Request, deadline: float, work: Awaitable[Any]) -
             return await work
     except TimeoutError:
         raise _timed_out(request) from None
-
-
-async def chat_completions(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
-    deadline = _deadline(request)
-    req: ChatCompletionRequest = parse_request(ChatCompletionRequest, await read_json(request))
-    _check_model(state, req.model)
-    req.check_supported()
-    _log_bookkeeping(request, req.bookkeeping())
-    legacy = req.functions is not None
-    req = legacy_functions.to_tools_request(req)
-    _check_upstream_state(state.managed)
-    if not req.stream:
-        work = state.engine.complete(req)
-        result = await _within(request, deadline, legacy_functions.complete(work) if legacy else work)
-        return json_response(result.model_dump(mode="json", exclude_none=False))
-    chunks = state.engine.stream(req)
-    return await stream_sse(request, legacy_functions.stream(chunks) if legacy else chunks, deadline)
-
-
-def _log_bookkeeping(request: web.Request, fields: dict[str, Any]) -> None:
-    """``user``, ``metadata``, ``store``...: accepted, changing nothing in the answer, and logged."""
-    if fields:
-        log.debug("%s %s: %s", request.method, request.path,
-                  ", ".join(f"{k}={v!r}" for k, v in fields.items()))
-
-
-async def completions(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
-    deadline = _deadline(request)
-    req: CompletionRequest = parse_request(CompletionRequest, await read_json(request))
-    _check_model(state, req.model)
-    _log_bookkeeping(request, {"user": req.user} if req.user is not None else {})
-    _check_upstream_state(state.managed)
-    assert state.completions is not None
-    if not req.stream:
-        result = await _within(request, deadline, state.completions.complete(req))
-        return json_response(result.model_dump(mode="json"))
-    return await stream_sse(request, state.completions.stream(req), deadline)
-
-
-async def embeddings(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    deadline = _deadline(request)
-    req: EmbeddingRequest = parse_request(EmbeddingRequest, await read_json(request))
-    engine = state.embeddings
-    if engine is None:
-        raise EmbeddingsNotConfigured()
-    if req.model is not None and req.model != engine.model_id:
-        raise NotFound(f"model '{req.model}' does not exist; embeddings come from '{engine.model_id}'",
-                       param="model", code="model_not_found")
-    _check_upstream_state(state.embedding_managed)
-    result = await _within(request, deadline, engine.embed(req))
-    return json_response(result.model_dump(mode="json"))
 
 
 async def stream_sse(request: web.Request, stream: AsyncIterator[BaseModel], deadline: float) -> web.StreamResponse:
@@ -353,6 +313,21 @@ def _sse(data: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
 
 
+def api_route(route: APIRoute) -> Handler:
+    """``route`` as an aiohttp handler: the deadline starts before the body is read; a streamed reply
+    goes out as SSE, any other is awaited within the deadline and sent as JSON."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        deadline = _deadline(request)
+        reply = await route(request, request.app[STATE], await read_json(request))
+        if isinstance(reply, AsyncIterator):
+            return await stream_sse(request, reply, deadline)
+        result = await _within(request, deadline, reply)
+        return json_response(result.model_dump(mode="json"))
+
+    return handler
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     from oaiproxy.api.openapi import openapi_document  # built on first use: it walks every pydantic model
 
@@ -369,7 +344,10 @@ def create_app(state: ProxyState, *, max_body_bytes: int = MAX_BODY_BYTES) -> we
     app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model_id:.+}", get_model)
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/v1/completions", completions)
-    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/chat/completions", api_route(chat_completions))
+    app.router.add_post("/v1/completions", api_route(completions))
+    app.router.add_post("/v1/embeddings", api_route(embeddings))
     return app
+
+
+__all__ = ["MAX_BODY_BYTES", "REQUEST_TIMEOUT", "ProxyState", "Reply", "allowed_origin", "create_app"]

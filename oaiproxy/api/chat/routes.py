@@ -1,0 +1,30 @@
+"""``POST /v1/chat/completions``: the body checked and translated (legacy ``functions`` included),
+then handed to :class:`oaiproxy.api.chat.serving.ChatEngine`; :mod:`oaiproxy.api.app` sends the reply."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from oaiproxy.api.chat import legacy_functions
+from oaiproxy.api.chat.protocol import ChatCompletionRequest
+from oaiproxy.api.protocol import parse_request
+
+if TYPE_CHECKING:
+    from oaiproxy.api.app import ProxyState, Reply
+
+
+async def chat_completions(request: web.Request, state: "ProxyState", body: Any) -> "Reply":
+    req: ChatCompletionRequest = parse_request(ChatCompletionRequest, body)
+    state.check_model(req.model)
+    req.check_supported()
+    state.log_bookkeeping(request, req.bookkeeping())
+    legacy = req.functions is not None
+    req = legacy_functions.to_tools_request(req)
+    state.check_upstream(state.managed)
+    if not req.stream:
+        work = state.engine.complete(req)
+        return legacy_functions.complete(work) if legacy else work
+    chunks = state.engine.stream(req)
+    return legacy_functions.stream(chunks) if legacy else chunks
