@@ -82,10 +82,6 @@ class JsonScanner:
             raise JsonScanError("the JSON value is incomplete")
         return completed
 
-    @property
-    def depth(self) -> int:
-        return len(self._stack)
-
     # -- machinery ----------------------------------------------------------
 
     def _value_path(self) -> Path:

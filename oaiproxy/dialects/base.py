@@ -10,7 +10,7 @@ into content and tool calls, chunk by chunk. Nothing here knows about HTTP.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from oaiproxy.conversation.model import Conversation, ToolCall
 
@@ -36,7 +36,7 @@ class ToolCallDelta:
     arguments: str = ""
 
 
-ParseEvent = Union[ContentDelta, ToolCallDelta]
+ParseEvent = ContentDelta | ToolCallDelta
 
 
 @dataclass

@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from oaiproxy.conversation.tools import ToolPlan
+from oaiproxy.dialects.base import OutputParser
 from oaiproxy.dialects.gbnf import add_tool_args, alternatives, lit
-from oaiproxy.dialects.streaming import JsonCallSection
+from oaiproxy.dialects.llama3 import FUNCTION_OPEN, Llama3Style
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
-from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
-from oaiproxy.dialects.base import OutputParser
+from oaiproxy.dialects.samples import SampleOutput, Samples
+from oaiproxy.dialects.streaming import JsonCallSection
 from oaiproxy.grammar import GrammarBuilder
-from oaiproxy.dialects.llama3 import FUNCTION_OPEN, Llama3Style
 
 RECIPIENT = ">>>"
 TEXT_RECIPIENT = "all"

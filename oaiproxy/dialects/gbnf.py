@@ -12,7 +12,8 @@ the client gets a 400 that points at it.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from oaiproxy.conversation.tools import ToolPlan
 from oaiproxy.dialects.base import StyleError

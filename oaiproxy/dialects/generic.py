@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from oaiproxy.grammar import GrammarBuilder
+from oaiproxy.conversation.model import Conversation
 from oaiproxy.conversation.tools import ToolPlan, plan_tools
+from oaiproxy.dialects._jsonscan import Path, StringDecoder
+from oaiproxy.dialects.base import GenerationPlan, Style
 from oaiproxy.dialects.gbnf import add_response_schema, add_tool_args, alternatives, json_call_body, lit
 from oaiproxy.dialects.prompting import (
     PastCall,
@@ -32,13 +34,11 @@ from oaiproxy.dialects.prompting import (
     schema_note,
     with_system_text,
 )
-from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
-from oaiproxy.dialects._jsonscan import Path, StringDecoder
-from oaiproxy.conversation.model import Conversation
-from oaiproxy.dialects.base import GenerationPlan, Style
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
+from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
 from oaiproxy.dialects.typescript import ts_signature
+from oaiproxy.grammar import GrammarBuilder
 
 THOUGHT = "thought_about_next_step_only"
 STEP = "next_step"
@@ -81,7 +81,7 @@ class GenericParser(JsonCallSection):
     def thought(self) -> str:
         raw = "".join(self._thought_raw)
         try:
-            return json.loads(raw)
+            return str(json.loads(raw))
         except ValueError:
             return raw.strip('"')
 
@@ -225,7 +225,8 @@ class GenericStyle(Style):
                 tools_format=self.tools_format, mode=tools.mode, parallel=tools.parallel,
                 thought_max=self.thought_max_length, result_schema=schema, result_is_text=schema is None,
                 example=envelope(f"I will call {tools.prompt_tools[0].name}.", {"tool_calls": [
-                    {"name": tools.prompt_tools[0].name, "arguments": example_arguments(tools.prompt_tools[0].parameters)}]}),
+                    {"name": tools.prompt_tools[0].name,
+                     "arguments": example_arguments(tools.prompt_tools[0].parameters)}]}),
             ))
         elif schema is not None:
             notes.append(schema_note(schema))
@@ -287,7 +288,9 @@ def example_arguments(schema: Any, depth: int = 0) -> Any:
     if kind == "string" and isinstance(schema.get("format"), str) and schema["format"] in _FORMAT_EXAMPLES:
         # a valid value: a small model copies the example, and "..." is no e-mail address
         return _FORMAT_EXAMPLES[schema["format"]]
-    return {"string": "...", "integer": 0, "number": 0, "boolean": True, "array": [], "null": None}.get(kind, "...")
+    placeholders: dict[str, Any] = {"string": "...", "integer": 0, "number": 0, "boolean": True, "array": [],
+                                    "null": None}
+    return placeholders.get(kind or "", "...")
 
 
 _FORMAT_EXAMPLES = {

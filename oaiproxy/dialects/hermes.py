@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 
 from oaiproxy.conversation.tools import ToolPlan
+from oaiproxy.dialects.base import OutputParser
 from oaiproxy.dialects.gbnf import SHORT_WS, add_tool_args, alternatives, json_call_body, lit, repeat_rule
-from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
-from oaiproxy.dialects.base import OutputParser
+from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
 from oaiproxy.grammar import GrammarBuilder
 
 OPEN = "<tool_call>"
@@ -71,7 +71,8 @@ class HermesStyle(DialectStyle):
     def detect(cls, template_source: str) -> bool:
         # Qwen3-Coder, GLM and MiniMax also say <tool_call> but put XML, not JSON, inside it.
         return OPEN in template_source and not any(
-            marker in template_source for marker in ("<parameter=", "<arg_key>", "<invoke ", "<function=", "<tool_calls>")
+            marker in template_source
+            for marker in ("<parameter=", "<arg_key>", "<invoke ", "<function=", "<tool_calls>")
         )
 
     def calls_grammar(self, builder: GrammarBuilder, tools: ToolPlan) -> str:

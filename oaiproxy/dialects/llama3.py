@@ -22,16 +22,15 @@ import json
 import re
 from typing import Any
 
-from oaiproxy.grammar import SchemaError
+from oaiproxy.conversation.model import ToolSpec
 from oaiproxy.conversation.tools import ToolPlan
+from oaiproxy.dialects.base import OutputParser, StyleError
 from oaiproxy.dialects.gbnf import SHORT_WS, add_tool_args, alternatives, json_call_body, lit, repeat_rule
-from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
-from oaiproxy.conversation.model import ToolSpec
-from oaiproxy.dialects.base import OutputParser, StyleError
-from oaiproxy.grammar import GrammarBuilder
+from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
+from oaiproxy.grammar import GrammarBuilder, SchemaError
 
 FUNCTION_OPEN = "<function="
 FUNCTION_CLOSE = "</function>"
@@ -228,6 +227,7 @@ class Llama3Parser(JsonCallSection):
             if self._code_tool is not None:
                 self._mode_ptag(final=True)
                 self._mode_code()
+                assert self._open_call is not None
                 self.add_arguments(self._open_call, '"}')
             else:
                 self.truncated = bool(self._buf)
@@ -293,10 +293,11 @@ def code_key(spec: ToolSpec) -> str | None:
         return None
     if not set(params.get("required") or []) <= {key}:
         return None
-    return key
+    return str(key)
 
 
-def builtin_parts(tools: ToolPlan, call_builtins: tuple[str, ...] = CALL_BUILTINS) -> tuple[tuple[str, ...], str | None]:
+def builtin_parts(tools: ToolPlan,
+                  call_builtins: tuple[str, ...] = CALL_BUILTINS) -> tuple[tuple[str, ...], str | None]:
     """(call-style builtins, code builtin) among the tools in play; the code builtin only if it takes raw code."""
     names = tools.names
     calls = tuple(n for n in call_builtins if n in names)

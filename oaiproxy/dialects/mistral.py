@@ -10,17 +10,16 @@ a call is announced once its object is complete rather than streamed.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from oaiproxy.conversation.tools import ToolPlan
+from oaiproxy.dialects._jsonscan import Path
+from oaiproxy.dialects.base import OutputParser
 from oaiproxy.dialects.call_ids import new_short_call_id, short_call_id_for
 from oaiproxy.dialects.gbnf import SHORT_WS, add_tool_args, alternatives, json_call_body, lit
-from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
-from oaiproxy.dialects._jsonscan import Path
-from oaiproxy.dialects.base import OutputParser
+from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
 from oaiproxy.grammar import GrammarBuilder
 
 TOOL_CALLS = "[TOOL_CALLS]"
@@ -73,7 +72,7 @@ class MistralNemoStyle(DialectStyle):
     samples = Samples(
         templates=("mistralai-Mistral-Nemo-Instruct-2407.jinja",),
         calls=lambda calls: TOOL_CALLS + "[" + ", ".join(
-            json_call(n, a)[:-1] + f', "id": "{i}"}}' for (n, a), i in zip(calls, _SAMPLE_IDS)) + "]",
+            json_call(n, a)[:-1] + f', "id": "{i}"}}' for (n, a), i in zip(calls, _SAMPLE_IDS, strict=False)) + "]",
         # the history call's id is the client's, mapped to 9 characters
         history_call=lambda n, a: f'{TOOL_CALLS}[{json_call(n, a)[:-1]}, "id": "',
         fallback_call=lambda n, a: f'{TOOL_CALLS}[{json_call(n, a)[:-1]}, "id": "',

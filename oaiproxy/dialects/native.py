@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from oaiproxy.conversation.model import Conversation
 from oaiproxy.conversation.tools import ToolPlan, plan_tools
+from oaiproxy.dialects.base import GenerationPlan, OutputParser, Style
 from oaiproxy.dialects.gbnf import add_response_schema, lit
 from oaiproxy.dialects.prompting import (
     PastCall,
@@ -35,8 +37,6 @@ from oaiproxy.dialects.prompting import (
     with_system_text,
 )
 from oaiproxy.grammar import GrammarBuilder
-from oaiproxy.conversation.model import Conversation
-from oaiproxy.dialects.base import GenerationPlan, OutputParser, Style
 
 
 class DialectStyle(Style):

@@ -14,8 +14,9 @@ from __future__ import annotations
 import copy
 import functools
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from oaiproxy.conversation.model import Conversation, ToolSpec
 from oaiproxy.dialects.base import StyleError
@@ -41,7 +42,8 @@ def response_schema(conversation: Conversation) -> dict[str, Any] | None:
     return None
 
 
-def render(template: ChatTemplate, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, **extra: Any) -> str:
+def render(template: ChatTemplate, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+           **extra: Any) -> str:
     """Render through the chat template; a template's own refusal becomes a StyleError on ``messages``."""
     try:
         return template.render(messages, tools=tools or None, add_generation_prompt=True, **extra)

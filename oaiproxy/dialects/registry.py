@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from oaiproxy.dialects.base import Style
 
@@ -115,5 +116,6 @@ def discover() -> None:
             importlib.import_module(f"{package.__name__}.{info.name}")
 
 
-__all__ = ["STYLES", "detect_priority", "detect_style", "detection_order", "discover", "fallback_style", "get_style", "register",
+__all__ = ["STYLES", "detect_priority", "detect_style", "detection_order", "discover", "fallback_style", "get_style",
+           "register",
            "sampled_styles"]

@@ -14,8 +14,9 @@ end-to-end tests and the benchmark run.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 #: a call as test material: (function name, arguments as JSON text)
 Call = tuple[str, str]

@@ -25,7 +25,7 @@ The interface a dialect parser uses (and nothing else of the core's state):
 from __future__ import annotations
 
 import json
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from oaiproxy.conversation.model import ToolCall
 from oaiproxy.dialects._jsonscan import JsonScanError, JsonScanner, Path

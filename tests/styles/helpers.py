@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from oaiproxy.templating.chat_template import ChatTemplate
 from oaiproxy.conversation.model import ToolSpec
 from oaiproxy.dialects.base import ContentDelta, OutputParser, ParsedOutput, ToolCallDelta
+from oaiproxy.templating.chat_template import ChatTemplate
 
 WEATHER = ToolSpec(
     "get_weather",

@@ -13,15 +13,14 @@ import json
 
 import pytest
 
+from oaiproxy.conversation.model import Conversation, NamedToolChoice, ResponseFormat, ToolSpec
 from oaiproxy.dialects import get_style
+from oaiproxy.dialects.base import StyleError
 from oaiproxy.dialects.registry import sampled_styles
 from oaiproxy.dialects.samples import Samples
-from oaiproxy.conversation.model import Conversation, NamedToolChoice, ResponseFormat, ToolSpec
-from oaiproxy.dialects.base import StyleError
 from tests.gbnf_oracle import accepts
 
 from .helpers import HISTORY, SEARCH, TOOLS, WEATHER, args_of, parse_every_split, template
-
 
 #: every dialect that declares its samples (its templates and call texts), by name
 DIALECTS: dict[str, Samples] = {cls.name: cls.samples for cls in sampled_styles() if cls.samples is not None}

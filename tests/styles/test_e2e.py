@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from oaiproxy.templating.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate
-from oaiproxy.dialects import get_style
-from oaiproxy.dialects.registry import sampled_styles
 from oaiproxy.conversation.model import Conversation, NamedToolChoice, ToolSpec
+from oaiproxy.dialects import get_style
 from oaiproxy.dialects.base import ContentDelta, ParsedOutput, ToolCallDelta
+from oaiproxy.dialects.registry import sampled_styles
+from oaiproxy.templating.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate
 from oaiproxy.validation import validate_tool_calls
 
 pytestmark = pytest.mark.integration

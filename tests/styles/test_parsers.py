@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from oaiproxy.templating.chat_template import ChatTemplate
 from oaiproxy.conversation.model import Conversation, NamedToolChoice, ToolSpec
+from oaiproxy.dialects import get_style
 from oaiproxy.dialects.functionary import FunctionaryV32Parser
 from oaiproxy.dialects.generic import GenericParser, GenericStyle
 from oaiproxy.dialects.hermes import HermesParser
 from oaiproxy.dialects.llama3 import Llama3Parser, Llama3Style, json_form_start
 from oaiproxy.dialects.mistral import MistralParser
-from oaiproxy.dialects import get_style
 from oaiproxy.dialects.registry import sampled_styles
+from oaiproxy.templating.chat_template import ChatTemplate
 from tests.gbnf_oracle import accepts
 
 from .helpers import args_of, parse_every_split, template
@@ -185,7 +185,8 @@ def test_mistral_without_an_id_gets_a_nine_character_one():
 # -- generic -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("result", ["It is sunny.\nWarm: 21°C, \"nice\" \\ ok 😀", {"temp": 21, "list": [1, 2]}, 42, None])
+@pytest.mark.parametrize("result", ["It is sunny.\nWarm: 21°C, \"nice\" \\ ok 😀", {"temp": 21, "list": [1, 2]}, 42,
+                                    None])
 def test_generic_result_becomes_content(result):
     text = json.dumps({"thought_about_next_step_only": "Answer now.", "next_step": {"result": result}})
     content, calls = parse_every_split(GenericParser, text)

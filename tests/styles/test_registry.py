@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from oaiproxy.dialects import STYLES, Style, detect_style, detection_order, get_style
-from oaiproxy.dialects.registry import detect_priority, fallback_style, register, sampled_styles
-from oaiproxy.templating.chat_template import ChatTemplate
-from oaiproxy.conversation.tools import plan_tools
-from oaiproxy.dialects.call_ids import short_call_id_for
-from oaiproxy.dialects.streaming import find_trigger
-from oaiproxy.conversation.model import Conversation, NamedToolChoice
 from oaiproxy.conversation.checks import check_conversation
+from oaiproxy.conversation.model import Conversation, NamedToolChoice
+from oaiproxy.conversation.tools import plan_tools
+from oaiproxy.dialects import STYLES, Style, detect_style, detection_order, get_style
+from oaiproxy.dialects.call_ids import short_call_id_for
+from oaiproxy.dialects.registry import detect_priority, fallback_style, register, sampled_styles
+from oaiproxy.dialects.streaming import find_trigger
 from oaiproxy.errors import BadRequest
+from oaiproxy.templating.chat_template import ChatTemplate
 
 from .helpers import SEARCH, TOOLS, WEATHER
 
