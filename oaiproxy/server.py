@@ -126,9 +126,8 @@ class Proxy:
             assert model_path is not None
             plan = plan_context(read_metadata(model_path), s.parallel, s.ctx_size)
             (log.warning if plan.capped_by_memory else log.info)("%s", plan.describe())
-            self.managed = ManagedServer(ServerOptions(
-                binary=binary, model=model_path, ctx_size=plan.ctx_size, parallel=s.parallel, threads=s.threads,
-                extra_args=s.server_args, startup_timeout=s.startup_timeout))
+            self.managed = ManagedServer(ServerOptions.from_settings(
+                s, binary=binary, model=model_path, ctx_size=plan.ctx_size, extra_args=s.server_args))
             await self.managed.start()
             self.client = LlamaServerClient(self.managed.url,
                                             admission=Admission(slots=s.parallel, max_queue=s.max_queue),

@@ -22,9 +22,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
+
+from oaiproxy.settings import Settings
 
 if TYPE_CHECKING:
     from oaiproxy.runtime.gguf_meta import ModelMetadata
@@ -121,21 +123,42 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
             pass
 
 
+def _setting_default(name: str) -> Any:
+    """A setting's default, as :class:`Settings` declares it (ServerOptions built by hand use it too)."""
+    return Settings.model_fields[name].get_default(call_default_factory=True)
+
+
 @dataclass
 class ServerOptions:
-    """How to start llama-server; everything after ``extra_args`` is passed through verbatim."""
+    """How to start llama-server; everything after ``extra_args`` is passed through verbatim.
+
+    The proxy builds these with :meth:`from_settings`; the defaults of the fields that are
+    settings are the settings' own, so a ServerOptions built directly (tests) starts the same way.
+    """
 
     binary: Path
     model: Path
+    #: total context over all slots; the proxy always gives its plan's (see :func:`plan_context`)
     ctx_size: int = 4096
-    parallel: int = 2
-    threads: int | None = None
+    parallel: int = _setting_default("parallel")
+    threads: int | None = _setting_default("threads")
     extra_args: list[str] = field(default_factory=list)
-    startup_timeout: float = 300.0
+    startup_timeout: float = _setting_default("startup_timeout")
     #: the supervisor gives up at the max_crashes-th exit within restart_window seconds
     max_crashes: int = 5
     restart_window: float = 300.0
     first_backoff: float = 0.5  # doubles with each restart in the window, up to 30 s
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, binary: Path, model: Path, ctx_size: int,
+                      extra_args: list[str]) -> ServerOptions:
+        """A spawned server for these settings: their slots, threads and start-up patience.
+
+        ``ctx_size`` and ``extra_args`` differ between the chat server (the context plan and
+        ``server_args``) and the embedding server, so the caller gives them.
+        """
+        return cls(binary=binary, model=model, ctx_size=ctx_size, parallel=settings.parallel,
+                   threads=settings.threads, extra_args=list(extra_args), startup_timeout=settings.startup_timeout)
 
     def command(self, port: int) -> list[str]:
         cmd = [
@@ -437,13 +460,6 @@ class ManagedServer:
         except ProcessLookupError:
             pass
         return True
-
-    async def wait_ready(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
 
     async def _terminate(self) -> None:
         proc = self._proc
