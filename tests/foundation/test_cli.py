@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oaiproxy.settings import ConfigError, Settings, load_config_file
+from oaiproxy.settings import PASSTHROUGH_FIELD, ConfigError, Settings, env_name, load_config_file, option_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,8 +24,13 @@ def test_help_lists_every_option() -> None:
     assert result.returncode == 0
     for option in ("--model", "--host", "--port", "--endpoint", "--server-bin", "--ctx-size", "--parallel",
                    "--threads", "--chat-template-file", "--style", "--alias", "--api-key", "--log-level",
-                   "--config", "OAIPROXY_MODEL"):
+                   "--config", "OAIPROXY_MODEL", "--stream-tool-calls", "--tool-extra-keys", "--no-tool-extra-keys",
+                   "--cors-origin", "--embedding-model", "--embedding-endpoint", "--embedding-pooling"):
         assert option in result.stdout
+    # and every setting, as the options are generated from them (tests/foundation/test_config_sources.py)
+    for name in Settings.model_fields:
+        if name != PASSTHROUGH_FIELD:
+            assert option_name(name) in result.stdout and env_name(name) in result.stdout
 
 
 def test_missing_binary_message(tmp_path: Path) -> None:
