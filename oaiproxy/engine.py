@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from oaiproxy.conversation.model import Conversation, ToolCall
-from oaiproxy.dialects.base import ContentDelta, GenerationPlan, ParsedOutput, ParseEvent, Style, StyleError
-from oaiproxy.dialects.base import ToolCallDelta
+from oaiproxy.dialects.base import (
+    ContentDelta,
+    GenerationPlan,
+    ParsedOutput,
+    ParseEvent,
+    Style,
+    StyleError,
+    ToolCallDelta,
+)
 from oaiproxy.errors import BadRequest, InternalError
 from oaiproxy.runtime.upstream import LlamaServerClient
 from oaiproxy.templating.chat_template import ChatTemplate
@@ -90,7 +97,7 @@ class TokenProb:
     token: str
     logprob: float
     bytes: list[int] | None = None
-    top: tuple["TokenProb", ...] = ()
+    top: tuple[TokenProb, ...] = ()
 
 
 def token_probs(items: list[dict[str, Any]] | None) -> tuple[TokenProb, ...]:
@@ -154,7 +161,7 @@ class Finished:
     usage: TokenUsage
 
 
-StreamEvent = Union[Started, Step, CallDone, Finished]
+StreamEvent = Started | Step | CallDone | Finished
 
 
 # ---------------------------------------------------------------- helpers
@@ -303,7 +310,7 @@ class Engine:
 
     # ------------------------------------------------------------ streaming
 
-    async def stream(self, conv: Conversation, sampling: Sampling) -> AsyncIterator[StreamEvent]:
+    async def stream(self, conv: Conversation, sampling: Sampling) -> AsyncGenerator[StreamEvent, None]:
         """:class:`Started`, then a :class:`Step` per llama-server event, the :class:`CallDone` calls
         when they are held back until validated, and :class:`Finished`.
 

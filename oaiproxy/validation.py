@@ -17,9 +17,9 @@ from typing import Any
 
 import jsonschema
 
+from oaiproxy.conversation.model import ToolCall, ToolSpec
 from oaiproxy.grammar import SchemaError
 from oaiproxy.grammar.enforced import enforced_schema, validator
-from oaiproxy.conversation.model import ToolCall, ToolSpec
 
 
 def validate_tool_calls(calls: Sequence[ToolCall], tools: Sequence[ToolSpec]) -> list[str]:

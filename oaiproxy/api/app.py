@@ -14,9 +14,9 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -101,7 +101,7 @@ STATE = web.AppKey("state", ProxyState)
 MAX_BODY = web.AppKey("max_body_bytes", int)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: what an API route gives back: the answer still to be awaited, or the chunks still to be streamed
-Reply = Union[Awaitable[BaseModel], AsyncIterator[BaseModel]]
+Reply = Awaitable[BaseModel] | AsyncGenerator[BaseModel, None]
 #: an API route: the request, the state and the decoded JSON body in, a :data:`Reply` out
 APIRoute = Callable[[web.Request, ProxyState, Any], Awaitable[Reply]]
 
@@ -274,7 +274,8 @@ async def _within(request: web.Request, deadline: float, work: Awaitable[Any]) -
         raise _timed_out(request) from None
 
 
-async def stream_sse(request: web.Request, stream: AsyncIterator[BaseModel], deadline: float) -> web.StreamResponse:
+async def stream_sse(request: web.Request, stream: AsyncGenerator[BaseModel, None],
+                     deadline: float) -> web.StreamResponse:
     """Send ``stream`` as server-sent events ending in ``data: [DONE]``.
 
     The first item is awaited before the 200 goes out, so planning and upstream
@@ -320,7 +321,7 @@ def api_route(route: APIRoute) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         deadline = _deadline(request)
         reply = await route(request, request.app[STATE], await read_json(request))
-        if isinstance(reply, AsyncIterator):
+        if isinstance(reply, AsyncGenerator):
             return await stream_sse(request, reply, deadline)
         result = await _within(request, deadline, reply)
         return json_response(result.model_dump(mode="json"))

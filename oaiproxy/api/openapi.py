@@ -73,9 +73,10 @@ def openapi_document() -> dict[str, Any]:
     schemas = top.get("$defs", {})
 
     def ref(model: type[BaseModel], mode: str) -> str:
-        return refs[(model, mode)]["$ref"]  # type: ignore[index]
+        return str(refs[(model, mode)]["$ref"])  # type: ignore[index]
 
-    security = [{}, {"bearerAuth": []}]  # the key is needed only when the server runs with --api-key
+    # the key is needed only when the server runs with --api-key
+    security: list[dict[str, list[str]]] = [{}, {"bearerAuth": []}]
     paths: dict[str, Any] = {
         "/health": {"get": {
             "operationId": "health", "summary": "Proxy and llama-server state (never needs a key).",

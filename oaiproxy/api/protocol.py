@@ -37,11 +37,11 @@ class ErrorResponse(BaseModel):
 
     @classmethod
     def make(cls, message: str, type_: str = "invalid_request_error", param: str | None = None,
-             code: str | None = None) -> "ErrorResponse":
+             code: str | None = None) -> ErrorResponse:
         return cls(error=ErrorObject(message=message, type=type_, param=param, code=code))
 
     @classmethod
-    def of(cls, exc: APIError) -> "ErrorResponse":
+    def of(cls, exc: APIError) -> ErrorResponse:
         return cls.make(exc.message, exc.type, exc.param, exc.code)
 
 
@@ -126,7 +126,8 @@ def _loc_to_param(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("str", "list[...]", "function-after[...]") or str(part).startswith(("list[", "function-", "literal[", "union[", "tagged-union[", "dict[")):
+        elif part in ("str", "list[...]", "function-after[...]") or str(part).startswith(
+                ("list[", "function-", "literal[", "union[", "tagged-union[", "dict[")):
             continue  # pydantic's union branch labels say nothing to a client
         else:
             out += ("." if out else "") + str(part)

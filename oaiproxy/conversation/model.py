@@ -25,7 +25,7 @@ class ToolSpec:
     extra_keys: bool = False
 
     @property
-    def objects(self) -> str:
+    def objects(self) -> Literal["open", "declared", "all"]:
         """How :func:`oaiproxy.grammar.enforced_schema` closes this tool's objects (grammar and check alike)."""
         return "all" if self.strict else "open" if self.extra_keys else "declared"
 

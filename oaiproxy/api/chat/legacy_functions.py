@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Any, TypeVar
 
-from oaiproxy.errors import APIError, BadRequest, InternalError
 from oaiproxy.api.chat.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -40,6 +39,7 @@ from oaiproxy.api.chat.protocol import (
     ResponseFunction,
     Tool,
 )
+from oaiproxy.errors import APIError, BadRequest, InternalError
 
 log = logging.getLogger("oaiproxy.legacy_functions")
 
@@ -158,7 +158,7 @@ async def complete(work: Awaitable[ChatCompletion]) -> ChatCompletion:
     return result
 
 
-async def stream(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
+async def stream(chunks: AsyncGenerator[ChatCompletionChunk, None]) -> AsyncGenerator[ChatCompletionChunk, None]:
     """A stream in the legacy shape: ``delta.function_call`` (name first, then arguments) for the one call."""
     try:
         async for chunk in chunks:
@@ -183,4 +183,4 @@ async def stream(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[Ch
     except BadRequest as exc:
         raise _renamed(exc) from None
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()

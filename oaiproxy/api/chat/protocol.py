@@ -7,7 +7,7 @@ but reject wrong types and out-of-range values with the offending field named.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -38,7 +38,7 @@ class OtherPart(LenientModel):
     type: Literal["image_url", "input_audio", "file", "refusal"]
 
 
-ContentPart = Annotated[Union[TextPart, OtherPart], Field(discriminator="type")]
+ContentPart = Annotated[TextPart | OtherPart, Field(discriminator="type")]
 
 
 class FunctionCall(LenientModel):
@@ -66,7 +66,7 @@ class Message(LenientModel):
     #: "function" is the pre-tools role of a function's result (it carries ``name``, no ``tool_call_id``);
     #: :mod:`oaiproxy.api.chat.legacy_functions` turns it into a "tool" message before the engine sees it
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: Union[str, list[ContentPart], None] = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[MessageToolCall] | None = None
     tool_call_id: str | None = None
@@ -74,7 +74,7 @@ class Message(LenientModel):
     function_call: FunctionCall | None = None
 
     @model_validator(mode="after")
-    def _check_role_fields(self) -> "Message":
+    def _check_role_fields(self) -> Message:
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("a message with role 'tool' needs 'tool_call_id'")
         if self.role == "function" and not self.name:
@@ -136,7 +136,7 @@ class ResponseFormatModel(LenientModel):
     json_schema: JSONSchemaFormat | None = None
 
     @model_validator(mode="after")
-    def _schema_needed(self) -> "ResponseFormatModel":
+    def _schema_needed(self) -> ResponseFormatModel:
         if self.type == "json_schema" and self.json_schema is None:
             raise ValueError("response_format of type 'json_schema' needs a 'json_schema' object")
         return self
@@ -146,7 +146,7 @@ class ChatCompletionRequest(SamplingChecks, LenientModel):
     model: str | None = None
     messages: list[Message] = Field(min_length=1)
     tools: list[Tool] | None = None
-    tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoiceModel, None] = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoiceModel | None = None
     parallel_tool_calls: bool = True
     response_format: ResponseFormatModel | None = None
     max_tokens: int | None = Field(default=None, ge=1)
@@ -155,7 +155,7 @@ class ChatCompletionRequest(SamplingChecks, LenientModel):
     top_p: float | None = Field(default=None, ge=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0, le=1)
-    stop: Union[str, list[str], None] = None
+    stop: str | list[str] | None = None
     seed: int | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
@@ -172,7 +172,7 @@ class ChatCompletionRequest(SamplingChecks, LenientModel):
         default=None, min_length=1,
         description="Deprecated by OpenAI in favour of `tools`; translated to `tools` (at most one call, "
                     "answered as `message.function_call`). Not together with `tools`.")
-    function_call: Union[Literal["none", "auto"], NamedFunction, None] = Field(
+    function_call: Literal["none", "auto"] | NamedFunction | None = Field(
         default=None, description="Deprecated by OpenAI in favour of `tool_choice`; needs `functions`.")
 
     # -- accepted and logged (debug level); they change nothing in the answer

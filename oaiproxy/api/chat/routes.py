@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from oaiproxy.api.app import ProxyState, Reply
 
 
-async def chat_completions(request: web.Request, state: "ProxyState", body: Any) -> "Reply":
+async def chat_completions(request: web.Request, state: ProxyState, body: Any) -> Reply:
     req: ChatCompletionRequest = parse_request(ChatCompletionRequest, body)
     state.check_model(req.model)
     req.check_supported()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from oaiproxy.api.chat.protocol import (
@@ -82,7 +82,7 @@ class ChatEngine:
                            stream_tool_calls=stream_tool_calls, tool_extra_keys=tool_extra_keys)
 
     @classmethod
-    def on(cls, core: Engine) -> "ChatEngine":
+    def on(cls, core: Engine) -> ChatEngine:
         self = cls.__new__(cls)
         self.core = core
         return self
@@ -142,14 +142,15 @@ class ChatEngine:
         return ChatCompletion(id=new_completion_id(), created=int(time.time()), model=self.core.model_id,
                               choices=choices, usage=_usage(results[0].usage, completion))
 
-    async def stream(self, req: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
+    async def stream(self, req: ChatCompletionRequest) -> AsyncGenerator[ChatCompletionChunk, None]:
         """Chunks in OpenAI's order: role, content/tool-call deltas, finish_reason, optional usage."""
         if req.n > 1:
             raise BadRequest("n > 1 is not supported with stream: true", param="n")
         conv, sampling = await self._translate_async(req)
         cid, created, model = new_completion_id(), int(time.time()), self.core.model_id
 
-        def chunk(delta: Delta, finish: str | None = None, logprobs: ChoiceLogprobs | None = None) -> ChatCompletionChunk:
+        def chunk(delta: Delta, finish: str | None = None,
+                  logprobs: ChoiceLogprobs | None = None) -> ChatCompletionChunk:
             return ChatCompletionChunk(id=cid, created=created, model=model,
                                        choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish,  # type: ignore[arg-type]
                                                             logprobs=logprobs)])
@@ -185,7 +186,7 @@ class ChatEngine:
                         yield ChatCompletionChunk(id=cid, created=created, model=model, choices=[],
                                                   usage=_usage(event.usage))
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
 
 __all__ = ["ChatEngine", "new_completion_id", "to_sampling"]

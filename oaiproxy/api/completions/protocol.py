@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -13,7 +13,7 @@ MAX_CHOICES = 64
 #: OpenAI's default for this endpoint (chat has none)
 DEFAULT_MAX_TOKENS = 16
 
-Prompt = Union[str, list[int], list[Union[str, list[int]]]]
+Prompt = str | list[int] | list[str | list[int]]
 
 
 class CompletionRequest(SamplingChecks):
@@ -29,7 +29,7 @@ class CompletionRequest(SamplingChecks):
     top_p: float | None = Field(default=None, ge=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0, le=1)
-    stop: Union[str, list[str], None] = None
+    stop: str | list[str] | None = None
     seed: int | None = None
     n: int | None = Field(default=1, ge=1, le=MAX_CHOICES)
     best_of: int | None = Field(default=None, ge=1)
@@ -44,7 +44,7 @@ class CompletionRequest(SamplingChecks):
     stream_options: StreamOptions | None = None
 
     @model_validator(mode="after")
-    def _null_means_default(self) -> "CompletionRequest":
+    def _null_means_default(self) -> CompletionRequest:
         # OpenAI documents these as nullable; null is the default, not an error
         self.n = 1 if self.n is None else self.n
         self.echo = bool(self.echo)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from oaiproxy.api.app import ProxyState, Reply
 
 
-async def completions(request: web.Request, state: "ProxyState", body: Any) -> "Reply":
+async def completions(request: web.Request, state: ProxyState, body: Any) -> Reply:
     req: CompletionRequest = parse_request(CompletionRequest, body)
     state.check_model(req.model)
     state.log_bookkeeping(request, {"user": req.user} if req.user is not None else {})

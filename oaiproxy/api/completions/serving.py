@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -93,18 +93,19 @@ def plan_jobs(req: CompletionRequest) -> list[_Job]:
     """One llama-server request per prompt and per ``n``, in OpenAI's choice order."""
     check_supported(req)
     prompts = split_prompts(req.prompt)
-    if len(prompts) * req.n > MAX_CHOICES:
-        raise BadRequest(f"{len(prompts)} prompts × n={req.n} asks for more than {MAX_CHOICES} choices",
+    n = req.n or 1  # never None once validated (null means 1)
+    if len(prompts) * n > MAX_CHOICES:
+        raise BadRequest(f"{len(prompts)} prompts × n={n} asks for more than {MAX_CHOICES} choices",
                          param="n", code="invalid_value")
     if req.echo and any(not isinstance(p, str) for p in prompts):
         raise BadRequest("'echo' needs text prompts; token-id prompts cannot be echoed", param="echo",
                          code="unsupported_parameter")
     base = sampling_fields(req)
-    jobs = []
+    jobs: list[_Job] = []
     for p_index, prompt in enumerate(prompts):
-        for j in range(req.n):
+        for j in range(n):
             body = {**base, "prompt": prompt}
-            if req.seed is not None and req.n > 1:
+            if req.seed is not None and n > 1:
                 body["seed"] = req.seed + j  # n identical samples would be useless
             jobs.append(_Job(index=len(jobs), prompt_index=p_index,
                              echo=prompt if req.echo and isinstance(prompt, str) else "", body=body))
@@ -187,7 +188,7 @@ class CompletionEngine:
             raise _blame_prompt(failed.exceptions[0]) from None  # e.g. a prompt over the context
         results = [task.result() for task in tasks]
         choices = []
-        for job, data in zip(jobs, results):
+        for job, data in zip(jobs, results, strict=True):
             text = data.get("content", "")
             logprobs = None
             if req.logprobs is not None:
@@ -197,7 +198,7 @@ class CompletionEngine:
         return TextCompletion(id=new_completion_id(), created=int(time.time()), model=self.model_id,
                               choices=choices, usage=_usage(jobs, dict(enumerate(results))))
 
-    async def stream(self, req: CompletionRequest) -> AsyncIterator[TextCompletion]:
+    async def stream(self, req: CompletionRequest) -> AsyncGenerator[TextCompletion, None]:
         """Chunks as llama-server produces them, a finish chunk per choice, then optional usage.
 
         Each choice is pumped from its own llama-server stream into one queue, so
@@ -240,7 +241,7 @@ class CompletionEngine:
                 first_wave.discard(i)
                 held.append((i, item))
 
-            async def items() -> AsyncIterator[tuple[int, dict[str, Any] | None]]:
+            async def items() -> AsyncGenerator[tuple[int, dict[str, Any] | None], None]:
                 for pair in held:
                     yield pair
                 while True:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from oaiproxy.api.protocol import check_text_or_tokens
 
-EmbeddingInput = Union[str, list[int], list[Union[str, list[int]]]]
+EmbeddingInput = str | list[int] | list[str | list[int]]
 
 
 class EmbeddingRequest(BaseModel):
@@ -28,7 +28,7 @@ class EmbeddingRequest(BaseModel):
 class Embedding(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: Union[list[float], str]
+    embedding: list[float] | str
 
 
 class EmbeddingUsage(BaseModel):

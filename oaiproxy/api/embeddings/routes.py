@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from oaiproxy.api.app import ProxyState, Reply
 
 
-async def embeddings(request: web.Request, state: "ProxyState", body: Any) -> "Reply":
+async def embeddings(request: web.Request, state: ProxyState, body: Any) -> Reply:
     req: EmbeddingRequest = parse_request(EmbeddingRequest, body)
     engine = state.embeddings
     if engine is None:

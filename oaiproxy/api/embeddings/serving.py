@@ -19,8 +19,8 @@ from oaiproxy.errors import BadRequest, UpstreamError
 from oaiproxy.runtime.upstream import LlamaServerClient
 
 if TYPE_CHECKING:
-    from oaiproxy.settings import Settings
     from oaiproxy.runtime.llama_server import ManagedServer
+    from oaiproxy.settings import Settings
 
 #: the most inputs one request may carry (OpenAI's own limit)
 MAX_INPUTS = 2048
@@ -52,7 +52,7 @@ def split_inputs(value: EmbeddingInput) -> list[str | list[int]]:
     if len(items) > MAX_INPUTS:
         raise BadRequest(f"'input' has {len(items)} items; the limit is {MAX_INPUTS}", param="input",
                          code="invalid_value")
-    for name, item in zip(names, items):
+    for name, item in zip(names, items, strict=True):
         if (isinstance(item, str) and not item) or (isinstance(item, list) and not item):
             raise BadRequest(f"'{name}' must not be empty", param=name, code="invalid_value")
         if isinstance(item, list) and any(t < 0 for t in item):
@@ -122,21 +122,21 @@ class EmbeddingBackend:
     start-up still takes the embedding server down.
     """
 
-    def __init__(self, settings: "Settings"):
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.managed: "ManagedServer | None" = None
+        self.managed: ManagedServer | None = None
         self.client: LlamaServerClient | None = None
         self.engine: EmbeddingEngine | None = None
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "EmbeddingBackend | None":
+    def from_settings(cls, settings: Settings) -> EmbeddingBackend | None:
         if not settings.embedding_model and not settings.embedding_endpoint:
             return None
         return cls(settings)
 
     async def _model_path(self, chat_model: Path | None, chat_client: LlamaServerClient | None) -> Path:
-        from oaiproxy.settings import ConfigError
         from oaiproxy.runtime.default_model import default_model_path
+        from oaiproxy.settings import ConfigError
 
         choice = self.settings.embedding_model
         assert choice is not None
@@ -156,9 +156,9 @@ class EmbeddingBackend:
         return path
 
     async def start(self, chat_model: Path | None = None, chat_client: LlamaServerClient | None = None) -> None:
-        from oaiproxy.settings import ConfigError
         from oaiproxy.runtime.gguf_meta import read_metadata
         from oaiproxy.runtime.llama_server import ManagedServer, ServerOptions, find_server_binary
+        from oaiproxy.settings import ConfigError
 
         s = self.settings
         if s.embedding_endpoint:
@@ -174,7 +174,8 @@ class EmbeddingBackend:
         pooling = [] if s.embedding_pooling == "model" else ["--pooling", s.embedding_pooling]
         self.managed = ManagedServer(ServerOptions(
             binary=find_server_binary(s.server_bin), model=path, ctx_size=s.ctx_size or EMBEDDING_CTX_SIZE,
-            parallel=s.parallel, threads=s.threads, extra_args=["--embeddings", *pooling], startup_timeout=s.startup_timeout))
+            parallel=s.parallel, threads=s.threads, extra_args=["--embeddings", *pooling],
+            startup_timeout=s.startup_timeout))
         await self.managed.start()
         self.client = LlamaServerClient(self.managed.url)
         self.engine = EmbeddingEngine(self.client, path.stem)
