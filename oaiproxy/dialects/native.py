@@ -29,6 +29,7 @@ from oaiproxy.dialects.prompting import (
     PastCall,
     history_as_text,
     history_for_template,
+    merge_system_into_user,
     openai_tool,
     render,
     render_prompt_text,
@@ -141,6 +142,8 @@ class DialectStyle(Style):
             notes.append(schema_note(schema))
         if notes:
             messages = with_system_text(messages, "\n\n".join(notes), template.supports_system_role)
+        elif not template.supports_system_role:
+            messages = merge_system_into_user(messages)
         return render(template, messages, None)
 
     def history_as_text(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

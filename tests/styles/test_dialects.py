@@ -284,5 +284,7 @@ def test_forced_style_on_a_template_without_tool_support(templates_dir, style, f
     assert fallback_call(*PARIS) in plan.prompt  # a past call as the dialect spells it out
     assert "Result of the call to get_weather:\nsunny, 21 degrees" in plan.prompt
     assert "You are a helpful assistant." in plan.prompt and "And in Berlin?" in plan.prompt
+    # without tools in play (no system note) a system message must still reach a template without a system role
+    assert "You are a helpful assistant." in dialect.plan(conv(messages=HISTORY, tool_choice="none")).prompt
     required = dialect.plan(conv(messages=HISTORY, tool_choice="required"))
     _check_grammar(required.grammar, [DIALECTS[style].calls([PARIS])], [DIALECTS[style].calls([WRONG_NAME])])

@@ -18,6 +18,7 @@ from .helpers import SEARCH, TOOLS, WEATHER
 
 #: template -> the dialect it speaks, as each dialect declares (its samples' templates and also_detected)
 EXPECTED = {template: cls.name for cls in sampled_styles() if cls.samples is not None
+            and (detect_priority(cls.name) is not None or cls is fallback_style())  # not the --style-only ones
             for template in (*cls.samples.templates, *cls.samples.also_detected)}
 
 
