@@ -34,7 +34,8 @@ def _final_event_server(prompt_bytes: int) -> web.Application:
         for piece in ("Hel", "lo"):
             await response.write(b"data: " + json.dumps({"content": piece, "stop": False}).encode() + b"\n\n")
         final = {"content": "", "stop": True, "stop_type": "limit", "tokens_predicted": 2,
-                 "tokens_evaluated": prompt_bytes // 4, "prompt": ("lorem ipsum \"dolor\"\n" * prompt_bytes)[:prompt_bytes]}
+                 "tokens_evaluated": prompt_bytes // 4,
+                 "prompt": ("lorem ipsum \"dolor\"\n" * prompt_bytes)[:prompt_bytes]}
         data = b"data: " + json.dumps(final).encode() + b"\n\n"
         for at in range(0, len(data), 65536):  # in pieces, as a socket delivers it
             await response.write(data[at:at + 65536])

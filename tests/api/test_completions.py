@@ -42,7 +42,7 @@ def test_prompt_list_n_echo_stop_and_logprobs(client: OpenAI) -> None:
     assert all(1 <= len(top) <= 2 for top in logprobs.top_logprobs)
     # greedy: the chosen token is the most likely one
     assert all(max(top.values()) == pytest.approx(chosen) for top, chosen
-               in zip(logprobs.top_logprobs, logprobs.token_logprobs))
+               in zip(logprobs.top_logprobs, logprobs.token_logprobs, strict=True))
     assert logprobs.text_offset[0] == 0 and logprobs.text_offset[1] == len(logprobs.tokens[0])
 
 

@@ -10,7 +10,8 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.api.conftest import API_KEY, GUARDED_TIMEOUT as TIMEOUT, MODEL, ORIGIN, http, sse_events
+from tests.api.conftest import API_KEY, MODEL, ORIGIN, http, sse_events
+from tests.api.conftest import GUARDED_TIMEOUT as TIMEOUT
 from tests.conftest import ProxyProcess
 
 CHAT = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}

@@ -11,8 +11,6 @@ import openai
 import pytest
 from openai import OpenAI
 
-from oaiproxy.errors import BadRequest, InternalError
-from oaiproxy.api.chat.translate import to_conversation
 from oaiproxy.api.chat.legacy_functions import complete, legacy_call_id, legacy_param, stream, to_tools_request
 from oaiproxy.api.chat.protocol import (
     ChatCompletion,
@@ -27,7 +25,9 @@ from oaiproxy.api.chat.protocol import (
     ResponseMessage,
     ResponseToolCall,
 )
+from oaiproxy.api.chat.translate import to_conversation
 from oaiproxy.api.protocol import Usage, parse_request
+from oaiproxy.errors import BadRequest, InternalError
 from tests.api.conftest import MODEL, http
 
 WEATHER_FN = {

@@ -15,10 +15,10 @@ from aiohttp import web
 from openai import OpenAI
 
 from oaiproxy.api.app import ProxyState, create_app
-from oaiproxy.templating.chat_template import ChatTemplate
 from oaiproxy.api.chat.serving import ChatEngine
 from oaiproxy.dialects import get_style
 from oaiproxy.runtime.upstream import Admission, LlamaServerClient
+from oaiproxy.templating.chat_template import ChatTemplate
 from tests.api.conftest import MODEL
 
 

@@ -9,10 +9,10 @@ import openai
 import pytest
 from openai import OpenAI
 
-from oaiproxy.errors import BadRequest
 from oaiproxy.api.chat.protocol import ChatCompletionRequest
-from oaiproxy.api.protocol import parse_request
 from oaiproxy.api.openapi import openapi_document
+from oaiproxy.api.protocol import parse_request
+from oaiproxy.errors import BadRequest
 from tests.api.conftest import MODEL
 from tests.conftest import ProxyProcess
 

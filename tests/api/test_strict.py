@@ -14,16 +14,16 @@ import json
 import jsonschema
 import pytest
 
-from oaiproxy.api.chat.translate import to_conversation
-from oaiproxy.conversation.checks import MAX_ARGUMENTS_DEPTH, json_text_depth
-from oaiproxy.errors import BadRequest
-from oaiproxy.grammar import GrammarBuilder
 from oaiproxy.api.chat.protocol import ChatCompletionRequest
+from oaiproxy.api.chat.translate import to_conversation
 from oaiproxy.api.protocol import parse_request
+from oaiproxy.conversation.checks import MAX_ARGUMENTS_DEPTH, json_text_depth
+from oaiproxy.conversation.model import ToolCall
 from oaiproxy.conversation.tools import plan_tools
 from oaiproxy.dialects._common import add_tool_args
-from oaiproxy.conversation.model import ToolCall
 from oaiproxy.dialects.generic import example_arguments
+from oaiproxy.errors import BadRequest
+from oaiproxy.grammar import GrammarBuilder
 from oaiproxy.validation import validate_tool_calls
 from tests.api.conftest import MODEL, http
 from tests.gbnf_oracle import accepts
@@ -179,9 +179,9 @@ def test_deeply_nested_history_arguments_are_a_400():
 
 def test_generic_style_renders_unparsable_arguments(templates_dir):
     """Arguments that json.loads cannot take (RecursionError included) are shown as sent, not a 500."""
-    from oaiproxy.templating.chat_template import ChatTemplate
     from oaiproxy.conversation.model import Conversation, ToolSpec
     from oaiproxy.dialects.generic import GenericStyle
+    from oaiproxy.templating.chat_template import ChatTemplate
 
     style = GenericStyle(ChatTemplate.default())
     conv = Conversation(messages=[
@@ -282,10 +282,10 @@ def test_generic_example_shows_a_valid_value_for_each_enforced_format():
 @pytest.mark.parametrize("extra_keys", [False, True])
 def test_engine_passes_the_tool_extra_keys_setting(extra_keys):
     """--tool-extra-keys reaches the grammar through ChatEngine.plan (the whole planning path)."""
-    from oaiproxy.templating.chat_template import ChatTemplate
     from oaiproxy.api.chat.serving import ChatEngine
     from oaiproxy.dialects.generic import GenericStyle
     from oaiproxy.runtime.upstream import LlamaServerClient
+    from oaiproxy.templating.chat_template import ChatTemplate
 
     engine = ChatEngine(template=ChatTemplate.default(), style=GenericStyle, model_id="m",
                         client=LlamaServerClient("http://127.0.0.1:9"), tool_extra_keys=extra_keys)

@@ -11,10 +11,10 @@ import time
 from aiohttp import web
 
 from oaiproxy.api.app import ProxyState, create_app
-from oaiproxy.templating.chat_template import ChatTemplate
 from oaiproxy.api.chat.serving import ChatEngine
 from oaiproxy.dialects import get_style
 from oaiproxy.runtime.upstream import LlamaServerClient
+from oaiproxy.templating.chat_template import ChatTemplate
 
 TIMEOUT = 0.5
 

@@ -8,7 +8,6 @@ import json
 from typing import Literal
 
 import jsonschema
-import pytest
 from openai import AsyncOpenAI, OpenAI
 from pydantic import BaseModel
 

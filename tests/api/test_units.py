@@ -10,11 +10,11 @@ import pytest
 from oaiproxy.api.app import allowed_origin
 from oaiproxy.api.completions.protocol import CompletionRequest
 from oaiproxy.api.completions.serving import plan_jobs, split_prompts, to_logprobs
-from oaiproxy.settings import ConfigError, Settings, build_settings, load_config_file
 from oaiproxy.api.embeddings.protocol import EmbeddingRequest
 from oaiproxy.api.embeddings.serving import decode_base64, encode_base64, split_inputs
-from oaiproxy.errors import BadRequest
 from oaiproxy.api.protocol import parse_request
+from oaiproxy.errors import BadRequest
+from oaiproxy.settings import ConfigError, Settings, build_settings, load_config_file
 
 
 def req(**kw) -> CompletionRequest:

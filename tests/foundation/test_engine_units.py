@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from oaiproxy.engine import strip_partial_stop
-from oaiproxy.errors import BadRequest
 from oaiproxy.api.chat.protocol import ChatCompletionRequest
 from oaiproxy.api.protocol import parse_request
+from oaiproxy.engine import strip_partial_stop
+from oaiproxy.errors import BadRequest
 
 
 @pytest.mark.parametrize("text, stops, expected", [
@@ -38,10 +38,10 @@ import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from oaiproxy.templating.chat_template import ChatTemplate  # noqa: E402
 from oaiproxy.api.chat.serving import ChatEngine  # noqa: E402
-from oaiproxy.errors import InternalError  # noqa: E402
 from oaiproxy.dialects import get_style  # noqa: E402
+from oaiproxy.errors import InternalError  # noqa: E402
+from oaiproxy.templating.chat_template import ChatTemplate  # noqa: E402
 
 WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
