@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = Path(__file__).resolve().parent
@@ -31,6 +31,10 @@ if str(REPO) not in sys.path:  # the process helpers live in tests/, shared with
     sys.path.insert(0, str(REPO))
 
 from tests._processes import Child, free_port, llama_server_command  # noqa: E402
+
+if TYPE_CHECKING:  # imported where used: a script that only needs the statistics stays quick to start
+    from oaiproxy.api.chat.protocol import ChatCompletionRequest
+    from oaiproxy.engine import ChatEngine
 
 CASES_DIR = SCRIPTS / "eval_cases"
 
@@ -170,7 +174,7 @@ def http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 120
 # ----------------------------------------------------------------------------- the proxy's engine, in-process
 
 
-async def build_engine(endpoint: str, template: Path | None = None, style: str | None = None):
+async def build_engine(endpoint: str, template: Path | None = None, style: str | None = None) -> ChatEngine:
     """A :class:`ChatEngine` for a running llama-server, built as ``oaiproxy --endpoint`` builds it.
 
     Used to plan requests (``engine.plan(req)`` gives the exact ``/completion``
@@ -187,10 +191,11 @@ async def build_engine(endpoint: str, template: Path | None = None, style: str |
     return engine_for(settings, info, client)
 
 
-def chat_request(body: dict[str, Any]):
+def chat_request(body: dict[str, Any]) -> ChatCompletionRequest:
     from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
 
-    return parse_request(ChatCompletionRequest, body)
+    request: ChatCompletionRequest = parse_request(ChatCompletionRequest, body)
+    return request
 
 
 # ----------------------------------------------------------------------------- eval cases and tools
@@ -252,7 +257,7 @@ def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
 
     def line(items: Sequence[str]) -> str:
-        return "| " + " | ".join(s.ljust(w) for s, w in zip(items, widths)) + " |"
+        return "| " + " | ".join(s.ljust(w) for s, w in zip(items, widths, strict=False)) + " |"
 
     out = [f"### {title}", "", line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line(r) for r in cells]
