@@ -36,6 +36,7 @@ from oaiproxy.settings import (
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
 
+
 def _value_type(annotation: Any) -> Any:
     """The field's type without ``| None``: ``int | None`` -> ``int``."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
