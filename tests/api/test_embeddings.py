@@ -110,7 +110,7 @@ def test_embedding_server_never_outlives_the_proxy(upstream) -> None:
     proxies = {sig: ProxyProcess(args, wait=False) for sig in (signal.SIGTERM, signal.SIGKILL)}  # start both at once
     try:
         for sig, p in proxies.items():
-            p.wait_healthy()
+            p.wait_healthy(180)  # the old default
             children = p.children()
             assert len(children) == 1, children  # only the embedding server: chat uses --endpoint
             child = children[0]
