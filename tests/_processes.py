@@ -115,7 +115,7 @@ class Child:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_healthy(self, timeout: float) -> None:
+    def wait_healthy(self, timeout: float = 180) -> None:
         """Return once ``/health`` answers 200; otherwise stop the child and raise RuntimeError."""
         try:
             healthy = wait_for_health(self.url, self.proc, timeout, self.log_path)
