@@ -70,10 +70,16 @@ def raw_post(url: str, data: bytes, content_type: str = "application/json") -> t
     b'{"messages": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
     b"\xff\xfe not utf-8",
     b"null", b"42", b'"a string"', b"[]",
-    b'{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "bad name!"}}]}',
-    b'{"messages": [{"role": "user", "content": "hi"}], "tool_choice": {"type": "function", "function": {"name": "nope"}}}',
-    b'{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}}}}], "tool_choice": "required"}',
-    b'{"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "(a"}}}}',
+    b'{"messages": [{"role": "user", "content": "hi"}], '
+    b'"tools": [{"type": "function", "function": {"name": "bad name!"}}]}',
+    b'{"messages": [{"role": "user", "content": "hi"}], '
+    b'"tool_choice": {"type": "function", "function": {"name": "nope"}}}',
+    b'{"messages": [{"role": "user", "content": "hi"}], '
+    b'"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", '
+    b'"properties": {"a": {"$ref": "#/nowhere"}}}}}], "tool_choice": "required"}',
+    b'{"messages": [{"role": "user", "content": "hi"}], '
+    b'"response_format": {"type": "json_schema", '
+    b'"json_schema": {"name": "x", "schema": {"type": "string", "pattern": "(a"}}}}',
     b'{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}',
     b'{"messages": [{"role": "tool", "content": "x"}]}',
     b'{"messages": [{"role": "user", "content": "hi"}], "n": 1000}',

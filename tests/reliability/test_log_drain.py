@@ -60,7 +60,8 @@ async def test_a_line_over_64_kib_does_not_stop_the_draining(tmp_path: Path, cap
     caplog.set_level(logging.DEBUG, logger="oaiproxy.llama_server.output")
     server = await run_flooder(tmp_path)
     try:
-        assert (tmp_path / "logged-everything").exists(), "the stand-in blocked writing its log: the pipe is not drained"
+        assert (tmp_path / "logged-everything").exists(), \
+            "the stand-in blocked writing its log: the pipe is not drained"
         for _ in range(100):  # the last line may still be on its way through the pipe
             if any(r.getMessage() == "stand-in logged everything" for r in caplog.records):
                 break
@@ -68,7 +69,8 @@ async def test_a_line_over_64_kib_does_not_stop_the_draining(tmp_path: Path, cap
         lines = [r.getMessage() for r in caplog.records if r.name == "oaiproxy.llama_server.output"]
         assert "stand-in logged everything" in lines
         long_line = next(line for line in lines if line.startswith("AAAA"))
-        assert long_line == "A" * LOG_LINE_LIMIT + f" [... {200 * 1024 - LOG_LINE_LIMIT} more bytes of this line not shown]"
+        hidden = 200 * 1024 - LOG_LINE_LIMIT
+        assert long_line == "A" * LOG_LINE_LIMIT + f" [... {hidden} more bytes of this line not shown]"
         assert sum(1 for line in lines if line.startswith("log line ")) == 20000
         assert all(len(line) < LOG_LINE_LIMIT + 100 for line in lines)
         assert not server._log_tasks[0].done(), "the log forwarder ended while llama-server runs"

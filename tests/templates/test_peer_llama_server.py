@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from oaiproxy.dialects.registry import sampled_styles
-from oaiproxy.templating.chat_template import ChatTemplate
 from oaiproxy.runtime.gguf_meta import read_metadata
+from oaiproxy.templating.chat_template import ChatTemplate
 from tests._processes import LlamaServer
 from tests.templates import samples
 

@@ -106,7 +106,8 @@ def test_llama_3_x(templates_dir, name):
     assert "Today Date: 01 Jan 2025\n" in prompt
     assert '"name": "get_weather",' in prompt  # tools as indented JSON in the first user turn
     # the call: arguments rendered as an object under "parameters"
-    assert f'<|start_header_id|>assistant<|end_header_id|>\n\n{{"name": "get_weather", "parameters": {ARGS_JSON}}}<|eot_id|>' in prompt
+    call = f'{{"name": "get_weather", "parameters": {ARGS_JSON}}}'
+    assert f"<|start_header_id|>assistant<|end_header_id|>\n\n{call}<|eot_id|>" in prompt
     assert "<|start_header_id|>ipython<|end_header_id|>\n\n" in prompt
     assert prompt.endswith(f"{samples.LAST_USER}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
     assert template.supports_tools and template.supports_system_role

@@ -34,7 +34,8 @@ def test_trim_and_lstrip_blocks_are_on():
 
 
 def test_loop_controls_extension_is_enabled():
-    source = "{% for i in range(10) %}{% if i == 3 %}{% break %}{% endif %}{% if i == 1 %}{% continue %}{% endif %}{{ i }}{% endfor %}"
+    source = ("{% for i in range(10) %}{% if i == 3 %}{% break %}{% endif %}"
+              "{% if i == 1 %}{% continue %}{% endif %}{{ i }}{% endfor %}")
     assert render(source) == "02"
 
 
@@ -103,10 +104,10 @@ def test_arguments_print_and_concatenate_as_the_string_the_client_sent():
     messages = [{"role": "assistant", "content": None, "tool_calls": [
         {"id": "call00001", "type": "function", "function": {"name": "f", "arguments": arguments}}]}]
     args = "messages[0].tool_calls[0].function.arguments"
-    assert render("{{ %s }}" % args, messages) == arguments
-    assert render("{{ 'args: ' + %s }}" % args, messages) == "args: " + arguments
-    assert render("{{ %s ~ '!' }}" % args, messages) == arguments + "!"
-    assert render("{{ %s | string }}" % args, messages) == arguments
+    assert render(f"{{{{ {args} }}}}", messages) == arguments
+    assert render(f"{{{{ 'args: ' + {args} }}}}", messages) == "args: " + arguments
+    assert render(f"{{{{ {args} ~ '!' }}}}", messages) == arguments + "!"
+    assert render(f"{{{{ {args} | string }}}}", messages) == arguments
 
 
 @pytest.mark.parametrize("arguments", ["not json", "[1, 2]", '"text"', ""])

@@ -77,8 +77,10 @@ RUNAWAYS = {
     "list times a billion": "{{ ([1] * 1000000000) | length }}",
     "huge power": "{{ 10 ** (10 ** 10) }}",
     "power tower": "{{ (2 ** 4096) ** 4096 }}",
-    "doubling with ~": "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
-    "doubling with +": "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+    "doubling with ~": ("{% set ns = namespace(s='x') %}"
+                        "{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"),
+    "doubling with +": ("{% set ns = namespace(s='x') %}"
+                        "{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}"),
     "list doubling": "{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
     "appending forever": "{% set l = [0] %}{% for x in l %}{% set _ = l.append(x) %}{% endfor %}",
     "center filter": "{{ 'x' | center(10**9) }}",
