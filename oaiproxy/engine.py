@@ -27,6 +27,7 @@ from oaiproxy.dialects.base import (
 )
 from oaiproxy.errors import BadRequest, InternalError
 from oaiproxy.runtime.upstream import LlamaServerClient
+from oaiproxy.settings import Settings
 from oaiproxy.templating.chat_template import ChatTemplate
 from oaiproxy.validation import validate_tool_calls
 
@@ -216,8 +217,8 @@ class Engine:
     """Generates answers for one model: its template, its style, its llama-server."""
 
     def __init__(self, *, template: ChatTemplate, style: type[Style], client: LlamaServerClient,
-                 model_id: str, default_max_tokens: int = 1024, extra_stops: list[str] | None = None,
-                 strip_bos: bool = True, stream_tool_calls: str = "whole", tool_extra_keys: bool = False):
+                 model_id: str, default_max_tokens: int, stream_tool_calls: str, tool_extra_keys: bool,
+                 extra_stops: list[str] | None = None, strip_bos: bool = True):
         self.template = template
         self.style = style(template)
         self.client = client
@@ -232,6 +233,15 @@ class Engine:
         #: whether tool arguments may carry keys their schema does not declare (where it allows them);
         #: read by the surfaces when they build the conversation
         self.tool_extra_keys = tool_extra_keys
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, template: ChatTemplate, style: type[Style],
+                      client: LlamaServerClient, model_id: str, extra_stops: list[str] | None = None,
+                      strip_bos: bool = True) -> Engine:
+        """The engine for one model, its generation options read from ``settings`` (declared there once)."""
+        return cls(template=template, style=style, client=client, model_id=model_id,
+                   default_max_tokens=settings.default_max_tokens, stream_tool_calls=settings.stream_tool_calls,
+                   tool_extra_keys=settings.tool_extra_keys, extra_stops=extra_stops, strip_bos=strip_bos)
 
     # ------------------------------------------------------------ planning
 
@@ -354,17 +364,6 @@ class Engine:
             yield Finished(finish, _usage(last))
         finally:
             await upstream.aclose()
-
-
-def __getattr__(name: str) -> Any:
-    """Transitional: ``ChatEngine`` (the Chat Completions surface on :class:`Engine`) lives in
-    :mod:`oaiproxy.api.chat.serving`; ``server.py``, ``scripts/`` and ``tests/reliability`` still
-    import it from here."""
-    if name == "ChatEngine":
-        from oaiproxy.api.chat.serving import ChatEngine
-
-        return ChatEngine
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["CallDone", "Engine", "Finished", "Result", "Sampling", "Started", "Step", "StreamEvent", "TokenProb",

@@ -15,7 +15,8 @@ from oaiproxy.templating.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTempla
 from oaiproxy.settings import ConfigError, Settings
 from oaiproxy.runtime.default_model import default_model_path
 from oaiproxy.api.embeddings.serving import EmbeddingBackend
-from oaiproxy.engine import ChatEngine
+from oaiproxy.api.chat.serving import ChatEngine
+from oaiproxy.engine import Engine
 from oaiproxy.runtime.gguf_meta import read_metadata
 from oaiproxy.runtime.llama_server import ManagedServer, ServerOptions, find_server_binary, plan_context
 from oaiproxy.dialects import detect_style, get_style
@@ -87,11 +88,9 @@ def build_engine(settings: Settings, info: ModelInfo, client: LlamaServerClient)
         style_cls = get_style(settings.style) if settings.style else detect_style(info.template.source)
     except ValueError as exc:
         raise ConfigError(f"--style: {exc}") from None
-    return ChatEngine(template=info.template, style=style_cls, client=client, model_id=info.model_id,
-                      default_max_tokens=settings.default_max_tokens,
-                      extra_stops=list(DEFAULT_TEMPLATE_STOPS) if info.is_default_template else [],
-                      strip_bos=info.adds_bos, stream_tool_calls=settings.stream_tool_calls,
-                      tool_extra_keys=settings.tool_extra_keys)
+    return ChatEngine(Engine.from_settings(
+        settings, template=info.template, style=style_cls, client=client, model_id=info.model_id,
+        extra_stops=list(DEFAULT_TEMPLATE_STOPS) if info.is_default_template else [], strip_bos=info.adds_bos))
 
 
 class Proxy:

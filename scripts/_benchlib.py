@@ -34,7 +34,7 @@ from tests._processes import Child, free_port, llama_server_command  # noqa: E40
 
 if TYPE_CHECKING:  # imported where used: a script that only needs the statistics stays quick to start
     from oaiproxy.api.chat.protocol import ChatCompletionRequest
-    from oaiproxy.engine import ChatEngine
+    from oaiproxy.api.chat.serving import ChatEngine
 
 CASES_DIR = SCRIPTS / "eval_cases"
 
@@ -192,7 +192,8 @@ async def build_engine(endpoint: str, template: Path | None = None, style: str |
 
 
 def chat_request(body: dict[str, Any]) -> ChatCompletionRequest:
-    from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
+    from oaiproxy.api.chat.protocol import ChatCompletionRequest
+    from oaiproxy.api.protocol import parse_request
 
     request: ChatCompletionRequest = parse_request(ChatCompletionRequest, body)
     return request

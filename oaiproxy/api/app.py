@@ -41,27 +41,25 @@ from oaiproxy.runtime.upstream import LlamaServerClient
 
 log = logging.getLogger("oaiproxy.app")
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
-REQUEST_TIMEOUT = 600.0
-
-
 @dataclass
 class ProxyState:
-    """What the routes need; built by :mod:`oaiproxy.server`."""
+    """What the routes need; built by :mod:`oaiproxy.server` (the settings-backed fields from ``Settings``)."""
 
     engine: ChatEngine
     client: LlamaServerClient
     model_ids: list[str]
+    #: ``--request-timeout``
+    request_timeout: float
+    #: ``--api-key``; None: no authentication
+    api_key: str | None = field(repr=False)
+    #: allowed browser origins (``--cors-origin``, "*" for any); empty: no CORS headers at all
+    cors_origins: list[str]
     managed: ManagedServer | None = None
-    api_key: str | None = field(default=None, repr=False)
     started: float = field(default_factory=time.time)
     completions: CompletionEngine | None = None
     #: None when neither --embedding-model nor --embedding-endpoint is set
     embeddings: EmbeddingEngine | None = None
     embedding_managed: ManagedServer | None = None
-    #: allowed browser origins ("*" for any); empty: no CORS headers at all
-    cors_origins: list[str] = field(default_factory=list)
-    request_timeout: float = REQUEST_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.completions is None:
@@ -335,7 +333,7 @@ async def openapi_json(request: web.Request) -> web.Response:
     return json_response(openapi_document())
 
 
-def create_app(state: ProxyState, *, max_body_bytes: int = MAX_BODY_BYTES) -> web.Application:
+def create_app(state: ProxyState, *, max_body_bytes: int) -> web.Application:
     app = web.Application(middlewares=[cors_middleware, errors_middleware, auth_middleware],
                           client_max_size=max_body_bytes)
     app[STATE] = state
@@ -351,4 +349,4 @@ def create_app(state: ProxyState, *, max_body_bytes: int = MAX_BODY_BYTES) -> we
     return app
 
 
-__all__ = ["MAX_BODY_BYTES", "REQUEST_TIMEOUT", "ProxyState", "Reply", "allowed_origin", "create_app"]
+__all__ = ["ProxyState", "Reply", "allowed_origin", "create_app"]

@@ -17,7 +17,9 @@ from openai import OpenAI
 from oaiproxy.api.app import ProxyState, create_app
 from oaiproxy.api.chat.serving import ChatEngine
 from oaiproxy.dialects import get_style
+from oaiproxy.engine import Engine
 from oaiproxy.runtime.upstream import Admission, LlamaServerClient
+from oaiproxy.settings import Settings
 from oaiproxy.templating.chat_template import ChatTemplate
 from tests.api.conftest import MODEL
 
@@ -54,9 +56,12 @@ async def _proxy(aiohttp_client, aiohttp_server, slots: int):
     fake = CountingLlamaServer()
     server = await aiohttp_server(fake.app)
     upstream = LlamaServerClient(str(server.make_url("")), admission=Admission(slots=slots, max_queue=64))
-    engine = ChatEngine(template=ChatTemplate.default(), style=get_style("generic"), client=upstream, model_id="m")
-    state = ProxyState(engine=engine, client=upstream, model_ids=["m"], request_timeout=20)
-    return fake, await aiohttp_client(create_app(state)), upstream
+    settings = Settings()
+    engine = ChatEngine(Engine.from_settings(settings, template=ChatTemplate.default(), style=get_style("generic"),
+                                             client=upstream, model_id="m"))
+    state = ProxyState(engine=engine, client=upstream, model_ids=["m"], request_timeout=20,
+                       api_key=settings.api_key, cors_origins=settings.cors_origin)
+    return fake, await aiohttp_client(create_app(state, max_body_bytes=settings.max_body_bytes)), upstream
 
 
 @pytest.mark.timeout(30)

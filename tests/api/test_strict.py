@@ -181,6 +181,7 @@ def test_generic_style_renders_unparsable_arguments(templates_dir):
     """Arguments that json.loads cannot take (RecursionError included) are shown as sent, not a 500."""
     from oaiproxy.conversation.model import Conversation, ToolSpec
     from oaiproxy.dialects.generic import GenericStyle
+    from oaiproxy.engine import Engine
     from oaiproxy.templating.chat_template import ChatTemplate
 
     style = GenericStyle(ChatTemplate.default())
@@ -284,11 +285,14 @@ def test_engine_passes_the_tool_extra_keys_setting(extra_keys):
     """--tool-extra-keys reaches the grammar through ChatEngine.plan (the whole planning path)."""
     from oaiproxy.api.chat.serving import ChatEngine
     from oaiproxy.dialects.generic import GenericStyle
+    from oaiproxy.engine import Engine
     from oaiproxy.runtime.upstream import LlamaServerClient
+    from oaiproxy.settings import Settings
     from oaiproxy.templating.chat_template import ChatTemplate
 
-    engine = ChatEngine(template=ChatTemplate.default(), style=GenericStyle, model_id="m",
-                        client=LlamaServerClient("http://127.0.0.1:9"), tool_extra_keys=extra_keys)
+    engine = ChatEngine(Engine.from_settings(Settings(tool_extra_keys=extra_keys), template=ChatTemplate.default(),
+                                             style=GenericStyle, model_id="m",
+                                             client=LlamaServerClient("http://127.0.0.1:9")))
     _, plan, _ = engine.plan(_req(tool_choice="required"))
     call = ('{"thought_about_next_step_only": "x", "next_step": {"tool_calls": [{"name": "get_weather", '
             '"arguments": {"city": "Paris", "units": "metric"}}]}}')

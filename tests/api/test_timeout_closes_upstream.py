@@ -13,7 +13,9 @@ from aiohttp import web
 from oaiproxy.api.app import ProxyState, create_app
 from oaiproxy.api.chat.serving import ChatEngine
 from oaiproxy.dialects import get_style
+from oaiproxy.engine import Engine
 from oaiproxy.runtime.upstream import LlamaServerClient
+from oaiproxy.settings import Settings
 from oaiproxy.templating.chat_template import ChatTemplate
 
 TIMEOUT = 0.5
@@ -49,9 +51,12 @@ async def _proxy(aiohttp_client, aiohttp_server):
     fake = SlowLlamaServer()
     server = await aiohttp_server(fake.app)  # test servers cancel handlers on disconnect
     upstream = LlamaServerClient(str(server.make_url("")))
-    engine = ChatEngine(template=ChatTemplate.default(), style=get_style("generic"), client=upstream, model_id="m")
-    state = ProxyState(engine=engine, client=upstream, model_ids=["m"], request_timeout=TIMEOUT)
-    return fake, await aiohttp_client(create_app(state)), upstream
+    settings = Settings()
+    engine = ChatEngine(Engine.from_settings(settings, template=ChatTemplate.default(), style=get_style("generic"),
+                                             client=upstream, model_id="m"))
+    state = ProxyState(engine=engine, client=upstream, model_ids=["m"], request_timeout=TIMEOUT,
+                       api_key=settings.api_key, cors_origins=settings.cors_origin)
+    return fake, await aiohttp_client(create_app(state, max_body_bytes=settings.max_body_bytes)), upstream
 
 
 async def _wait_hung_up(fake: SlowLlamaServer, count: int) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from oaiproxy.api.chat.protocol import ChatCompletionRequest
 from oaiproxy.api.protocol import parse_request
-from oaiproxy.engine import strip_partial_stop
+from oaiproxy.engine import Engine, strip_partial_stop
 from oaiproxy.errors import BadRequest
 
 
@@ -41,6 +41,7 @@ from typing import Any  # noqa: E402
 from oaiproxy.api.chat.serving import ChatEngine  # noqa: E402
 from oaiproxy.dialects import get_style  # noqa: E402
 from oaiproxy.errors import InternalError  # noqa: E402
+from oaiproxy.settings import Settings  # noqa: E402
 from oaiproxy.templating.chat_template import ChatTemplate  # noqa: E402
 
 WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -63,8 +64,8 @@ class ScriptedUpstream:
 def _engine(templates_dir: Path, upstream: ScriptedUpstream, mode: str) -> ChatEngine:
     path = templates_dir / "Qwen-Qwen2.5-7B-Instruct.jinja"
     tpl = ChatTemplate(path.read_text(encoding="utf-8"), bos_token="", eos_token="<|im_end|>", name=path.name)
-    return ChatEngine(template=tpl, style=get_style("hermes"), client=upstream,  # type: ignore[arg-type]
-                      model_id="m", stream_tool_calls=mode)
+    return ChatEngine(Engine.from_settings(Settings(stream_tool_calls=mode), template=tpl, style=get_style("hermes"),
+                                           client=upstream, model_id="m"))  # type: ignore[arg-type]
 
 
 def _collect(engine: ChatEngine, extra: dict[str, Any] | None = None) -> tuple[list[dict], Exception | None]:

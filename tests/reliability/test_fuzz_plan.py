@@ -14,9 +14,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from oaiproxy.api.chat.protocol import ChatCompletionRequest, parse_request
+from oaiproxy.api.chat.protocol import ChatCompletionRequest
+from oaiproxy.api.protocol import parse_request
 from oaiproxy.dialects import STYLES
-from oaiproxy.engine import ChatEngine
+from oaiproxy.api.chat.serving import ChatEngine
+from oaiproxy.engine import Engine
+from oaiproxy.settings import Settings
 from oaiproxy.errors import BadRequest
 from oaiproxy.runtime.upstream import LlamaServerClient
 from oaiproxy.templating.chat_template import ChatTemplate
@@ -77,7 +80,7 @@ def engines(templates_dir: Path) -> list[ChatEngine]:
     for name, cls in STYLES.items():
         file = TEMPLATE_FOR_STYLE.get(name)
         template = ChatTemplate((templates_dir / file).read_text(), name=file) if file else ChatTemplate.default()
-        out.append(ChatEngine(template=template, style=cls, client=client, model_id="m"))
+        out.append(ChatEngine(Engine.from_settings(Settings(), template=template, style=cls, client=client, model_id="m")))
     return out
 
 

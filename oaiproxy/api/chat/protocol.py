@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from oaiproxy.api.protocol import LenientModel, SamplingChecks, StreamOptions, Usage, parse_request
+from oaiproxy.api.protocol import LenientModel, SamplingChecks, StreamOptions, Usage
 from oaiproxy.errors import BadRequest
 
 _TOOL_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
@@ -377,6 +377,4 @@ __all__ = [
     "FunctionDefinition", "JSONSchemaFormat", "Message", "MessageToolCall", "NamedFunction",
     "NamedToolChoiceModel", "OtherPart", "ResponseFormatModel", "ResponseFunction", "ResponseMessage",
     "ResponseToolCall", "TextPart", "TokenLogprob", "Tool", "TopLogprob",
-    # transitional: parse_request is api.protocol's; tests/reliability and scripts still import it from here
-    "parse_request",
 ]

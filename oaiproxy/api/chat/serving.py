@@ -70,22 +70,11 @@ def _usage(usage: TokenUsage, completion_tokens: int | None = None) -> Usage:
 class ChatEngine:
     """Serves Chat Completions for one model through its :class:`Engine`.
 
-    Built with the engine's own arguments (the one place a server builds it), or around an
-    existing engine with :meth:`on`, so that other API surfaces can share that engine.
+    Built around the model's :class:`Engine`, which other API surfaces can share.
     """
 
-    def __init__(self, *, template: ChatTemplate, style: type[Style], client: LlamaServerClient,
-                 model_id: str, default_max_tokens: int = 1024, extra_stops: list[str] | None = None,
-                 strip_bos: bool = True, stream_tool_calls: str = "whole", tool_extra_keys: bool = False):
-        self.core = Engine(template=template, style=style, client=client, model_id=model_id,
-                           default_max_tokens=default_max_tokens, extra_stops=extra_stops, strip_bos=strip_bos,
-                           stream_tool_calls=stream_tool_calls, tool_extra_keys=tool_extra_keys)
-
-    @classmethod
-    def on(cls, core: Engine) -> ChatEngine:
-        self = cls.__new__(cls)
+    def __init__(self, core: Engine):
         self.core = core
-        return self
 
     # what callers read of the model this engine serves
     @property
