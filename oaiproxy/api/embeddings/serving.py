@@ -172,10 +172,9 @@ class EmbeddingBackend:
         path = await self._model_path(chat_model, chat_client)
         read_metadata(path)  # a clear GGUFError now rather than a llama-server crash log later
         pooling = [] if s.embedding_pooling == "model" else ["--pooling", s.embedding_pooling]
-        self.managed = ManagedServer(ServerOptions(
-            binary=find_server_binary(s.server_bin), model=path, ctx_size=s.ctx_size or EMBEDDING_CTX_SIZE,
-            parallel=s.parallel, threads=s.threads, extra_args=["--embeddings", *pooling],
-            startup_timeout=s.startup_timeout))
+        self.managed = ManagedServer(ServerOptions.from_settings(
+            s, binary=find_server_binary(s.server_bin), model=path, ctx_size=s.ctx_size or EMBEDDING_CTX_SIZE,
+            extra_args=["--embeddings", *pooling]))
         await self.managed.start()
         self.client = LlamaServerClient(self.managed.url)
         self.engine = EmbeddingEngine(self.client, path.stem)
