@@ -15,13 +15,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from oaiproxy.api.chat.protocol import ChatCompletionRequest
+from oaiproxy.api.chat.serving import ChatEngine
 from oaiproxy.api.protocol import parse_request
 from oaiproxy.dialects import STYLES
-from oaiproxy.api.chat.serving import ChatEngine
 from oaiproxy.engine import Engine
-from oaiproxy.settings import Settings
 from oaiproxy.errors import BadRequest
 from oaiproxy.runtime.upstream import LlamaServerClient
+from oaiproxy.settings import Settings
 from oaiproxy.templating.chat_template import ChatTemplate
 from tests.hypothesis_profiles import examples
 
@@ -80,7 +80,8 @@ def engines(templates_dir: Path) -> list[ChatEngine]:
     for name, cls in STYLES.items():
         file = TEMPLATE_FOR_STYLE.get(name)
         template = ChatTemplate((templates_dir / file).read_text(), name=file) if file else ChatTemplate.default()
-        out.append(ChatEngine(Engine.from_settings(Settings(), template=template, style=cls, client=client, model_id="m")))
+        engine = Engine.from_settings(Settings(), template=template, style=cls, client=client, model_id="m")
+        out.append(ChatEngine(engine))
     return out
 
 
@@ -151,12 +152,14 @@ def test_deeply_nested_schema_is_400(all_engines: list[ChatEngine]) -> None:
     for _ in range(500):
         schema = {"type": "object", "properties": {"x": schema}, "required": ["x"]}
     for engine in all_engines:
-        assert plan_or_400(engine, {"messages": [{"role": "user", "content": "hi"}], "tool_choice": "required",
-                                    "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}]}) is None
+        tools = [{"type": "function", "function": {"name": "f", "parameters": schema}}]
+        body = {"messages": [{"role": "user", "content": "hi"}], "tool_choice": "required", "tools": tools}
+        assert plan_or_400(engine, body) is None
 
 
 @pytest.mark.integration
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(tools=tool_lists())
 def test_llama_server_accepts_fuzzed_grammars(upstream, all_engines: list[ChatEngine], tools) -> None:
     generic = all_engines[[e.style.name for e in all_engines].index("generic")]
