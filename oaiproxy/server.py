@@ -11,16 +11,16 @@ from pathlib import Path
 from aiohttp import web
 
 from oaiproxy.api.app import ProxyState, create_app
-from oaiproxy.templating.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate, TemplateError
-from oaiproxy.settings import ConfigError, Settings
-from oaiproxy.runtime.default_model import default_model_path
-from oaiproxy.api.embeddings.serving import EmbeddingBackend
 from oaiproxy.api.chat.serving import ChatEngine
+from oaiproxy.api.embeddings.serving import EmbeddingBackend
+from oaiproxy.dialects import detect_style, get_style
 from oaiproxy.engine import Engine
+from oaiproxy.runtime.default_model import default_model_path
 from oaiproxy.runtime.gguf_meta import read_metadata
 from oaiproxy.runtime.llama_server import ManagedServer, ServerOptions, find_server_binary, plan_context
-from oaiproxy.dialects import detect_style, get_style
 from oaiproxy.runtime.upstream import Admission, LlamaServerClient
+from oaiproxy.settings import ConfigError, Settings
+from oaiproxy.templating.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate, TemplateError
 
 log = logging.getLogger("oaiproxy")
 
@@ -36,7 +36,8 @@ class ModelInfo:
     adds_bos: bool = True
 
 
-def _load_template(settings: Settings, source: str | None, bos: str, eos: str, origin: str) -> tuple[ChatTemplate, bool]:
+def _load_template(settings: Settings, source: str | None, bos: str, eos: str, origin: str) -> tuple[ChatTemplate,
+                                                                                                     bool]:
     if settings.chat_template_file is not None:
         path = settings.chat_template_file
         try:
@@ -79,7 +80,8 @@ async def resolve_model(settings: Settings, client: LlamaServerClient | None) ->
     model_path = settings.model or default_model_path()
     meta = read_metadata(model_path)
     template, is_default = _load_template(settings, meta.chat_template, meta.bos_token, meta.eos_token, str(model_path))
-    return ModelInfo(template, settings.alias or model_path.stem, is_default, meta.add_bos_token is not False), model_path
+    return ModelInfo(template, settings.alias or model_path.stem, is_default,
+                     meta.add_bos_token is not False), model_path
 
 
 def build_engine(settings: Settings, info: ModelInfo, client: LlamaServerClient) -> ChatEngine:

@@ -40,9 +40,11 @@ DECODE_SHAPES = {
                     "required": ["text"], "additionalProperties": False},
     "any JSON value": {},
     "enum + integer range": {"type": "object", "properties": {
-        "unit": {"enum": ["celsius", "fahrenheit", "kelvin"]}, "days": {"type": "integer", "minimum": 1, "maximum": 14}},
+        "unit": {"enum": ["celsius", "fahrenheit", "kelvin"]}, "days": {"type": "integer", "minimum": 1,
+                                                                        "maximum": 14}},
         "required": ["unit", "days"], "additionalProperties": False},
-    "pattern": {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{2}[0-9]{2}[A-Z0-9]{8,16}$"}},
+    "pattern": {"type": "object", "properties": {"code": {"type": "string",
+                                                          "pattern": "^[A-Z]{2}[0-9]{2}[A-Z0-9]{8,16}$"}},
                 "required": ["code"], "additionalProperties": False},
     "many optional properties": {"type": "object", "properties": {
         f"field_{i}": {"type": "string", "maxLength": 12} for i in range(12)}, "additionalProperties": False},
@@ -168,7 +170,7 @@ def bench_decode(url: str, rounds: int, n_predict: int) -> None:
             con.append(c["timings"]["predicted_per_second"])
             free.append(f["timings"]["predicted_per_second"])
             toks.append(c["tokens_predicted"])
-        ratio = statistics.median(a / b for a, b in zip(con, free))
+        ratio = statistics.median(a / b for a, b in zip(con, free, strict=True))
         print(f"  {name:28} {statistics.median(con):18.1f} {statistics.median(free):11.1f} {ratio:6.2f}  "
               f"{statistics.median(toks):.0f}")
 

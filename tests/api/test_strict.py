@@ -181,7 +181,6 @@ def test_generic_style_renders_unparsable_arguments(templates_dir):
     """Arguments that json.loads cannot take (RecursionError included) are shown as sent, not a 500."""
     from oaiproxy.conversation.model import Conversation, ToolSpec
     from oaiproxy.dialects.generic import GenericStyle
-    from oaiproxy.engine import Engine
     from oaiproxy.templating.chat_template import ChatTemplate
 
     style = GenericStyle(ChatTemplate.default())

@@ -21,13 +21,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.hypothesis_profiles import examples
-
-from oaiproxy.grammar import GrammarBuilder, SchemaError, enforced_schema
 from oaiproxy.conversation.model import ToolCall, ToolSpec
+from oaiproxy.grammar import GrammarBuilder, SchemaError
 from oaiproxy.validation import validate_tool_calls
 from tests.gbnf_oracle import accepts, sample
 from tests.grammar.helpers import corpus
+from tests.hypothesis_profiles import examples
 
 MODES = {"open": dict(extra_keys=True), "declared": dict(), "all": dict(strict=True)}
 SAMPLES = 25

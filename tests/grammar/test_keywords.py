@@ -46,7 +46,8 @@ def test_enum_and_const():
     check({"const": "Zürich"}, valid=["Zürich"], invalid=["Zurich", "zürich"])
     check({"const": {"k": [1, "x"]}}, valid=[{"k": [1, "x"]}], invalid=[{"k": [1]}, {}])
     many = [f"option_{i}" for i in range(300)] + ["é", 'quote"d', "new\nline"]
-    check({"enum": many}, valid=many[::7] + ["é", 'quote"d', "new\nline"], invalid=["option_300", "option_", "option_1x", ""])
+    check({"enum": many}, valid=many[::7] + ["é", 'quote"d', "new\nline"], invalid=["option_300", "option_",
+                                                                                    "option_1x", ""])
     # an enum filtered by its type: only the values of that type remain
     check({"type": "string", "enum": ["a", 1, None]}, valid=["a"], invalid=[1, None])
     # integral numbers: json.dumps writes 1.0 for a float and jsonschema counts it equal to 1
@@ -72,7 +73,8 @@ def test_properties_required_order_and_optional():
 def test_all_optional_properties():
     schema = {"type": "object", "properties": {"x": {"type": "integer"}, "y": {"type": "integer"},
                                                "z": {"type": "integer"}}, "additionalProperties": False}
-    check(schema, valid=[{}, {"x": 1}, {"y": 2}, {"z": 3}, {"x": 1, "z": 3}, {"y": 2, "z": 3}, {"x": 1, "y": 2, "z": 3}],
+    check(schema, valid=[{}, {"x": 1}, {"y": 2}, {"z": 3}, {"x": 1, "z": 3}, {"y": 2, "z": 3}, {"x": 1, "y": 2,
+                                                                                                "z": 3}],
           invalid=[{"w": 1}, {"x": "1"}])
     grammar = schema_to_gbnf(schema)
     assert not accepts(grammar, '{,"x": 1}') and not accepts(grammar, '{"x": 1,}')

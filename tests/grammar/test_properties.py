@@ -9,11 +9,10 @@ import jsonschema
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.hypothesis_profiles import examples
-
 from oaiproxy.grammar import schema_to_gbnf
 from tests.gbnf_oracle import accepts
 from tests.grammar.helpers import spellings
+from tests.hypothesis_profiles import examples
 
 FAST = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -34,7 +34,7 @@ def tables(stdout: str) -> dict[str, list[dict[str, str]]]:
                 headers = cells
             elif not all(set(c) <= {"-"} for c in cells):
                 assert len(cells) == len(headers), f"ragged row in {title!r}: {line}"
-                found[title].append(dict(zip(headers, cells)))
+                found[title].append(dict(zip(headers, cells, strict=True)))
     return found
 
 
