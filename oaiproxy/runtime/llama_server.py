@@ -217,7 +217,7 @@ def mem_available() -> int | None:
         return None
 
 
-def plan_context(meta: "ModelMetadata", parallel: int, ctx_size: int | None = None,
+def plan_context(meta: ModelMetadata, parallel: int, ctx_size: int | None = None,
                  available: int | None = -1) -> ContextPlan:
     """Each slot's context: ``--ctx-size`` split over the slots when given; otherwise the model's
     trained context for every slot (as llama-server itself does for one slot with ``-c 0``), capped so
@@ -387,7 +387,7 @@ class ManagedServer:
                     async with session.get(self.url + "/health") as resp:
                         if resp.status == 200:
                             break
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass
                 if self._progress:
                     sys.stderr.write(f"\r{spinner[tick % 4]} loading {self.options.model.name} ({elapsed:4.1f} s)")
@@ -475,7 +475,7 @@ class ManagedServer:
             return
         try:
             await asyncio.wait_for(proc.wait(), 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
