@@ -67,7 +67,8 @@ class JsonScanner:
                 self._scalar_raw.append(ch)
                 return self._scalar_path, completed
             self._end_number(completed)
-            if self.done:  # a number at the root ends at the first other character, which is not ours
+            ended: bool = self.done  # set by _end_number (read anew: mypy keeps the narrowing from above)
+            if ended:  # a number at the root ends at the first other character, which is not ours
                 self.rejected = True
                 return None, completed
         path = self._step(ch, completed)

@@ -20,7 +20,7 @@ from oaiproxy.api.protocol import parse_request
 from oaiproxy.conversation.checks import MAX_ARGUMENTS_DEPTH, json_text_depth
 from oaiproxy.conversation.model import ToolCall
 from oaiproxy.conversation.tools import plan_tools
-from oaiproxy.dialects._common import add_tool_args
+from oaiproxy.dialects.gbnf import add_tool_args
 from oaiproxy.dialects.generic import example_arguments
 from oaiproxy.errors import BadRequest
 from oaiproxy.grammar import GrammarBuilder

@@ -25,14 +25,6 @@ from oaiproxy.settings import Settings
 from oaiproxy.templating.chat_template import ChatTemplate
 from tests.hypothesis_profiles import examples
 
-TEMPLATE_FOR_STYLE = {
-    "hermes": "Qwen-Qwen2.5-7B-Instruct.jinja",
-    "llama3": "meta-llama-Llama-3.1-8B-Instruct.jinja",
-    "functionary-v3.1": "meetkai-functionary-medium-v3.1.jinja",
-    "functionary-v3.2": "meetkai-functionary-medium-v3.2.jinja",
-    "mistral-nemo": "mistralai-Mistral-Nemo-Instruct-2407.jinja",
-}
-
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=False),
                     st.text(max_size=8))
 keywords = st.sampled_from([
@@ -77,9 +69,12 @@ def tool_lists() -> st.SearchStrategy:
 def engines(templates_dir: Path) -> list[ChatEngine]:
     client = LlamaServerClient("http://127.0.0.1:9")  # planning never calls it
     out = []
-    for name, cls in STYLES.items():
-        file = TEMPLATE_FOR_STYLE.get(name)
-        template = ChatTemplate((templates_dir / file).read_text(), name=file) if file else ChatTemplate.default()
+    for cls in STYLES.values():
+        # each dialect's own representative template (from its samples; "default": the proxy's own)
+        samples = cls.samples
+        file = samples.representative if samples is not None else "default"
+        template = (ChatTemplate.default() if file == "default"
+                    else ChatTemplate((templates_dir / file).read_text(), name=file))
         engine = Engine.from_settings(Settings(), template=template, style=cls, client=client, model_id="m")
         out.append(ChatEngine(engine))
     return out
