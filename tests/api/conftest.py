@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from tests.conftest import ProxyProcess, Upstream
+from tests._processes import LlamaServer as Upstream
+from tests._processes import ProxyProcess
 
 MODEL = "gemma-3-270m-q4_k_m"
 API_KEY = "sk-test-7f3c9e1d2b4a"  # distinctive, so a leak into a log is unmistakable

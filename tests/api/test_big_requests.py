@@ -14,9 +14,9 @@ from aiohttp import web
 from openai import OpenAI
 
 from oaiproxy.runtime.upstream import LlamaServerClient
+from tests._processes import ProxyProcess
 from tests.api.big_tools import SCHEMAS, TOOLS
 from tests.api.conftest import http
-from tests.conftest import ProxyProcess
 
 #: one slot holding the model's whole trained context (32768) and a bit: the 30k prompt fits
 BIG_CTX = 34000

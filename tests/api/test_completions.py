@@ -6,8 +6,8 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
+from tests._processes import ProxyProcess
 from tests.api.conftest import MODEL, http, sse_events
-from tests.conftest import ProxyProcess
 
 PROMPT = "The capital of France is"
 

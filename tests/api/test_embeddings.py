@@ -14,8 +14,8 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
+from tests._processes import ProxyProcess, pid_alive
 from tests.api.conftest import API_KEY, MODEL, http
-from tests.conftest import ProxyProcess, pid_alive
 
 DIM = 640  # gemma-3-270m's hidden size
 

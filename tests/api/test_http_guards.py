@@ -10,9 +10,9 @@ import openai
 import pytest
 from openai import OpenAI
 
+from tests._processes import ProxyProcess
 from tests.api.conftest import API_KEY, MODEL, ORIGIN, http, sse_events
 from tests.api.conftest import GUARDED_TIMEOUT as TIMEOUT
-from tests.conftest import ProxyProcess
 
 CHAT = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
 LONG_RUN = {"prompt": "Count: 1, 2, 3,", "max_tokens": 3000, "temperature": 1.0, "seed": 3,

@@ -13,8 +13,8 @@ from oaiproxy.api.chat.protocol import ChatCompletionRequest
 from oaiproxy.api.openapi import openapi_document
 from oaiproxy.api.protocol import parse_request
 from oaiproxy.errors import BadRequest
+from tests._processes import ProxyProcess
 from tests.api.conftest import MODEL
-from tests.conftest import ProxyProcess
 
 MESSAGES = [{"role": "user", "content": "Count: one, two,"}]
 

@@ -11,8 +11,8 @@ import jsonschema
 from openai import AsyncOpenAI, OpenAI
 from pydantic import BaseModel
 
+from tests._processes import ProxyProcess
 from tests.api.conftest import MODEL
-from tests.conftest import ProxyProcess
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather in a city.",

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ProxyProcess, Upstream
+from tests._processes import LlamaServer as Upstream
+from tests._processes import ProxyProcess
 from tests.foundation.test_proxy import post
 from tests.styles.test_e2e import DIALECTS
 
