@@ -97,7 +97,7 @@ def test_a_call_cut_by_max_tokens_is_dropped_streamed_and_not(proxies, style: st
 def test_a_client_stop_string_inside_a_call_is_a_cut(proxies, style: str) -> None:
     # the call's own argument key, which every dialect's grammar forces right after the name
     whole, incremental = proxies[style]
-    body = {**ASK, "max_tokens": MAX_TOKENS, "stop": ['"text"']}
+    body = {**ASK, "max_tokens": MAX_TOKENS, "stop": ['"text"', "<parameter=text>"]}
     status, out = post(whole.base_url + "/chat/completions", body, timeout=300)
     assert status == 200, out  # was a 500 "invalid_tool_call": the cut call went to the validator
     choice = out["choices"][0]

@@ -79,10 +79,6 @@ _NO_CALLS = "the template writes no tool_calls of an assistant turn"
 KNOWN_UNCOVERED: dict[str, str] = {
     # model formats no dialect speaks yet (detection falls back to the generic JSON envelope)
     "ByteDance-Seed-OSS.jinja": f"{GENERIC}: {_XML_PARAMETER} in <seed:tool_call>",
-    "NVIDIA-Nemotron-3-Nano-30B-A3B-BF16.jinja": f"{GENERIC}: {_XML_PARAMETER}",
-    "Qwen3-Coder.jinja": f"{GENERIC}: {_XML_PARAMETER}",
-    "Qwen3.5-4B.jinja": f"{GENERIC}: {_XML_PARAMETER}",
-    "StepFun3.5-Flash.jinja": f"{GENERIC}: {_XML_PARAMETER}",
     "GLM-4.6.jinja": f"{GENERIC}: {_ARG_KEY}",
     "GLM-4.7-Flash.jinja": f"{GENERIC}: {_ARG_KEY}",
     "Spark2.5.jinja": f"{GENERIC}: {_ARG_KEY}",

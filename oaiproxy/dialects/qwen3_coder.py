@@ -1,0 +1,397 @@
+"""Qwen3-Coder / Qwen3.5 / Nemotron 3 / Step 3.5: ``<tool_call>`` with ``<function=NAME>`` and XML parameters.
+
+The format Qwen3-Coder introduced: each call is a ``<tool_call>`` block holding
+``<function=NAME>`` and one ``<parameter=KEY>`` element per argument, the value
+on lines of its own::
+
+    <tool_call>
+    <function=get_weather>
+    <parameter=city>
+    Paris
+    </parameter>
+    </function>
+    </tool_call>
+
+The templates write a string argument raw and any other value as JSON
+(``tojson`` for objects and arrays, ``| string`` for numbers; the grammar
+writes a boolean as JSON ``true``, where Python's jinja would render ``True``). The grammar
+follows that: a plain ``{"type": "string"}`` parameter is raw text that cannot
+contain ``\\n</parameter>``; a string with ``minLength``/``maxLength`` is raw text
+without ``<`` (so its length can be counted); a string ``enum``/``const`` is its
+literal values; a string with a ``pattern`` or ``format`` is refused (raw text
+cannot be held to it exactly); every other schema is a JSON value through the
+schema converter. Parameters come in the order the schema declares them, the
+required ones always, the optional ones or not (the templates write them in the
+arguments' order, which for a valid call from this grammar is the same).
+Undeclared parameters are never generated, even where the tool's enforced
+schema would admit them. ``<tool_call>`` is the lazy grammar's trigger word;
+several calls follow each other, separated by at most one newline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from oaiproxy.conversation.model import ToolSpec
+from oaiproxy.conversation.tools import ToolPlan
+from oaiproxy.dialects.base import OutputParser, StyleError
+from oaiproxy.dialects.gbnf import alternatives, lit, repeat_rule
+from oaiproxy.dialects.native import DialectStyle
+from oaiproxy.dialects.registry import register
+from oaiproxy.dialects.samples import Call, SampleOutput, Samples
+from oaiproxy.dialects.streaming import CallHandle, JsonCallSection
+from oaiproxy.grammar import GrammarBuilder, SchemaError
+from oaiproxy.grammar.enforced import enforced_schema
+from oaiproxy.grammar.limits import DIRECT_REPEAT
+
+OPEN = "<tool_call>"
+CLOSE = "</tool_call>"
+FUNCTION_OPEN = "<function="
+FUNCTION_CLOSE = "</function>"
+PARAM_OPEN = "<parameter="
+#: what ends a parameter's value: the value is everything before its first occurrence
+PARAM_END = "\n</parameter>"
+
+_NAME = re.compile(r"[^<>\n]{1,128}\Z")
+#: the keywords a raw-text string parameter may carry (annotations, and the constraints handled exactly)
+_RAW_STRING_KEYS = frozenset({"type", "description", "title", "examples", "default", "$comment", "deprecated",
+                              "readOnly", "writeOnly", "minLength", "maxLength", "enum", "const"})
+_TOP_KEYS = frozenset({"type", "properties", "required", "additionalProperties", "description", "title",
+                       "$schema", "$comment", "examples", "default"})
+
+
+def render_value(value: Any) -> str:
+    """An argument value as the templates write it: a string raw, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def call_text(name: str, arguments: str) -> str:
+    """One whole ``<tool_call>`` block for ``name`` and its arguments (JSON text), as the templates render it."""
+    try:
+        args = json.loads(arguments)
+    except ValueError:
+        args = {}
+    params = "".join(f"{PARAM_OPEN}{k}>\n{render_value(v)}{PARAM_END}\n"
+                     for k, v in (args.items() if isinstance(args, dict) else ()))
+    return f"{OPEN}\n{FUNCTION_OPEN}{name}>\n{params}{FUNCTION_CLOSE}\n{CLOSE}"
+
+
+def _calls_text(calls: Sequence[Call]) -> str:
+    return "\n".join(call_text(n, a) for n, a in calls)
+
+
+def is_raw_string(schema: Any) -> bool:
+    """Whether a parameter's value is written raw (a string schema), not as JSON."""
+    return isinstance(schema, Mapping) and schema.get("type") == "string"
+
+
+def _declared(spec: ToolSpec) -> dict[str, Any]:
+    """The tool's properties as the grammar and the validator enforce them (empty when it declares none)."""
+    try:
+        top = enforced_schema(spec.parameters, objects=spec.objects, strict=spec.strict)
+    except SchemaError:
+        return {}
+    props = top.get("properties") if isinstance(top, Mapping) else None
+    return dict(props) if isinstance(props, Mapping) else {}
+
+
+class Qwen3CoderParser(JsonCallSection):
+    """Content, then ``<tool_call>`` blocks of ``<function=…>`` and ``<parameter=…>`` elements.
+
+    A call is announced when its name is complete; its arguments (a JSON object
+    built from the parameters) are sent when ``</function>`` closes it. A
+    parameter the tool declares as a string is read raw; any other value is read
+    as JSON, or as a string when it is not JSON (a parameter the grammar did not
+    write).
+    """
+
+    triggers = (OPEN,)
+
+    def __init__(self, enabled: bool, raw_params: Mapping[str, frozenset[str]]) -> None:
+        super().__init__(enabled)
+        self._raw_params = raw_params
+        self._pending = ""
+        self._call: CallHandle | None = None
+        self._params: list[tuple[str, str]] = []
+        self._param = ""
+
+    def _enter(self, trigger: str) -> None:
+        self._pending = trigger
+        self._mode = "fopen"
+
+    def _section(self) -> None:
+        mode = self._mode
+        if mode == "fopen":
+            self._fopen()
+        elif mode == "fname":
+            self._fname()
+        elif mode == "params":
+            self._params_step()
+        elif mode == "pname":
+            self._pname()
+        elif mode == "pnl":
+            self._pnl()
+        elif mode == "pvalue":
+            self._pvalue()
+        elif mode == "close":
+            if self._expect(CLOSE) is not False:  # a missing closing tag does not undo a whole call
+                self._mode = "after"
+
+    def _not_a_call(self) -> None:
+        """What followed the trigger is not a call: all of it is content."""
+        self.emit_content(self._pending)
+        self._pending = ""
+        self._mode = "content"
+
+    def _fopen(self) -> None:
+        before = self._buf
+        done = self._expect(FUNCTION_OPEN)
+        if done is None:
+            self._not_a_call()
+        elif done:
+            self._pending += before[: len(before) - len(self._buf)]
+            self._mode = "fname"
+
+    def _fname(self) -> None:
+        end = self._buf.find(">")
+        if end < 0:
+            if len(self._buf) > 128 or "<" in self._buf or "\n" in self._buf:
+                self._not_a_call()  # the text stays, read as content (it may hold a trigger)
+            return
+        name = self._buf[:end]
+        if not _NAME.match(name):
+            self._not_a_call()
+            return
+        self._buf = self._buf[end + 1:]
+        self._pending = ""
+        self._call = self.start_call(name)
+        self._params = []
+        self._mode = "params"
+
+    def _broken(self) -> None:
+        """The call's text left the format: it keeps no arguments (validation reports it); the rest is text."""
+        self.truncated = True
+        self._call = None
+        self._mode = "content"
+
+    def _params_step(self) -> None:
+        stripped = self._buf.lstrip()
+        for literal, mode in ((PARAM_OPEN, "pname"), (FUNCTION_CLOSE, "close")):
+            if stripped.startswith(literal):
+                self._buf = stripped[len(literal):]
+                if mode == "close":
+                    self._close_function()
+                self._mode = mode
+                return
+        if stripped and not PARAM_OPEN.startswith(stripped) and not FUNCTION_CLOSE.startswith(stripped):
+            self._broken()
+
+    def _arguments_so_far(self) -> str:
+        """The parameters read so far as the text of a JSON object, still open."""
+        call = self._call
+        assert call is not None
+        raw = self._raw_params.get(call.name, frozenset())
+        return "{" + ", ".join(f"{json.dumps(key, ensure_ascii=False)}: {_json_value(value, key in raw)}"
+                               for key, value in self._params)
+
+    def _close_function(self) -> None:
+        assert self._call is not None
+        self.add_arguments(self._call, self._arguments_so_far() + "}")
+        self._call = None
+
+    def _pname(self) -> None:
+        end = self._buf.find(">")
+        if end < 0:
+            if len(self._buf) > 128 or "<" in self._buf or "\n" in self._buf:
+                self._broken()
+            return
+        name = self._buf[:end]
+        if not _NAME.match(name):
+            self._broken()
+            return
+        self._param = name
+        self._buf = self._buf[end + 1:]
+        self._mode = "pnl"
+
+    def _pnl(self) -> None:
+        if self._buf.startswith("\n"):  # the newline the template writes before the value
+            self._buf = self._buf[1:]
+        self._mode = "pvalue"
+
+    def _pvalue(self) -> None:
+        end = self._buf.find(PARAM_END)
+        if end < 0:
+            return
+        self._params.append((self._param, self._buf[:end]))
+        self._buf = self._buf[end + len(PARAM_END):]
+        self._mode = "params"
+
+    def _end_section(self) -> None:
+        mode = self._mode
+        if mode == "fopen":
+            self.emit_content(self._pending + self._buf)
+        elif mode == "fname":
+            self.truncated = bool(self._buf.strip())
+            self.emit_content(self._pending + self._buf)
+        elif mode in ("params", "pname", "pnl", "pvalue"):
+            self.truncated = True  # the call keeps the parameters it completed, in an object never closed
+            assert self._call is not None
+            self.add_arguments(self._call, self._arguments_so_far())
+        elif mode == "close" and self._expect(CLOSE) is None:
+            self.emit_content(self._buf)
+        self._buf = ""
+
+
+def _json_value(text: str, raw: bool) -> str:
+    """A parameter's value as JSON text: a raw string encoded, a JSON value as written (a string if it isn't JSON)."""
+    if not raw:
+        stripped = text.strip()
+        try:
+            json.loads(stripped)
+        except ValueError:
+            pass
+        else:
+            return stripped
+    return json.dumps(text, ensure_ascii=False)
+
+
+@register(detect_priority=15)
+class Qwen3CoderStyle(DialectStyle):
+    name = "qwen3-coder"
+    rule_prefix = "qwen3c"
+    fallback_prompt = "tools-qwen3-coder.jinja"
+    special_tokens = (OPEN, CLOSE)
+    samples = Samples(
+        templates=("Qwen3-Coder.jinja", "Qwen3.5-4B.jinja", "NVIDIA-Nemotron-3-Nano-30B-A3B-BF16.jinja",
+                   "StepFun3.5-Flash.jinja"),
+        calls=_calls_text,
+        history_call=lambda n, a: call_text(n, a).split("\n", 1)[1].rsplit(f"\n{CLOSE}", 1)[0],
+        fallback_call=call_text,
+        call_tokens=64,
+        outputs=(
+            SampleOutput("I will check.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n"
+                         "</parameter>\n</function>\n</tool_call>", "I will check.\n",
+                         (("get_weather", {"city": "Paris"}),)),
+            SampleOutput("<tool_call>\n<function=f>\n<parameter=a>\nx < y\n</parameter>\n<parameter=b>\n2\n"
+                         "</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=g>\n</function>\n"
+                         "</tool_call>", "", (("f", {"a": "x < y", "b": 2}), ("g", {}))),
+            SampleOutput("<tool_call> is followed by no function at all",
+                         "<tool_call> is followed by no function at all"),
+        ),
+    )
+
+    @classmethod
+    def detect(cls, template_source: str) -> bool:
+        return all(marker in template_source for marker in (OPEN, FUNCTION_OPEN, PARAM_OPEN))
+
+    # -- grammar ----------------------------------------------------------------------------
+
+    def calls_grammar(self, builder: GrammarBuilder, tools: ToolPlan) -> str:
+        """``<tool_call>`` blocks, one alternative per tool, up to ``max_calls`` of them."""
+        body = alternatives(builder, "qwen3c-call-body", [
+            self._tool_rule(builder, i, spec) for i, spec in tools.indexed])
+        call = builder.add_rule("qwen3c-call", f"{lit(OPEN + chr(10))} {body} {lit(FUNCTION_CLOSE + chr(10) + CLOSE)}")
+        sep = builder.add_rule("qwen3c-sep", '"\\n"?')
+        return builder.add_rule("qwen3c-calls", repeat_rule(call, sep, tools.max_calls))
+
+    def _tool_rule(self, builder: GrammarBuilder, i: int, spec: ToolSpec) -> str:
+        where = f"tools[{i}].function.parameters"
+        try:
+            top = enforced_schema(spec.parameters, objects=spec.objects, strict=spec.strict)
+        except SchemaError as e:
+            raise StyleError(f"{where}: {e}", param=where) from e
+        if top is True or top == {}:
+            top = {"type": "object"}
+        if not isinstance(top, Mapping) or top.get("type", "object") != "object" or set(top) - _TOP_KEYS:
+            extra = sorted(set(top) - _TOP_KEYS) if isinstance(top, Mapping) else []
+            raise StyleError(f"{where}: the qwen3-coder format writes arguments as named parameters; it needs an "
+                             f"object schema with plain 'properties'" + (f" (not {', '.join(extra)})" if extra else ""),
+                             param=where)
+        props = top.get("properties") or {}
+        required = set(top.get("required") or [])
+        if not required <= set(props):
+            raise StyleError(f"{where}: required parameters without a schema in 'properties': "
+                             f"{', '.join(sorted(required - set(props)))}", param=where)
+        parts = [lit(f"{FUNCTION_OPEN}{spec.name}>\n")]
+        for j, (key, prop) in enumerate(props.items()):
+            value = self._value_rule(builder, prop, f"qwen3c-tool{i}-p{j}", spec, where, key)
+            param = builder.add_rule(f"qwen3c-tool{i}-param{j}",
+                                     f"{lit(f'{PARAM_OPEN}{key}>{chr(10)}')} {value} {lit(PARAM_END + chr(10))}")
+            parts.append(param if key in required else f"{param}?")
+        return builder.add_rule(f"qwen3c-tool{i}-call", " ".join(parts))
+
+    def _value_rule(self, builder: GrammarBuilder, prop: Any, name: str, spec: ToolSpec, where: str,
+                    key: str) -> str:
+        if not is_raw_string(prop):
+            try:
+                return builder.add_schema(prop, name, objects=spec.objects, strict=spec.strict)
+            except SchemaError as e:
+                raise StyleError(f"{where}: {e}", param=where) from e
+        odd = sorted(set(prop) - _RAW_STRING_KEYS)
+        if odd:
+            raise StyleError(f"{where}: parameter {key!r} is a string with {', '.join(odd)}, which the qwen3-coder "
+                             "format writes as raw text and cannot be held to exactly", param=where)
+        lo = prop.get("minLength", 0)
+        hi = prop.get("maxLength")
+        if "enum" in prop or "const" in prop:
+            values = list(prop["enum"]) if "enum" in prop else [prop["const"]]
+            if "const" in prop and "enum" in prop:
+                values = [v for v in values if v == prop["const"]]
+            ok = [v for v in values if isinstance(v, str) and len(v) >= lo and (hi is None or len(v) <= hi)
+                  and PARAM_END not in v]
+            if not ok:
+                raise StyleError(f"{where}: parameter {key!r} has no string value its enum and length allow",
+                                 param=where)
+            return builder.add_rule(name, " | ".join(lit(v) for v in dict.fromkeys(ok)))
+        if lo == 0 and hi is None:
+            return self._free_text(builder)
+        if (hi is not None and hi > DIRECT_REPEAT) or lo > DIRECT_REPEAT:
+            raise StyleError(f"{where}: parameter {key!r}: string length bounds above {DIRECT_REPEAT} are not "
+                             "supported in the qwen3-coder format", param=where)
+        if hi is not None and hi < lo:
+            raise StyleError(f"{where}: parameter {key!r} has maxLength below minLength", param=where)
+        # counted text: no '<' at all, so the closing tag cannot occur inside it
+        bound = f"{{{lo},}}" if hi is None else f"{{{lo},{hi}}}" if lo != hi else f"{{{lo}}}"
+        return builder.add_rule(name, f"[^<]{bound}")
+
+    def _free_text(self, builder: GrammarBuilder) -> str:
+        """Any text not containing ``\\n</parameter>``: the automaton that tracks how much of it was just read.
+
+        State ``s0`` has read none of it, ``sJ`` its first J characters; reading
+        the last one is the only move missing. (The text has no border, so a
+        value followed by the closing tag contains it only at the end.)
+        """
+        n = len(PARAM_END)
+        names = [f"qwen3c-text-s{j}" for j in range(n)]
+        builder.add_named_rule(names[0], f'"" | [^\\n] {names[0]} | "\\n" {names[1]}')
+        for j in range(1, n):
+            ch = PARAM_END[j]
+            alts = ['""', f'"\\n" {names[1]}', f"[^\\n{_class_char(ch)}] {names[0]}"]
+            if j + 1 < n:
+                alts.append(f"{lit(ch)} {names[j + 1]}")
+            builder.add_named_rule(names[j], " | ".join(alts))
+        return names[0]
+
+    # -- the rest of the dialect --------------------------------------------------------------
+
+    def lazy_triggers(self, tools: ToolPlan) -> list[dict[str, str]]:
+        return [{"type": "word", "value": OPEN}]
+
+    def make_parser(self, tools: ToolPlan) -> OutputParser:
+        raw = {spec.name: frozenset(k for k, p in _declared(spec).items() if is_raw_string(p))
+               for _, spec in tools.indexed}
+        return Qwen3CoderParser(enabled=tools.mode != "none", raw_params=raw)
+
+    def format_call_text(self, name: str, arguments: str, call_id: str) -> str:
+        return call_text(name, arguments)
+
+
+def _class_char(ch: str) -> str:
+    """``ch`` inside a GBNF character class."""
+    return "\\" + ch if ch in "]\\^-" else ch
+
+
+__all__ = ["Qwen3CoderParser", "Qwen3CoderStyle", "call_text", "is_raw_string"]
