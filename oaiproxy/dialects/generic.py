@@ -125,15 +125,9 @@ class GenericParser(JsonCallSection):
 
     def _end_section(self) -> None:
         if self._mode == "envelope":
-            if not self._json_begun:
-                self._replay(with_pending=True)
-            else:
-                self.truncated = True
-                for reader in self._readers.values():
-                    if not reader.done:
-                        reader.abort()
-                if self._result_string:
-                    self.emit_content(self._decoder.finish())
+            self._abort_calls(self._readers.values())
+            if self._json_begun and self._result_string:
+                self.emit_content(self._decoder.finish())
         self._buf = ""
 
 

@@ -53,13 +53,7 @@ class MistralParser(JsonCallSection):
 
     def _end_section(self) -> None:
         if self._mode == "calls":
-            if not self._json_begun:
-                self._replay(with_pending=True)
-            else:
-                self.truncated = True
-                for reader in self._readers.values():
-                    if not reader.done:
-                        reader.abort()
+            self._abort_calls(self._readers.values())
         self._buf = ""
 
 

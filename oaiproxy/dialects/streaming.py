@@ -274,7 +274,7 @@ class JsonCallSection(StreamParser):
       that is the arguments of a call the dialect announced (``_open_call``);
     * :meth:`_hold` / :meth:`_replay`: text kept since a trigger, given back as
       content when it turns out not to be a call;
-    * :meth:`_expect`, :meth:`_after_call`, :meth:`_abort_json`.
+    * :meth:`_expect`, :meth:`_after_call`, :meth:`_abort_json`, :meth:`_abort_calls`.
     """
 
     triggers: tuple[str, ...] = ()
@@ -456,6 +456,18 @@ class JsonCallSection(StreamParser):
         else:
             reader.abort()
         self._buf = ""
+
+    def _abort_calls(self, readers: Iterable[CallObjectReader]) -> None:
+        """The text ended inside a JSON value that holds several calls, one reader each (the generic
+        envelope, Mistral's list): a value never begun is content; else the output is truncated and
+        every call not yet complete is cut."""
+        if not self._json_begun:
+            self._replay(with_pending=True)
+            return
+        self.truncated = True
+        for reader in readers:
+            if not reader.done:
+                reader.abort()
 
 
 __all__ = ["CallHandle", "CallObjectReader", "CharHandler", "JsonCallSection", "StreamParser", "find_trigger"]
