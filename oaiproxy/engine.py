@@ -25,6 +25,7 @@ from oaiproxy.dialects.base import (
     StyleError,
     ToolCallDelta,
 )
+from oaiproxy.dialects.streaming import partial_word_at_end
 from oaiproxy.errors import BadRequest, InternalError
 from oaiproxy.runtime.upstream import LlamaServerClient
 from oaiproxy.settings import Settings
@@ -175,12 +176,7 @@ def strip_partial_stop(text: str, stops: list[str]) -> str:
     limit ends generation; the non-streamed answer keeps it. Dropping it here
     makes both answers the same text.
     """
-    cut = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), cut, -1):
-            if text.endswith(stop[:n]):
-                cut = n
-                break
+    cut = partial_word_at_end(text, stops)
     return text[: len(text) - cut] if cut else text
 
 

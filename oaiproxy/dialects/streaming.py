@@ -36,6 +36,21 @@ from oaiproxy.dialects.call_ids import new_call_id
 CharHandler = Callable[[str, "Path | None", "list[Path]"], None]
 
 
+def partial_word_at_end(text: str, words: Iterable[str]) -> int:
+    """Length of the longest tail of ``text`` that is a proper prefix of one of ``words`` (0: none).
+
+    That tail may still grow into the word: a trigger about to start, a stop string llama-server
+    held back when the token limit came.
+    """
+    tail = 0
+    for word in words:
+        for k in range(min(len(word) - 1, len(text)), tail, -1):
+            if text.endswith(word[:k]):
+                tail = k
+                break
+    return tail
+
+
 def find_trigger(buf: str, triggers: Iterable[str]) -> tuple[int, str | None]:
     """Earliest complete trigger in ``buf`` -> (position, trigger); else (safe length, None).
 
@@ -49,13 +64,7 @@ def find_trigger(buf: str, triggers: Iterable[str]) -> tuple[int, str | None]:
             best = (pos, trig)
     if best is not None:
         return best[0], best[1]
-    hold = 0
-    for trig in triggers:
-        for k in range(min(len(trig) - 1, len(buf)), hold, -1):
-            if buf.endswith(trig[:k]):
-                hold = k
-                break
-    return len(buf) - hold, None
+    return len(buf) - partial_word_at_end(buf, triggers), None
 
 
 class CallHandle:
@@ -470,4 +479,5 @@ class JsonCallSection(StreamParser):
                 reader.abort()
 
 
-__all__ = ["CallHandle", "CallObjectReader", "CharHandler", "JsonCallSection", "StreamParser", "find_trigger"]
+__all__ = ["CallHandle", "CallObjectReader", "CharHandler", "JsonCallSection", "StreamParser", "find_trigger",
+           "partial_word_at_end"]
