@@ -271,6 +271,7 @@ class Qwen3CoderStyle(DialectStyle):
         history_call=lambda n, a: call_text(n, a).split("\n", 1)[1].rsplit(f"\n{CLOSE}", 1)[0],
         fallback_call=call_text,
         call_tokens=64,
+        argument_key=lambda key: f"{PARAM_OPEN}{key}>",
         outputs=(
             SampleOutput("I will check.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n"
                          "</parameter>\n</function>\n</tool_call>", "I will check.\n",

@@ -66,6 +66,8 @@ class Samples:
     also_detected: tuple[str, ...] = ()
     #: example outputs and the calls they parse to
     outputs: tuple[SampleOutput, ...] = ()
+    #: how a call's text spells an argument key (the JSON key by default), e.g. ``<parameter=city>``
+    argument_key: Callable[[str], str] = json.dumps
 
     @property
     def representative(self) -> str:

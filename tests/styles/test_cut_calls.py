@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from oaiproxy.dialects import get_style
 from tests._processes import LlamaServer as Upstream
 from tests._processes import ProxyProcess
 from tests.foundation.test_proxy import post
@@ -95,9 +96,11 @@ def test_a_call_cut_by_max_tokens_is_dropped_streamed_and_not(proxies, style: st
 
 @pytest.mark.parametrize("style", [s for s, _ in DIALECTS])
 def test_a_client_stop_string_inside_a_call_is_a_cut(proxies, style: str) -> None:
-    # the call's own argument key, which every dialect's grammar forces right after the name
+    # the call's own argument key as the dialect spells it, which every grammar forces right after the name
     whole, incremental = proxies[style]
-    body = {**ASK, "max_tokens": MAX_TOKENS, "stop": ['"text"', "<parameter=text>"]}
+    samples = get_style(style).samples
+    assert samples is not None
+    body = {**ASK, "max_tokens": MAX_TOKENS, "stop": [samples.argument_key("text")]}
     status, out = post(whole.base_url + "/chat/completions", body, timeout=300)
     assert status == 200, out  # was a 500 "invalid_tool_call": the cut call went to the validator
     choice = out["choices"][0]
