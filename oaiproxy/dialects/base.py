@@ -67,6 +67,23 @@ class OutputParser(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Reasoning:
+    """How a model writes its reasoning section: the text that opens it and the text that closes it.
+
+    The proxy generates the reasoning apart from the answer (free, no grammar,
+    bounded by a budget) and then the answer after ``closer`` + ``resume``, so a
+    trigger word inside the reasoning never starts a call and a required call
+    still follows it. ``resume`` is what the format writes between the end of the
+    reasoning and the answer (e.g. harmony's ``<|start|>assistant``); empty for
+    ``<think>…</think>`` formats.
+    """
+
+    opener: str
+    closer: str
+    resume: str = ""
+
+
 #: llama-server's ``common_grammar_trigger_type`` numbers, which ``/completion`` expects
 TRIGGER_TYPES: dict[str, int] = {"token": 0, "word": 1, "pattern": 2, "pattern_full": 3}
 
@@ -84,6 +101,8 @@ class GenerationPlan:
     grammar_triggers: list[dict[str, str]] = field(default_factory=list)
     preserved_tokens: list[str] = field(default_factory=list)
     stop: list[str] = field(default_factory=list)
+    #: the model's reasoning format, when the template has one (None: the model does not reason)
+    reasoning: Reasoning | None = None
 
     def completion_fields(self) -> dict[str, Any]:
         """The ``/completion`` body fields this plan sets."""
