@@ -20,7 +20,8 @@ contain ``\\n</parameter>``; a string with ``minLength``/``maxLength`` is raw te
 without ``<`` (so its length can be counted); a string ``enum``/``const`` is its
 literal values; a string with a ``pattern`` or ``format`` is refused (raw text
 cannot be held to it exactly); every other schema is a JSON value through the
-schema converter. Parameters come in the order the schema declares them, the
+schema converter (the value grammar is :mod:`oaiproxy.dialects.xml_values`,
+shared with the other XML-argument formats). Parameters come in the order the schema declares them, the
 required ones always, the optional ones or not (the templates write them in the
 arguments' order, which for a valid call from this grammar is the same).
 Undeclared parameters are never generated, even where the tool's enforced
@@ -33,19 +34,23 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from oaiproxy.conversation.model import ToolSpec
 from oaiproxy.conversation.tools import ToolPlan
-from oaiproxy.dialects.base import OutputParser, StyleError
+from oaiproxy.dialects.base import OutputParser
 from oaiproxy.dialects.gbnf import alternatives, lit, repeat_rule
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import Call, SampleOutput, Samples
 from oaiproxy.dialects.streaming import CallHandle, JsonCallSection
-from oaiproxy.grammar import GrammarBuilder, SchemaError
-from oaiproxy.grammar.enforced import enforced_schema
-from oaiproxy.grammar.limits import DIRECT_REPEAT
+from oaiproxy.dialects.xml_values import (
+    json_value_text,
+    object_parameters,
+    raw_string_keys,
+    render_value,
+    value_rule,
+)
+from oaiproxy.grammar import GrammarBuilder
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
@@ -56,18 +61,6 @@ PARAM_OPEN = "<parameter="
 PARAM_END = "\n</parameter>"
 
 _NAME = re.compile(r"[^<>\n]{1,128}\Z")
-#: the keywords a raw-text string parameter may carry (annotations, and the constraints handled exactly)
-_RAW_STRING_KEYS = frozenset({"type", "description", "title", "examples", "default", "$comment", "deprecated",
-                              "readOnly", "writeOnly", "minLength", "maxLength", "enum", "const"})
-_TOP_KEYS = frozenset({"type", "properties", "required", "additionalProperties", "description", "title",
-                       "$schema", "$comment", "examples", "default"})
-
-
-def render_value(value: Any) -> str:
-    """An argument value as the templates write it: a string raw, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
 def call_text(name: str, arguments: str) -> str:
     """One whole ``<tool_call>`` block for ``name`` and its arguments (JSON text), as the templates render it."""
     try:
@@ -81,21 +74,6 @@ def call_text(name: str, arguments: str) -> str:
 
 def _calls_text(calls: Sequence[Call]) -> str:
     return "\n".join(call_text(n, a) for n, a in calls)
-
-
-def is_raw_string(schema: Any) -> bool:
-    """Whether a parameter's value is written raw (a string schema), not as JSON."""
-    return isinstance(schema, Mapping) and schema.get("type") == "string"
-
-
-def _declared(spec: ToolSpec) -> dict[str, Any]:
-    """The tool's properties as the grammar and the validator enforce them (empty when it declares none)."""
-    try:
-        top = enforced_schema(spec.parameters, objects=spec.objects, strict=spec.strict)
-    except SchemaError:
-        return {}
-    props = top.get("properties") if isinstance(top, Mapping) else None
-    return dict(props) if isinstance(props, Mapping) else {}
 
 
 class Qwen3CoderParser(JsonCallSection):
@@ -194,7 +172,7 @@ class Qwen3CoderParser(JsonCallSection):
         call = self._call
         assert call is not None
         raw = self._raw_params.get(call.name, frozenset())
-        return "{" + ", ".join(f"{json.dumps(key, ensure_ascii=False)}: {_json_value(value, key in raw)}"
+        return "{" + ", ".join(f"{json.dumps(key, ensure_ascii=False)}: {json_value_text(value, key in raw)}"
                                for key, value in self._params)
 
     def _close_function(self) -> None:
@@ -245,19 +223,6 @@ class Qwen3CoderParser(JsonCallSection):
         self._buf = ""
 
 
-def _json_value(text: str, raw: bool) -> str:
-    """A parameter's value as JSON text: a raw string encoded, a JSON value as written (a string if it isn't JSON)."""
-    if not raw:
-        stripped = text.strip()
-        try:
-            json.loads(stripped)
-        except ValueError:
-            pass
-        else:
-            return stripped
-    return json.dumps(text, ensure_ascii=False)
-
-
 @register(detect_priority=15)
 class Qwen3CoderStyle(DialectStyle):
     name = "qwen3-coder"
@@ -299,82 +264,15 @@ class Qwen3CoderStyle(DialectStyle):
         return builder.add_rule("qwen3c-calls", repeat_rule(call, sep, tools.max_calls))
 
     def _tool_rule(self, builder: GrammarBuilder, i: int, spec: ToolSpec) -> str:
-        where = f"tools[{i}].function.parameters"
-        try:
-            top = enforced_schema(spec.parameters, objects=spec.objects, strict=spec.strict)
-        except SchemaError as e:
-            raise StyleError(f"{where}: {e}", param=where) from e
-        if top is True or top == {}:
-            top = {"type": "object"}
-        if not isinstance(top, Mapping) or top.get("type", "object") != "object" or set(top) - _TOP_KEYS:
-            extra = sorted(set(top) - _TOP_KEYS) if isinstance(top, Mapping) else []
-            raise StyleError(f"{where}: the qwen3-coder format writes arguments as named parameters; it needs an "
-                             f"object schema with plain 'properties'" + (f" (not {', '.join(extra)})" if extra else ""),
-                             param=where)
-        props = top.get("properties") or {}
-        required = set(top.get("required") or [])
-        if not required <= set(props):
-            raise StyleError(f"{where}: required parameters without a schema in 'properties': "
-                             f"{', '.join(sorted(required - set(props)))}", param=where)
+        props, required = object_parameters(spec, i, self.name)
         parts = [lit(f"{FUNCTION_OPEN}{spec.name}>\n")]
         for j, (key, prop) in enumerate(props.items()):
-            value = self._value_rule(builder, prop, f"qwen3c-tool{i}-p{j}", spec, where, key)
+            value = value_rule(builder, prop, f"qwen3c-tool{i}-p{j}", spec, i, key, end=PARAM_END,
+                               dialect=self.name, text_prefix="qwen3c")
             param = builder.add_rule(f"qwen3c-tool{i}-param{j}",
                                      f"{lit(f'{PARAM_OPEN}{key}>{chr(10)}')} {value} {lit(PARAM_END + chr(10))}")
             parts.append(param if key in required else f"{param}?")
         return builder.add_rule(f"qwen3c-tool{i}-call", " ".join(parts))
-
-    def _value_rule(self, builder: GrammarBuilder, prop: Any, name: str, spec: ToolSpec, where: str,
-                    key: str) -> str:
-        if not is_raw_string(prop):
-            try:
-                return builder.add_schema(prop, name, objects=spec.objects, strict=spec.strict)
-            except SchemaError as e:
-                raise StyleError(f"{where}: {e}", param=where) from e
-        odd = sorted(set(prop) - _RAW_STRING_KEYS)
-        if odd:
-            raise StyleError(f"{where}: parameter {key!r} is a string with {', '.join(odd)}, which the qwen3-coder "
-                             "format writes as raw text and cannot be held to exactly", param=where)
-        lo = prop.get("minLength", 0)
-        hi = prop.get("maxLength")
-        if "enum" in prop or "const" in prop:
-            values = list(prop["enum"]) if "enum" in prop else [prop["const"]]
-            if "const" in prop and "enum" in prop:
-                values = [v for v in values if v == prop["const"]]
-            ok = [v for v in values if isinstance(v, str) and len(v) >= lo and (hi is None or len(v) <= hi)
-                  and PARAM_END not in v]
-            if not ok:
-                raise StyleError(f"{where}: parameter {key!r} has no string value its enum and length allow",
-                                 param=where)
-            return builder.add_rule(name, " | ".join(lit(v) for v in dict.fromkeys(ok)))
-        if lo == 0 and hi is None:
-            return self._free_text(builder)
-        if (hi is not None and hi > DIRECT_REPEAT) or lo > DIRECT_REPEAT:
-            raise StyleError(f"{where}: parameter {key!r}: string length bounds above {DIRECT_REPEAT} are not "
-                             "supported in the qwen3-coder format", param=where)
-        if hi is not None and hi < lo:
-            raise StyleError(f"{where}: parameter {key!r} has maxLength below minLength", param=where)
-        # counted text: no '<' at all, so the closing tag cannot occur inside it
-        bound = f"{{{lo},}}" if hi is None else f"{{{lo},{hi}}}" if lo != hi else f"{{{lo}}}"
-        return builder.add_rule(name, f"[^<]{bound}")
-
-    def _free_text(self, builder: GrammarBuilder) -> str:
-        """Any text not containing ``\\n</parameter>``: the automaton that tracks how much of it was just read.
-
-        State ``s0`` has read none of it, ``sJ`` its first J characters; reading
-        the last one is the only move missing. (The text has no border, so a
-        value followed by the closing tag contains it only at the end.)
-        """
-        n = len(PARAM_END)
-        names = [f"qwen3c-text-s{j}" for j in range(n)]
-        builder.add_named_rule(names[0], f'"" | [^\\n] {names[0]} | "\\n" {names[1]}')
-        for j in range(1, n):
-            ch = PARAM_END[j]
-            alts = ['""', f'"\\n" {names[1]}', f"[^\\n{_class_char(ch)}] {names[0]}"]
-            if j + 1 < n:
-                alts.append(f"{lit(ch)} {names[j + 1]}")
-            builder.add_named_rule(names[j], " | ".join(alts))
-        return names[0]
 
     # -- the rest of the dialect --------------------------------------------------------------
 
@@ -382,17 +280,11 @@ class Qwen3CoderStyle(DialectStyle):
         return [{"type": "word", "value": OPEN}]
 
     def make_parser(self, tools: ToolPlan) -> OutputParser:
-        raw = {spec.name: frozenset(k for k, p in _declared(spec).items() if is_raw_string(p))
-               for _, spec in tools.indexed}
+        raw = {spec.name: raw_string_keys(spec) for _, spec in tools.indexed}
         return Qwen3CoderParser(enabled=tools.mode != "none", raw_params=raw)
 
     def format_call_text(self, name: str, arguments: str, call_id: str) -> str:
         return call_text(name, arguments)
 
 
-def _class_char(ch: str) -> str:
-    """``ch`` inside a GBNF character class."""
-    return "\\" + ch if ch in "]\\^-" else ch
-
-
-__all__ = ["Qwen3CoderParser", "Qwen3CoderStyle", "call_text", "is_raw_string"]
+__all__ = ["Qwen3CoderParser", "Qwen3CoderStyle", "call_text"]
