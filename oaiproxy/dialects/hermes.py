@@ -58,6 +58,8 @@ class HermesStyle(DialectStyle):
                    "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja", "Qwen-Qwen3-0.6B.jinja"),
         calls=lambda calls: "\n".join(f"{OPEN}\n{json_call(n, a)}\n{CLOSE}" for n, a in calls),
         fallback_call=lambda n, a: f"{OPEN}\n{json_call(n, a)}\n{CLOSE}",
+        also_detected=("Bielik-11B-v3.0-Instruct.jinja", "MiMo-VL.jinja", "Qwen-QwQ-32B.jinja", "Reka-Edge.jinja",
+                       "ibm-granite-granite-4.0.jinja", "ibm-granite-granite-4.1.jinja"),
         outputs=(
             SampleOutput('I will check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
                          '</tool_call>', "I will check.\n", (("get_weather", {"city": "Paris"}),)),

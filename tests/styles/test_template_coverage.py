@@ -33,7 +33,7 @@ from oaiproxy.dialects import detect_style
 from oaiproxy.dialects.base import Style
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.prompting import history_for_template, openai_tool
-from oaiproxy.dialects.registry import fallback_style
+from oaiproxy.dialects.registry import fallback_style, sampled_styles
 from oaiproxy.templating.chat_template import ChatTemplate, TemplateError
 from tests._processes import REPO
 from tests.gbnf_oracle import accepts
@@ -255,6 +255,19 @@ def test_template_round_trip(filename: str) -> None:
                                         "take it off KNOWN_UNCOVERED")
         assert known.split(":")[0] == result.kind, (f"{filename}: KNOWN_UNCOVERED says {known!r}, measured "
                                                     f"{result.kind}: {result.detail}")
+
+
+def test_covered_templates_are_declared_by_their_dialect() -> None:
+    """The dialect covering a template lists it in its samples, so the README's table (written from the samples
+    by scripts/dialect_table.py) names exactly the covered templates."""
+    declared = {t: cls.name for cls in sampled_styles() if cls.samples is not None and cls is not fallback_style()
+                for t in (*cls.samples.templates, *cls.samples.also_detected)}
+    undeclared = {f: r.dialect for f in TEMPLATE_FILES if (r := outcome(f)).kind == COVERED
+                  and declared.get(f) != r.dialect}
+    assert not undeclared, f"covered but not in the covering dialect's samples (templates, also_detected): {undeclared}"
+    stale = {f: d for f, d in declared.items()
+             if f in KNOWN_UNCOVERED and not KNOWN_UNCOVERED[f].startswith(NO_RENDERING)}
+    assert not stale, f"declared by a dialect but not covered: {stale}"
 
 
 def test_coverage_summary(capsys: pytest.CaptureFixture[str]) -> None:
