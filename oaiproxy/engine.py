@@ -1,7 +1,10 @@
 """One generation, end to end, without HTTP and without any API's wire types.
 
 conversation + sampling → style plan → llama-server ``/completion`` → parser → validated
-result, or a stream of neutral events. Each API surface translates its own request onto
+result, or a stream of neutral events. A thinking model's plan names its reasoning markers:
+the engine then generates in two phases, the reasoning free (no grammar, up to the closer
+or the reasoning budget) and the answer under the plan's grammar, after the closed
+reasoning (docs/reasoning.md). Each API surface translates its own request onto
 :class:`Engine` and the result back into its own shape (Chat Completions:
 :mod:`oaiproxy.api.chat.serving`); everything about prompts, grammars, sampling and
 parsing happens here or in the style.
@@ -10,6 +13,7 @@ parsing happens here or in the style.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
@@ -21,14 +25,15 @@ from oaiproxy.dialects.base import (
     GenerationPlan,
     ParsedOutput,
     ParseEvent,
+    Reasoning,
     Style,
     StyleError,
-    ToolCallDelta,
 )
+from oaiproxy.dialects.reasoning import reasoning_prompt
 from oaiproxy.dialects.streaming import partial_word_at_end
 from oaiproxy.errors import BadRequest, InternalError
 from oaiproxy.runtime.upstream import LlamaServerClient
-from oaiproxy.settings import Settings
+from oaiproxy.settings import REASONING_EFFORT_BUDGETS, Settings
 from oaiproxy.templating.chat_template import ChatTemplate
 from oaiproxy.validation import validate_tool_calls
 
@@ -118,6 +123,14 @@ class TokenUsage:
     completion_tokens: int = 0
     #: prompt tokens llama-server reused from its cache
     cached_tokens: int = 0
+    #: of the completion tokens, those of the reasoning phase
+    reasoning_tokens: int = 0
+
+    def then(self, answer: TokenUsage) -> TokenUsage:
+        """This reasoning phase's usage followed by the answer phase's: the prompt counted once."""
+        return TokenUsage(prompt_tokens=self.prompt_tokens,
+                          completion_tokens=self.completion_tokens + answer.completion_tokens,
+                          cached_tokens=self.cached_tokens, reasoning_tokens=self.completion_tokens)
 
 
 @dataclass
@@ -128,11 +141,20 @@ class Result:
     finish_reason: str
     usage: TokenUsage = field(default_factory=TokenUsage)
     logprobs: tuple[TokenProb, ...] = ()
+    #: a thinking model's reasoning, apart from the content (None: it did not reason)
+    reasoning: str | None = None
 
 
 @dataclass(frozen=True)
 class Started:
     """llama-server accepted the request and is generating: from here on, failures come mid-stream."""
+
+
+@dataclass(frozen=True)
+class ReasoningStep:
+    """Reasoning text the model just wrote, before its answer (never part of the content)."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -163,7 +185,7 @@ class Finished:
     usage: TokenUsage
 
 
-StreamEvent = Started | Step | CallDone | Finished
+StreamEvent = Started | ReasoningStep | Step | CallDone | Finished
 
 
 # ---------------------------------------------------------------- helpers
@@ -199,6 +221,58 @@ def _cut_by(data: dict[str, Any], client_stops: tuple[str, ...]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class ReasoningRun:
+    """The reasoning phase of one request: the markers, and how many tokens it may take."""
+
+    reasoning: Reasoning
+    #: n_predict of the phase: the reasoning budget or, when smaller, max_tokens
+    limit: int
+    #: the request's max_tokens, shared by both phases
+    max_tokens: int
+
+    def ran_out_of_tokens(self, data: dict[str, Any]) -> bool:
+        """Whether the phase ended at max_tokens (or the context) rather than at the budget: no answer then."""
+        return bool(data.get("truncated")) or (_cut_short(data) and self.limit >= self.max_tokens)
+
+
+class ReasoningText:
+    """The reasoning as the client sees it, fed piece by piece: whitespace around it trimmed
+    (the newline after ``<think>``, the one before ``</think>``), the same split or whole."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._pending = ""
+        self._started = False
+
+    def feed(self, chunk: str) -> str:
+        self._parts.append(chunk)
+        text = self._pending + chunk
+        if not self._started:
+            text = text.lstrip()
+            if not text:
+                self._pending = ""
+                return ""
+            self._started = True
+        shown = text.rstrip()
+        self._pending = text[len(shown):]
+        return shown
+
+    @property
+    def raw(self) -> str:
+        return "".join(self._parts)
+
+    @property
+    def text(self) -> str:
+        return self.raw.strip()
+
+
+def _without_leading_space(parsed: ParsedOutput) -> ParsedOutput:
+    """The answer after a reasoning section, without the blank lines the model writes after the closer."""
+    content = parsed.content.lstrip() if parsed.content else parsed.content
+    return ParsedOutput(content=content or None, tool_calls=parsed.tool_calls)
+
+
 def _usage(data: dict[str, Any]) -> TokenUsage:
     # llama-server's `tokens_cached` counts generated tokens too; `timings.cache_n` is the prompt part reused.
     return TokenUsage(prompt_tokens=int(data.get("tokens_evaluated") or 0),
@@ -214,8 +288,10 @@ class Engine:
 
     def __init__(self, *, template: ChatTemplate, style: type[Style], client: LlamaServerClient,
                  model_id: str, default_max_tokens: int, stream_tool_calls: str, tool_extra_keys: bool,
-                 extra_stops: list[str] | None = None, strip_bos: bool = True):
+                 extra_stops: list[str] | None = None, strip_bos: bool = True, reasoning_budget: int | None = None):
         self.template = template
+        #: most reasoning tokens before the answer (None: up to max_tokens; 0: no reasoning)
+        self.reasoning_budget = reasoning_budget
         self.style = style(template)
         self.client = client
         self.model_id = model_id
@@ -237,12 +313,35 @@ class Engine:
         """The engine for one model, its generation options read from ``settings`` (declared there once)."""
         return cls(template=template, style=style, client=client, model_id=model_id,
                    default_max_tokens=settings.default_max_tokens, stream_tool_calls=settings.stream_tool_calls,
-                   tool_extra_keys=settings.tool_extra_keys, extra_stops=extra_stops, strip_bos=strip_bos)
+                   tool_extra_keys=settings.tool_extra_keys, extra_stops=extra_stops, strip_bos=strip_bos,
+                   reasoning_budget=settings.reasoning_budget)
 
     # ------------------------------------------------------------ planning
 
+    def budget(self, conv: Conversation) -> int | None:
+        """The request's reasoning budget in tokens: the smaller of ``--reasoning-budget`` and what
+        its ``reasoning_effort`` asks for (:data:`~oaiproxy.settings.REASONING_EFFORT_BUDGETS`)."""
+        effort = REASONING_EFFORT_BUDGETS.get(conv.reasoning_effort) if conv.reasoning_effort else None
+        bounds = [b for b in (self.reasoning_budget, effort) if b is not None]
+        return min(bounds) if bounds else None
+
     def plan(self, conv: Conversation, sampling: Sampling) -> tuple[GenerationPlan, dict[str, Any]]:
-        """The style's plan for a checked conversation and the ``/completion`` body that carries it."""
+        """The style's plan for a checked conversation and the ``/completion`` body that carries it
+        (for a thinking model, the body of the answer phase before the reasoning is added)."""
+        plan, body, _ = self.prepare(conv, sampling)
+        return plan, body
+
+    def prepare(self, conv: Conversation, sampling: Sampling
+                ) -> tuple[GenerationPlan, dict[str, Any], ReasoningRun | None]:
+        """:meth:`plan`, and the reasoning phase to run first when the model reasons.
+
+        A thinking template's prompt is opened for the reasoning (thinking on) or closed at once
+        (thinking off: ``reasoning_effort`` "none", a template switch turned off, a budget of 0);
+        see :func:`oaiproxy.dialects.reasoning.reasoning_prompt`.
+        """
+        budget = self.budget(conv)
+        if budget == 0 and conv.allow_reasoning:
+            conv = dataclasses.replace(conv, allow_reasoning=False)
         try:
             plan = self.style.plan(conv)
         except StyleError as exc:
@@ -250,17 +349,52 @@ class Engine:
         bos = self.template.bos_token
         if self.strip_bos and bos and plan.prompt.startswith(bos):
             plan.prompt = plan.prompt[len(bos):]
+        run = None
+        if plan.reasoning is not None:
+            plan.prompt, reasons = reasoning_prompt(plan.prompt, plan.reasoning, conv.thinking)
+            if reasons:
+                max_tokens = sampling.max_tokens or self.default_max_tokens
+                run = ReasoningRun(plan.reasoning, min(max_tokens, budget) if budget is not None else max_tokens,
+                                   max_tokens)
         body = plan.completion_fields()
         body.update(sampling_fields(sampling, self.default_max_tokens))
         stops = list(dict.fromkeys([*plan.stop, *self.extra_stops, *sampling.stop]))
         if stops:
             body["stop"] = stops
-        return plan, body
+        return plan, body, run
 
     async def plan_async(self, conv: Conversation, sampling: Sampling) -> tuple[GenerationPlan, dict[str, Any]]:
         """:meth:`plan` in a worker thread: a template render or a big schema may take
         up to their time limits, and the event loop keeps serving meanwhile."""
         return await asyncio.to_thread(self.plan, conv, sampling)
+
+    async def prepare_async(self, conv: Conversation, sampling: Sampling
+                            ) -> tuple[GenerationPlan, dict[str, Any], ReasoningRun | None]:
+        """:meth:`prepare` in a worker thread (see :meth:`plan_async`)."""
+        return await asyncio.to_thread(self.prepare, conv, sampling)
+
+    # ------------------------------------------------------------ the reasoning phase
+
+    def _reasoning_body(self, plan: GenerationPlan, body: dict[str, Any], run: ReasoningRun) -> dict[str, Any]:
+        """The ``/completion`` body of the reasoning: free text (no grammar, no logprobs) up to the closer.
+
+        The client's stop strings apply to the answer only; the markers are preserved tokens,
+        so llama-server writes a special-token closer as text and stops on it.
+        """
+        first = {k: v for k, v in body.items()
+                 if k not in ("grammar", "grammar_lazy", "grammar_triggers", "n_probs", "stop", "preserved_tokens")}
+        first["n_predict"] = run.limit
+        first["stop"] = list(dict.fromkeys([run.reasoning.closer, *plan.stop, *self.extra_stops]))
+        first["preserved_tokens"] = list(dict.fromkeys(
+            [*plan.preserved_tokens, run.reasoning.opener.strip(), run.reasoning.closer.strip()]))
+        return first
+
+    @staticmethod
+    def _answer_body(body: dict[str, Any], run: ReasoningRun, raw: str, used: int) -> dict[str, Any]:
+        """The answer phase after ``raw`` reasoning: the reasoning closed, the tokens left of max_tokens."""
+        reasoning = run.reasoning
+        return {**body, "prompt": body["prompt"] + raw + reasoning.closer + reasoning.resume,
+                "n_predict": max(1, run.max_tokens - used)}
 
     def _settle(self, conv: Conversation, parsed: ParsedOutput, cut: str | None) -> tuple[ParsedOutput, str]:
         """Check every call against the request's tools and choose the finish reason.
@@ -289,27 +423,44 @@ class Engine:
     # ------------------------------------------------------------ whole answers
 
     async def _generate(self, conv: Conversation, plan: GenerationPlan, body: dict[str, Any],
-                        sampling: Sampling) -> Result:
+                        sampling: Sampling, run: ReasoningRun | None = None) -> Result:
+        reasoning: str | None = None
+        before: TokenUsage | None = None
+        if run is not None:
+            first = self._reasoning_body(plan, body, run)
+            data = await self.client.completion(first)
+            raw = data.get("content", "")
+            if _cut_short(data):
+                raw = strip_partial_stop(raw, first["stop"])
+            reasoning, before = raw.strip(), _usage(data)
+            if run.ran_out_of_tokens(data):
+                return Result(parsed=ParsedOutput(content=None, tool_calls=[]), finish_reason="length",
+                              usage=before.then(TokenUsage()), reasoning=reasoning)
+            body = self._answer_body(body, run, raw, before.completion_tokens)
         data = await self.client.completion(body)
         text = data.get("content", "")
         if _cut_short(data):
             text = strip_partial_stop(text, body.get("stop") or [])
         plan.parser.feed(text)
         plan.parser.finish()
-        parsed, finish = self._settle(conv, plan.parser.result(), _cut_by(data, sampling.stop))
-        return Result(parsed=parsed, finish_reason=finish, usage=_usage(data),
-                      logprobs=token_probs(data.get("completion_probabilities")))
+        parsed = plan.parser.result()
+        if plan.reasoning is not None:
+            parsed = _without_leading_space(parsed)
+        parsed, finish = self._settle(conv, parsed, _cut_by(data, sampling.stop))
+        usage = _usage(data) if before is None else before.then(_usage(data))
+        return Result(parsed=parsed, finish_reason=finish, usage=usage,
+                      logprobs=token_probs(data.get("completion_probabilities")), reasoning=reasoning)
 
     async def complete(self, conv: Conversation, sampling: Sampling, n: int = 1) -> list[Result]:
         """``n`` answers to one conversation, generated side by side (each its own seed when one is given)."""
-        plans = [await self.plan_async(conv, sampling) for _ in range(n)]
+        plans = [await self.prepare_async(conv, sampling) for _ in range(n)]
         if n > 1 and sampling.seed is not None:
-            for i, (_, body) in enumerate(plans):
+            for i, (_, body, _) in enumerate(plans):
                 body["seed"] = sampling.seed + i
         # a TaskGroup: when one choice fails, the others are cancelled and stop generating
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._generate(conv, p, b, sampling)) for p, b in plans]
+                tasks = [group.create_task(self._generate(conv, p, b, sampling, r)) for p, b, r in plans]
         except BaseExceptionGroup as group_error:
             raise group_error.exceptions[0] from None  # the client gets the first choice's error as it is
         return [t.result() for t in tasks]
@@ -317,50 +468,99 @@ class Engine:
     # ------------------------------------------------------------ streaming
 
     async def stream(self, conv: Conversation, sampling: Sampling) -> AsyncGenerator[StreamEvent, None]:
-        """:class:`Started`, then a :class:`Step` per llama-server event, the :class:`CallDone` calls
-        when they are held back until validated, and :class:`Finished`.
+        """:class:`Started`, then a :class:`ReasoningStep` per piece of a thinking model's reasoning,
+        a :class:`Step` per llama-server event of the answer, the :class:`CallDone` calls when they
+        are held back until validated, and :class:`Finished`.
 
         llama-server's first event is awaited before :class:`Started`, so that an upstream
         refusal (e.g. a prompt over the context) still comes before any answer: a plain HTTP error.
         """
-        plan, body = await self.plan_async(conv, sampling)
+        plan, body, run = await self.prepare_async(conv, sampling)
+        before: TokenUsage | None = None
+        if run is not None:
+            upstream = self.client.completion_stream(self._reasoning_body(plan, body, run))
+            first_event = await _first_event(upstream)
+            text = ReasoningText()
+            last: dict[str, Any] = {}
+            try:
+                yield Started()
+                async for event in _chained(first_event, upstream):
+                    last = event
+                    shown = text.feed(event.get("content", ""))
+                    if shown:
+                        yield ReasoningStep(shown)
+            finally:
+                await upstream.aclose()
+            before = _usage(last)
+            if run.ran_out_of_tokens(last):
+                yield Finished("length", before.then(TokenUsage()))
+                return
+            body = self._answer_body(body, run, text.raw, before.completion_tokens)
+        async for out in self._stream_answer(conv, plan, body, sampling, before):
+            yield out
+
+    async def _stream_answer(self, conv: Conversation, plan: GenerationPlan, body: dict[str, Any],
+                             sampling: Sampling, before: TokenUsage | None) -> AsyncGenerator[StreamEvent, None]:
+        """The answer's events; :class:`Started` first unless a reasoning phase (``before``) came first."""
         upstream = self.client.completion_stream(body)
+        first_event = await _first_event(upstream)
         try:
-            first_event = await anext(upstream)
-        except StopAsyncIteration:
-            first_event = {"content": "", "stop": True}
-        try:
-            yield Started()
+            if before is None:
+                yield Started()
             last: dict[str, Any] = {}
 
             # "whole" (the default): calls are held back and sent once generation is over and each
             # has been validated, so a client never holds a cut or invalid call. "incremental":
             # argument text is sent as it is generated, as OpenAI streams it.
             incremental = self.stream_tool_calls == "incremental"
+            # after a reasoning section, the blank lines before the answer are not content
+            lead = plan.reasoning is not None
 
             def visible(events: list[ParseEvent]) -> tuple[ParseEvent, ...]:
-                return tuple(ev for ev in events if (isinstance(ev, ContentDelta) and ev.text)
-                             or (isinstance(ev, ToolCallDelta) and incremental))
+                nonlocal lead
+                shown: list[ParseEvent] = []
+                for ev in events:
+                    if isinstance(ev, ContentDelta):
+                        if lead:
+                            ev = ContentDelta(ev.text.lstrip())
+                            lead = not ev.text
+                        if ev.text:
+                            shown.append(ev)
+                    elif incremental:
+                        shown.append(ev)
+                return tuple(shown)
 
-            async def events() -> AsyncIterator[dict[str, Any]]:
-                yield first_event
-                async for ev in upstream:
-                    yield ev
-
-            async for event in events():
+            async for event in _chained(first_event, upstream):
                 last = event
                 shown = visible(plan.parser.feed(event.get("content", "")))
                 probs = event.get("completion_probabilities") if sampling.logprobs is not None else None
                 yield Step(shown, token_probs(probs) if probs else None)
             yield Step(visible(plan.parser.finish()))
-            settled, finish = self._settle(conv, plan.parser.result(), _cut_by(last, sampling.stop))
+            parsed = plan.parser.result()
+            if plan.reasoning is not None:
+                parsed = _without_leading_space(parsed)
+            settled, finish = self._settle(conv, parsed, _cut_by(last, sampling.stop))
             if not incremental:
                 for i, call in enumerate(settled.tool_calls):
                     yield CallDone(i, call)
-            yield Finished(finish, _usage(last))
+            yield Finished(finish, _usage(last) if before is None else before.then(_usage(last)))
         finally:
             await upstream.aclose()
 
 
-__all__ = ["CallDone", "Engine", "Finished", "Result", "Sampling", "Started", "Step", "StreamEvent", "TokenProb",
-           "TokenUsage", "common_sampling_fields", "sampling_fields", "strip_partial_stop", "token_probs"]
+async def _first_event(upstream: AsyncGenerator[dict[str, Any], None]) -> dict[str, Any]:
+    try:
+        return await anext(upstream)
+    except StopAsyncIteration:
+        return {"content": "", "stop": True}
+
+
+async def _chained(first: dict[str, Any], upstream: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    yield first
+    async for event in upstream:
+        yield event
+
+
+__all__ = ["CallDone", "Engine", "Finished", "ReasoningRun", "ReasoningStep", "ReasoningText", "Result", "Sampling",
+           "Started", "Step", "StreamEvent", "TokenProb", "TokenUsage", "common_sampling_fields", "sampling_fields",
+           "strip_partial_stop", "token_probs"]

@@ -42,6 +42,11 @@ EMBEDDING_POOLINGS = ("mean", "cls", "last", "model")
 #: validated) or "incremental" (arguments as they are generated, as OpenAI streams them)
 STREAM_TOOL_CALLS = ("whole", "incremental")
 
+#: the reasoning budget (tokens) each ``reasoning_effort`` asks for; None: no bound beyond
+#: ``--reasoning-budget`` and max_tokens. The request's budget is the smaller of this and the setting.
+REASONING_EFFORT_BUDGETS: dict[str, int | None] = {"none": 0, "minimal": 256, "low": 1024, "medium": 4096,
+                                                   "high": None}
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 #: the field whose command-line form is the arguments after ``--`` rather than an option of its own
@@ -114,6 +119,10 @@ class Settings(BaseSettings):
     tool_extra_keys: bool = Field(default=False, description=(
         "Let tool arguments carry keys the tool's schema does not declare, where the schema allows them "
         "(default: only declared keys)."))
+    reasoning_budget: int | None = Field(default=None, ge=0, description=(
+        "Most tokens a thinking model may reason before its answer; then the reasoning is closed and the "
+        "answer or call follows (0: no reasoning; default: unlimited within max_tokens). A request's "
+        "reasoning_effort lowers it: minimal 256, low 1024, medium 4096, none 0."))
     config: Path | None = Field(default=None, description=(
         "YAML file with any of these options (command line and environment win)."))
 

@@ -14,7 +14,13 @@ import dataclasses
 import json
 from typing import Any
 
-from oaiproxy.conversation.model import Conversation, NamedToolChoice, ResponseFormat
+from oaiproxy.conversation.model import (
+    REASONING_EFFORTS,
+    THINKING_SWITCHES,
+    Conversation,
+    NamedToolChoice,
+    ResponseFormat,
+)
 from oaiproxy.errors import BadRequest
 from oaiproxy.grammar import SchemaError, enforced_schema
 
@@ -112,6 +118,33 @@ def _check_tools(conv: Conversation) -> None:
         raise BadRequest("tool_choice 'required' needs at least one tool in 'tools'", param="tool_choice")
 
 
+#: template variables the proxy sets itself: ``chat_template_kwargs`` may not replace them
+RESERVED_TEMPLATE_VARIABLES = frozenset({
+    "messages", "tools", "add_generation_prompt", "bos_token", "eos_token", "raise_exception", "strftime_now",
+    "documents", "builtin_tools",
+})
+
+
+def _check_reasoning(conv: Conversation) -> None:
+    if conv.reasoning_effort is not None and conv.reasoning_effort not in REASONING_EFFORTS:
+        raise BadRequest(f"reasoning_effort {conv.reasoning_effort!r} is not one of {', '.join(REASONING_EFFORTS)}",
+                         param="reasoning_effort", code="invalid_value")
+    kwargs = conv.template_kwargs
+    if not isinstance(kwargs, dict):
+        raise BadRequest("'chat_template_kwargs' must be an object of template variables",
+                         param="chat_template_kwargs", code="invalid_type")
+    check_depth(kwargs, "chat_template_kwargs")
+    for key, value in kwargs.items():
+        where = f"chat_template_kwargs.{key}"
+        if key in RESERVED_TEMPLATE_VARIABLES:
+            raise BadRequest(f"'{where}' is set by oaiproxy itself and cannot be replaced", param=where,
+                             code="invalid_value")
+        if key in THINKING_SWITCHES and not isinstance(value, bool):
+            raise BadRequest(f"'{where}' must be true or false", param=where, code="invalid_type")
+        if key == "reasoning_effort" and value is not None and not isinstance(value, str):
+            raise BadRequest(f"'{where}' must be a string", param=where, code="invalid_type")
+
+
 def _checked_response_format(fmt: ResponseFormat) -> ResponseFormat:
     """``fmt`` checked, and in the form the dialects build from: a json_schema without a schema is
     json_object; a strict schema has every object closed, as the grammar enforces it."""
@@ -133,15 +166,18 @@ def check_conversation(conv: Conversation) -> Conversation:
 
     The rules: history call arguments not nested without bound; every tool named, once, with
     parameters a valid schema the proxy can enforce; ``tool_choice`` one of the modes or naming
-    a given tool, and "required" only with tools; a response schema valid and enforceable. The
+    a given tool, and "required" only with tools; a response schema valid and enforceable;
+    ``reasoning_effort`` one of its values and ``chat_template_kwargs`` an object that replaces
+    none of the proxy's own template variables, with boolean thinking switches. The
     returned conversation differs from ``conv`` only in its response format (see
     :func:`_checked_response_format`).
     """
     _check_history(conv)
     _check_tools(conv)
+    _check_reasoning(conv)
     fmt = _checked_response_format(conv.response_format)
     return conv if fmt is conv.response_format else dataclasses.replace(conv, response_format=fmt)
 
 
-__all__ = ["MAX_ARGUMENTS_DEPTH", "MAX_SCHEMA_DEPTH", "check_conversation", "check_depth", "check_schema_for",
-           "json_text_depth"]
+__all__ = ["MAX_ARGUMENTS_DEPTH", "MAX_SCHEMA_DEPTH", "RESERVED_TEMPLATE_VARIABLES", "check_conversation",
+           "check_depth", "check_schema_for", "json_text_depth"]

@@ -30,6 +30,12 @@ class ToolSpec:
         return "all" if self.strict else "open" if self.extra_keys else "declared"
 
 
+#: the values of ``reasoning_effort`` (OpenAI's, "none" included)
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
+
+#: chat-template variables that switch a model's thinking on or off (Qwen3, GLM, DeepSeek, Kimi K3...)
+THINKING_SWITCHES = ("enable_thinking", "thinking")
+
 ToolChoice = Union[Literal["none", "auto", "required"], "NamedToolChoice"]
 
 
@@ -55,8 +61,9 @@ class Conversation:
     """A chat request reduced to what a style needs.
 
     ``messages`` are OpenAI-shaped dicts (``role``, ``content`` as a string,
-    ``tool_calls`` with ``function.arguments`` as a JSON string, ``tool_call_id``),
-    already validated and with content parts flattened to text.
+    ``tool_calls`` with ``function.arguments`` as a JSON string, ``tool_call_id``,
+    ``reasoning_content`` of a past assistant turn), already validated and with content
+    parts flattened to text.
     """
 
     messages: list[dict[str, Any]]
@@ -64,6 +71,20 @@ class Conversation:
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    #: the client's reasoning effort (one of :data:`REASONING_EFFORTS`); None: not given
+    reasoning_effort: str | None = None
+    #: extra variables for the chat template's render (``chat_template_kwargs``), checked
+    template_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: False: the model must not reason (the engine sets it when the reasoning budget is 0)
+    allow_reasoning: bool = True
+
+    @property
+    def thinking(self) -> bool:
+        """Whether a thinking model reasons before this answer: not when the effort is "none",
+        the template's own switch (``enable_thinking``/``thinking``) is turned off, or the budget is 0."""
+        if not self.allow_reasoning or self.reasoning_effort == "none":
+            return False
+        return all(self.template_kwargs.get(name, True) is not False for name in THINKING_SWITCHES)
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,10 @@ from oaiproxy.dialects.prompting import (
     render_prompt_text,
     response_schema,
     schema_note,
+    template_variables,
     with_system_text,
 )
+from oaiproxy.dialects.reasoning import detect_reasoning
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
@@ -169,12 +171,14 @@ class GenericStyle(Style):
         builder = GrammarBuilder()
         uses_envelope = tools.mode != "none"
         prompt = self._prompt(conversation, tools, schema, uses_envelope)
+        # a thinking template's model reasons first (the engine's reasoning phase), then writes the envelope
+        reasoning = detect_reasoning(self.template.source)
         if not uses_envelope:
-            plan = GenerationPlan(prompt=prompt, parser=PlainParser())
+            plan = GenerationPlan(prompt=prompt, parser=PlainParser(), reasoning=reasoning)
             if schema is not None:
                 plan.grammar = builder.to_gbnf(add_response_schema(builder, schema, "generic-response"))
             return plan
-        return GenerationPlan(prompt=prompt, parser=GenericParser(), grammar=builder.to_gbnf(
+        return GenerationPlan(prompt=prompt, parser=GenericParser(), reasoning=reasoning, grammar=builder.to_gbnf(
             self._envelope_grammar(builder, tools, schema)))
 
     def _envelope_grammar(self, builder: GrammarBuilder, tools: ToolPlan, schema: dict[str, Any] | None) -> str:
@@ -229,7 +233,8 @@ class GenericStyle(Style):
             messages = with_system_text(messages, "\n\n".join(notes), supports_system)
         elif not supports_system:
             messages = merge_system_into_user(messages)
-        return render(template, _alternate(messages), None)
+        variables = template_variables(conversation, detect_reasoning(template.source) is not None)
+        return render(template, _alternate(messages), None, **variables)
 
     def _history(self, messages: list[dict[str, Any]], uses_envelope: bool, json_result: bool) -> list[dict[str, Any]]:
         """Calls and answers as envelopes, tool results as user turns: any template can render that."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from oaiproxy.conversation.model import Conversation
 from oaiproxy.conversation.tools import ToolPlan, plan_tools
-from oaiproxy.dialects.base import GenerationPlan, OutputParser, Style
+from oaiproxy.dialects.base import GenerationPlan, OutputParser, Reasoning, Style
 from oaiproxy.dialects.gbnf import add_response_schema, lit
 from oaiproxy.dialects.prompting import (
     PastCall,
@@ -35,8 +35,11 @@ from oaiproxy.dialects.prompting import (
     render_prompt_text,
     response_schema,
     schema_note,
+    template_variables,
+    with_reasoning_fields,
     with_system_text,
 )
+from oaiproxy.dialects.reasoning import detect_reasoning
 from oaiproxy.grammar import GrammarBuilder
 
 
@@ -83,6 +86,17 @@ class DialectStyle(Style):
     def map_call_id(self, call_id: str) -> str:
         return call_id
 
+    def reasoning_format(self) -> Reasoning | None:
+        """The model's reasoning markers (None: not a thinking template); detected from the
+        template source by default (:func:`oaiproxy.dialects.reasoning.detect_reasoning`). The
+        engine generates the reasoning apart, so the parser only ever sees the answer."""
+        return detect_reasoning(self.template.source)
+
+    def template_variables(self, conversation: Conversation) -> dict[str, Any]:
+        """The request's own template variables (``chat_template_kwargs``, ``reasoning_effort``,
+        the thinking switches); a dialect with its own ``build_prompt`` passes them to ``render``."""
+        return template_variables(conversation, self.reasoning_format() is not None)
+
     # -- the shared flow -------------------------------------------------------------------
 
     def plan(self, conversation: Conversation) -> GenerationPlan:
@@ -90,7 +104,8 @@ class DialectStyle(Style):
         schema = response_schema(conversation)
         prompt = self.build_prompt(conversation, tools, schema)
         parser = self.make_parser(tools)
-        plan = GenerationPlan(prompt=prompt, parser=parser, stop=list(self.stop_words))
+        plan = GenerationPlan(prompt=prompt, parser=parser, stop=list(self.stop_words),
+                              reasoning=self.reasoning_format())
         builder = GrammarBuilder()
         if tools.mode == "none":
             if schema is not None:
@@ -129,10 +144,11 @@ class DialectStyle(Style):
         prompt_tools = [openai_tool(t) for t in tools.prompt_tools]
         if template.supports_tools:
             messages = history_for_template(conversation.messages, self.map_call_id)
-            messages = self.adjust_history(messages)
+            messages = with_reasoning_fields(template, self.adjust_history(messages))
             if schema is not None:
                 messages = with_system_text(messages, schema_note(schema), template.supports_system_role)
-            return render(template, messages, prompt_tools or None, **self.render_extra(tools))
+            return render(template, messages, prompt_tools or None,
+                          **{**self.template_variables(conversation), **self.render_extra(tools)})
         messages = self.history_as_text(conversation.messages)
         notes = []
         if prompt_tools:
@@ -144,7 +160,7 @@ class DialectStyle(Style):
             messages = with_system_text(messages, "\n\n".join(notes), template.supports_system_role)
         elif not template.supports_system_role:
             messages = merge_system_into_user(messages)
-        return render(template, messages, None)
+        return render(template, messages, None, **self.template_variables(conversation))
 
     def history_as_text(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A history with calls and tool results spelled out as plain user/assistant text."""

@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from oaiproxy.conversation.model import Conversation, ToolSpec
+from oaiproxy.conversation.model import THINKING_SWITCHES, Conversation, ToolSpec
 from oaiproxy.dialects.base import StyleError
+from oaiproxy.dialects.reasoning import THINKING_BLOCK, reasoning_fields
 from oaiproxy.resources import read_text
 from oaiproxy.templating.chat_template import ChatTemplate, TemplateError
 
@@ -49,6 +50,47 @@ def render(template: ChatTemplate, messages: list[dict[str, Any]], tools: list[d
         return template.render(messages, tools=tools or None, add_generation_prompt=True, **extra)
     except TemplateError as e:
         raise StyleError(f"the chat template refused this conversation: {e}", param="messages") from e
+
+
+def template_variables(conversation: Conversation, thinking_template: bool) -> dict[str, Any]:
+    """The chat-template variables a request sets: ``chat_template_kwargs`` as given, the
+    client's ``reasoning_effort`` (gpt-oss, Cohere, Solar... read it), and, for a thinking
+    template, its switches (``enable_thinking``, ``thinking``) saying whether to think,
+    unless the client set them: on by default, as llama-server renders them."""
+    variables: dict[str, Any] = {}
+    if conversation.reasoning_effort is not None:
+        variables["reasoning_effort"] = conversation.reasoning_effort
+    if thinking_template:
+        variables.update(dict.fromkeys(THINKING_SWITCHES, conversation.thinking))
+    variables.update(conversation.template_kwargs)
+    return variables
+
+
+def with_reasoning_fields(template: ChatTemplate, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Past reasoning (``reasoning_content``) where ``template`` reads it: under the message
+    fields it renders (``reasoning``, ``thinking``...), or as a leading thinking content block
+    (Mistral's ``[THINK]``); dropped for a template that renders none (it would be ignored anyway).
+    """
+    if not any(m.get("reasoning_content") for m in messages):
+        return messages
+    fields = reasoning_fields(template.source)
+    out = []
+    for m in messages:
+        text = m.get("reasoning_content")
+        if text is None or m.get("role") != "assistant":
+            out.append(m)
+            continue
+        m = {k: v for k, v in m.items() if k != "reasoning_content"}
+        for name in fields:
+            if name == THINKING_BLOCK:
+                blocks = [{"type": "thinking", "thinking": text}]
+                if m.get("content"):
+                    blocks.append({"type": "text", "text": m["content"]})
+                m["content"] = blocks
+            else:
+                m[name] = text
+        out.append(m)
+    return out
 
 
 def history_for_template(
@@ -196,5 +238,5 @@ def history_as_text(
 
 
 __all__ = ["PastCall", "history_as_text", "history_for_template", "merge_system_into_user", "openai_tool",
-           "render", "render_prompt_text", "response_schema", "schema_note", "tool_result_text",
-           "with_system_text"]
+           "render", "render_prompt_text", "response_schema", "schema_note", "template_variables",
+           "tool_result_text", "with_reasoning_fields", "with_system_text"]
