@@ -140,7 +140,7 @@ class CohereStyle(DialectStyle):
     name = "cohere"
     rule_prefix = "cohere"
     fallback_prompt = "tools-cohere.jinja"
-    special_tokens = (START_ACTION, END_ACTION)
+    special_tokens: tuple[str, ...] = (START_ACTION, END_ACTION)
     samples = Samples(
         templates=("CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja", "Cohere2MoE.jinja"),
         calls=_actions,

@@ -203,7 +203,7 @@ class MistralV11Style(DialectStyle):
     name = "mistral-v11"
     rule_prefix = "mistral11"
     fallback_prompt = "tools-mistral-v11.jinja"
-    special_tokens = (TOOL_CALLS, ARGS)
+    special_tokens: tuple[str, ...] = (TOOL_CALLS, ARGS)
     #: whether each call carries a ``[CALL_ID]`` (Mistral Small 3.2)
     call_ids = False
     samples = Samples(
