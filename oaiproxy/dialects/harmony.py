@@ -15,9 +15,11 @@ which is how both templates write a past call
 LLM-jp's says ``<|constrain|> json``). Several calls are several messages:
 ``<|end|><|start|>assistant`` between them, ``<|call|>`` after the last.
 
-Reasoning is generated apart by the engine (:meth:`HarmonyStyle.reasoning_format`):
+The ``analysis`` channel is the reasoning format (``oaiproxy.dialects.reasoning``
+detects it from the template: opener ``<|channel|>analysis<|message|>``, closer
+``<|end|>``, resume ``<|start|>assistant``). The engine generates it apart, so
 the answer phase starts after ``<|end|><|start|>assistant``, where a prompt
-without reasoning ends too, so the grammar and the parser start at a header.
+without reasoning ends too: the grammar and the parser start at a header.
 The grammar writes either header form (recipient in the channel, as the model
 writes it, or in the role, as the templates do), the arguments as JSON through
 the schema converter, and an optional closing ``<|call|>`` (on gpt-oss an
@@ -33,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from oaiproxy.conversation.tools import ToolPlan
-from oaiproxy.dialects.base import OutputParser, Reasoning
+from oaiproxy.dialects.base import OutputParser
 from oaiproxy.dialects.gbnf import add_tool_args, alternatives, lit, repeat_rule
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
@@ -219,10 +221,6 @@ class HarmonyStyle(DialectStyle):
     @classmethod
     def detect(cls, template_source: str) -> bool:
         return all(token in template_source for token in (CHANNEL, MESSAGE, CALL))
-
-    def reasoning_format(self) -> Reasoning | None:
-        """The ``analysis`` channel: the answer phase resumes at the next assistant message's header."""
-        return Reasoning(opener=f"{CHANNEL}analysis{MESSAGE}", closer=END, resume=ASSISTANT)
 
     # -- grammar ----------------------------------------------------------------------------
 
