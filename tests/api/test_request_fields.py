@@ -25,7 +25,6 @@ REFUSED = [
     ("prediction", {"type": "content", "content": "one, two, three"}),
     ("service_tier", "flex"),
     ("service_tier", "priority"),
-    ("reasoning_effort", "low"),
     ("verbosity", "low"),
     ("web_search_options", {}),
     ("moderation", {"model": "omni-moderation-latest"}),

@@ -72,6 +72,14 @@ class Message(LenientModel):
     tool_call_id: str | None = None
     #: the pre-tools shape of an assistant's call (one per message, no id)
     function_call: FunctionCall | None = None
+    #: a past assistant turn's reasoning, as this proxy returned it; rendered the way the template reads it
+    reasoning_content: str | None = None
+    #: the same, under the name some clients (OpenRouter's shape) send it
+    reasoning: str | None = None
+
+    def reasoning_text(self) -> str | None:
+        """The turn's reasoning, whichever of the two names carries it."""
+        return self.reasoning_content if self.reasoning_content is not None else self.reasoning
 
     @model_validator(mode="after")
     def _check_role_fields(self) -> Message:
@@ -166,6 +174,14 @@ class ChatCompletionRequest(SamplingChecks, LenientModel):
                                      description="Needs `logprobs: true` (400 otherwise, as OpenAI).")
     stream: bool = False
     stream_options: StreamOptions | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = Field(
+        default=None, description="How much a thinking model may reason before it answers: a reasoning budget "
+                                  "(minimal 256 tokens, low 1024, medium 4096, high: the server's "
+                                  "`--reasoning-budget`; `none`: no reasoning), also passed to the chat "
+                                  "template as `reasoning_effort`. See docs/reasoning.md.")
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        default=None, description="Extra variables for the model's chat template (e.g. `enable_thinking: false`), "
+                                  "as llama-server and vLLM accept them.")
 
     # -- the pre-tools fields: translated to tools/tool_choice, answered in their own shape
     functions: list[FunctionDefinition] | None = Field(
@@ -192,8 +208,6 @@ class ChatCompletionRequest(SamplingChecks, LenientModel):
     prediction: dict[str, Any] | None = Field(default=None, description="Refused unless null: no predicted "
                                                                         "outputs.")
     service_tier: str | None = Field(default=None, description="Only `auto` or `default` (or null).")
-    reasoning_effort: str | None = Field(default=None, description="Only `none` (or null): no reasoning "
-                                                                   "control yet.")
     verbosity: str | None = Field(default=None, description="Refused unless null.")
     web_search_options: dict[str, Any] | None = Field(default=None, description="Refused unless null: no web "
                                                                                 "search.")
@@ -207,7 +221,6 @@ class ChatCompletionRequest(SamplingChecks, LenientModel):
         "modalities": ((["text"],), "only the 'text' modality is supported"),
         "prediction": ((), "predicted outputs are not supported by llama-server's /completion"),
         "service_tier": (("auto", "default"), "there is one service tier; use 'auto' or 'default'"),
-        "reasoning_effort": (("none",), "reasoning effort cannot be controlled yet; send null or 'none'"),
         "verbosity": ((), "verbosity cannot be controlled"),
         "web_search_options": ((), "web search is not supported"),
         "moderation": ((), "moderation is not supported"),
@@ -288,10 +301,12 @@ class ResponseToolCall(BaseModel):
 
 
 class ResponseMessage(_OmitWhenNone):
-    omit_when_none = ("function_call",)
+    omit_when_none = ("function_call", "reasoning_content")
 
     role: Literal["assistant"] = "assistant"
     content: str | None
+    #: a thinking model's reasoning, never part of ``content`` (absent when it did not reason)
+    reasoning_content: str | None = None
     refusal: None = None
     tool_calls: list[ResponseToolCall] | None = None
     #: only in answers to a request with the legacy ``functions`` (then ``tool_calls`` is null)
@@ -344,10 +359,12 @@ class DeltaToolCall(BaseModel):
 
 
 class Delta(_OmitWhenNone):
-    omit_when_none = ("function_call",)
+    omit_when_none = ("function_call", "reasoning_content")
 
     role: Literal["assistant"] | None = None
     content: str | None = None
+    #: a piece of a thinking model's reasoning, streamed before the answer
+    reasoning_content: str | None = None
     refusal: None = None
     tool_calls: list[DeltaToolCall] | None = None
     #: only in streams answering a request with the legacy ``functions``

@@ -34,7 +34,7 @@ from oaiproxy.api.chat.translate import to_conversation
 from oaiproxy.api.protocol import PromptTokensDetails, Usage
 from oaiproxy.conversation.model import Conversation
 from oaiproxy.dialects.base import ContentDelta, GenerationPlan, Style, ToolCallDelta
-from oaiproxy.engine import CallDone, Engine, Finished, Sampling, Started, Step, TokenProb, TokenUsage
+from oaiproxy.engine import CallDone, Engine, Finished, ReasoningStep, Sampling, Started, Step, TokenProb, TokenUsage
 from oaiproxy.errors import BadRequest
 from oaiproxy.runtime.upstream import LlamaServerClient
 from oaiproxy.templating.chat_template import ChatTemplate
@@ -123,7 +123,8 @@ class ChatEngine:
                      for tc in res.parsed.tool_calls]
             choices.append(Choice(
                 index=i,
-                message=ResponseMessage(content=res.parsed.content, tool_calls=calls or None),
+                message=ResponseMessage(content=res.parsed.content, tool_calls=calls or None,
+                                        reasoning_content=res.reasoning),
                 logprobs=_logprobs(res.logprobs, req.top_logprobs) if req.logprobs else None,
                 finish_reason=res.finish_reason,  # type: ignore[arg-type]
             ))
@@ -132,7 +133,8 @@ class ChatEngine:
                               choices=choices, usage=_usage(results[0].usage, completion))
 
     async def stream(self, req: ChatCompletionRequest) -> AsyncGenerator[ChatCompletionChunk, None]:
-        """Chunks in OpenAI's order: role, content/tool-call deltas, finish_reason, optional usage."""
+        """Chunks in OpenAI's order: role, reasoning deltas (a thinking model's ``reasoning_content``),
+        content/tool-call deltas, finish_reason, optional usage."""
         if req.n > 1:
             raise BadRequest("n > 1 is not supported with stream: true", param="n")
         conv, sampling = await self._translate_async(req)
@@ -157,6 +159,8 @@ class ChatEngine:
             async for event in events:
                 if isinstance(event, Started):
                     yield chunk(Delta(role="assistant", content=""))
+                elif isinstance(event, ReasoningStep):
+                    yield chunk(Delta(reasoning_content=event.text))
                 elif isinstance(event, Step):
                     out = [delta_chunk(ev) for ev in event.events]
                     if event.logprobs and not out:  # tokens of a held-back call: their logprobs still reach the client

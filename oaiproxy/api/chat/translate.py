@@ -36,6 +36,9 @@ def _messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
             ]
         if msg.tool_call_id:
             out["tool_call_id"] = msg.tool_call_id
+        reasoning = msg.reasoning_text()
+        if reasoning is not None and msg.role == "assistant":
+            out["reasoning_content"] = reasoning
         messages.append(out)
     return messages
 
@@ -73,7 +76,9 @@ def to_conversation(req: ChatCompletionRequest, *, tool_extra_keys: bool = False
         choice = NamedToolChoice(req.tool_choice.function.name)
     return check_conversation(Conversation(messages=_messages(req), tools=tools, tool_choice=choice,
                                            parallel_tool_calls=req.parallel_tool_calls,
-                                           response_format=_response_format(req)))
+                                           response_format=_response_format(req),
+                                           reasoning_effort=req.reasoning_effort,
+                                           template_kwargs=dict(req.chat_template_kwargs or {})))
 
 
 __all__ = ["to_conversation"]
