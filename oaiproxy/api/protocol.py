@@ -127,8 +127,9 @@ def _loc_to_param(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         elif part in ("str", "list[...]", "function-after[...]") or str(part).startswith(
-                ("list[", "function-", "literal[", "union[", "tagged-union[", "dict[")):
-            continue  # pydantic's union branch labels say nothing to a client
+                ("list[", "function-", "literal[", "union[", "tagged-union[", "dict[")) or (
+                isinstance(part, str) and part.startswith("<") and part.endswith(">")):
+            continue  # pydantic's union branch labels (and our own discriminator tags, "<name>") say nothing
         else:
             out += ("." if out else "") + str(part)
     return out or "body"

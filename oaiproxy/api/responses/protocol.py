@@ -1,0 +1,445 @@
+"""OpenAI Responses request, response and stream-event shapes (pydantic v2): every wire type of the API.
+
+The Responses API names things its own way (``input`` items instead of messages,
+``function_call`` / ``function_call_output`` items instead of ``tool_calls`` and
+``tool`` messages, flat function tools, ``text.format`` instead of
+``response_format``, ``max_output_tokens``); :mod:`oaiproxy.api.responses.translate`
+maps it onto the one conversation model. Requests ignore unknown fields, as
+OpenAI-compatible servers are expected to, but reject wrong types and values with
+the offending field named; errors are OpenAI's error JSON
+(:class:`oaiproxy.api.protocol.ErrorResponse`), as OpenAI sends them for this API too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, Discriminator, Field, Tag, field_validator
+
+from oaiproxy.api.protocol import LenientModel, parse_request
+from oaiproxy.errors import BadRequest
+
+_TOOL_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
+
+
+# ---------------------------------------------------------------- request: input items
+
+
+class InputText(LenientModel):
+    type: Literal["input_text", "output_text", "text"]
+    text: str
+
+
+class Refusal(LenientModel):
+    type: Literal["refusal"]
+    refusal: str
+
+
+class OtherInputPart(LenientModel):
+    """Image, file and audio parts: recognised so the error can say they are unsupported."""
+
+    type: Literal["input_image", "input_file", "input_audio"]
+
+
+InputPart = Annotated[InputText | Refusal | OtherInputPart, Field(discriminator="type")]
+
+
+class MessageItem(LenientModel):
+    """A message: ``{"role", "content"}`` (``type: "message"`` optional, as the SDK's easy input)."""
+
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[InputPart]
+
+    def text(self) -> str:
+        """The content as text; non-text parts are a 400 (this proxy serves text models)."""
+        if isinstance(self.content, str):
+            return self.content
+        pieces = []
+        for part in self.content:
+            if isinstance(part, InputText):
+                pieces.append(part.text)
+            elif isinstance(part, Refusal):
+                pieces.append(part.refusal)
+            else:
+                raise BadRequest(f"content parts of type '{part.type}' are not supported; send text",
+                                 code="unsupported_content")
+        return "".join(pieces)
+
+
+class FunctionCallItem(LenientModel):
+    """A call the model made earlier, sent back as history."""
+
+    type: Literal["function_call"]
+    call_id: str = Field(min_length=1)
+    name: str
+    arguments: str
+    id: str | None = None
+
+    @field_validator("arguments", mode="before")
+    @classmethod
+    def _arguments_as_json_text(cls, value: Any) -> Any:
+        # some clients send the arguments object itself; the wire format is a JSON string
+        return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+
+
+class FunctionCallOutputItem(LenientModel):
+    """The result of a call, for the model to read."""
+
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str | list[InputPart]
+
+    def text(self) -> str:
+        if isinstance(self.output, str):
+            return self.output
+        return MessageItem(role="user", content=self.output).text()
+
+
+class ReasoningItem(LenientModel):
+    """Reasoning from an earlier turn; its summary text is kept as the next assistant turn's reasoning."""
+
+    type: Literal["reasoning"]
+    summary: list[dict[str, Any]] = Field(default_factory=list)
+    content: list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        parts = self.content or self.summary
+        return "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
+
+
+class ItemReference(LenientModel):
+    type: Literal["item_reference"]
+    id: str
+
+
+def _item_kind(value: Any) -> str:
+    """An item's ``type``; a message may leave it out (the SDK's "easy input message")."""
+    kind = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", "message")
+    return f"<{kind}>" if isinstance(kind, str) else ""
+
+
+InputItem = Annotated[
+    Annotated[MessageItem, Tag("<message>")] | Annotated[FunctionCallItem, Tag("<function_call>")]
+    | Annotated[FunctionCallOutputItem, Tag("<function_call_output>")] | Annotated[ReasoningItem, Tag("<reasoning>")]
+    | Annotated[ItemReference, Tag("<item_reference>")],
+    Discriminator(_item_kind, custom_error_type="invalid_item",
+                  custom_error_message="an input item's type must be message, function_call, function_call_output, "
+                                       "reasoning or item_reference")]
+
+
+def _input_kind(value: Any) -> str | None:
+    return "<text>" if isinstance(value, str) else "<items>" if isinstance(value, list) else None
+
+
+#: ``input``: a string (one user message) or a list of items; a list's errors name the item, not the string form
+Input = Annotated[Annotated[str, Tag("<text>")] | Annotated[list[InputItem], Tag("<items>")],
+                  Discriminator(_input_kind, custom_error_type="invalid_input",
+                                custom_error_message="must be a string or a list of input items")]
+
+
+# ---------------------------------------------------------------- request: tools and formats
+
+
+class FunctionTool(LenientModel):
+    type: Literal["function"]
+    name: str = Field(pattern=_TOOL_NAME)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class HostedTool(LenientModel):
+    """A tool OpenAI runs itself (web search, file search, computer use, ...): refused by name."""
+
+    type: str
+
+
+class FunctionToolChoice(LenientModel):
+    type: Literal["function"]
+    name: str
+
+
+class AllowedTools(LenientModel):
+    """``{"type": "allowed_tools", "mode": "auto"|"required", "tools": [{"type": "function", "name"}]}``."""
+
+    type: Literal["allowed_tools"]
+    mode: Literal["auto", "required"]
+    tools: list[FunctionToolChoice] = Field(min_length=1)
+
+
+class TextFormat(LenientModel):
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = None
+    description: str | None = None
+    schema_: dict[str, Any] | bool | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class TextConfig(LenientModel):
+    format: TextFormat | None = None
+    verbosity: str | None = None
+
+
+class ReasoningConfig(LenientModel):
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    summary: str | None = None
+
+
+class ResponsesRequest(LenientModel):
+    model: str | None = None
+    input: Input
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["none", "auto", "required"] | FunctionToolChoice | AllowedTools | None = None
+    parallel_tool_calls: bool = True
+    text: TextConfig | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stream: bool = False
+    reasoning: ReasoningConfig | None = None
+
+    # -- bookkeeping: accepted, changing nothing in the answer, and logged
+    user: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    metadata: dict[str, str] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    service_tier: str | None = None
+    include: list[str] | None = None
+
+    # -- state, which the proxy does not keep yet
+    store: bool | None = Field(default=None, description="Only `false` (or omitted): responses are not stored.")
+    previous_response_id: str | None = Field(default=None, description="Refused: responses are not stored.")
+    conversation: str | dict[str, Any] | None = Field(default=None, description="Refused: no stored conversations.")
+    background: bool | None = Field(default=None, description="Only `false` (or omitted).")
+
+    #: field -> (values that ask for nothing beyond what oaiproxy does anyway, why the others cannot be honoured)
+    UNSUPPORTED: ClassVar[dict[str, tuple[tuple[Any, ...], str]]] = {
+        "store": ((False,), "this server does not store responses yet; send store: false (or omit it) and "
+                            "the whole input with each request"),
+        "previous_response_id": ((), "this server does not store responses yet, so it cannot continue one; "
+                                     "send the whole conversation as input items"),
+        "conversation": ((), "this server does not store conversations yet; send the whole conversation as "
+                             "input items"),
+        "background": ((False,), "background responses need a response store, which this server does not "
+                                 "have yet"),
+    }
+
+    def check_supported(self) -> None:
+        """Refuse, by name, what this proxy cannot honour, rather than drop it silently."""
+        for name, (allowed, why) in self.UNSUPPORTED.items():
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise BadRequest(f"'{name}' is not supported by oaiproxy: {why}", param=name,
+                                 code="unsupported_parameter")
+        if isinstance(self.input, list):
+            for i, item in enumerate(self.input):
+                if isinstance(item, ItemReference):
+                    raise BadRequest("item references need stored responses, which this server does not keep; "
+                                     "send the item itself", param=f"input[{i}]", code="unsupported_parameter")
+        if self.metadata is not None and len(self.metadata) > 16:
+            raise BadRequest("'metadata' holds at most 16 pairs", param="metadata", code="invalid_value")
+
+    def function_tools(self) -> list[FunctionTool]:
+        """The function tools; any other tool type is a 400 naming it (the proxy cannot run it)."""
+        tools: list[FunctionTool] = []
+        for i, raw in enumerate(self.tools or []):
+            kind = raw.get("type") if isinstance(raw, dict) else None
+            if kind != "function":
+                raise BadRequest(f"tools[{i}] is a '{kind}' tool, which oaiproxy cannot run: only 'function' "
+                                 "tools are supported (the client runs them)", param=f"tools[{i}].type",
+                                 code="unsupported_tool")
+            try:
+                tools.append(parse_request(FunctionTool, raw))
+            except BadRequest as bad:
+                param = f"tools[{i}].{bad.param}"
+                raise BadRequest(bad.message.replace(f"'{bad.param}'", f"'{param}'", 1), param=param,
+                                 code=bad.code) from None
+        return tools
+
+    def bookkeeping(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in ("user", "safety_identifier", "prompt_cache_key", "metadata",
+                                                        "truncation", "service_tier", "include")
+                if getattr(self, name) is not None}
+
+
+# ---------------------------------------------------------------- response
+
+
+class OutputText(BaseModel):
+    type: Literal["output_text"] = "output_text"
+    text: str
+    annotations: list[Any] = Field(default_factory=list)
+
+
+class OutputMessage(BaseModel):
+    type: Literal["message"] = "message"
+    id: str
+    status: Literal["in_progress", "completed", "incomplete"]
+    role: Literal["assistant"] = "assistant"
+    content: list[OutputText]
+
+
+class OutputFunctionCall(BaseModel):
+    type: Literal["function_call"] = "function_call"
+    id: str
+    call_id: str
+    name: str
+    arguments: str
+    status: Literal["in_progress", "completed", "incomplete"]
+
+
+class ReasoningText(BaseModel):
+    type: Literal["reasoning_text"] = "reasoning_text"
+    text: str
+
+
+class OutputReasoning(BaseModel):
+    type: Literal["reasoning"] = "reasoning"
+    id: str
+    summary: list[Any] = Field(default_factory=list)
+    content: list[ReasoningText] = Field(default_factory=list)
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+OutputItem = Annotated[OutputMessage | OutputFunctionCall | OutputReasoning, Field(discriminator="type")]
+
+
+class InputTokensDetails(BaseModel):
+    cached_tokens: int = 0
+
+
+class OutputTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+
+
+class ResponseUsage(BaseModel):
+    input_tokens: int
+    input_tokens_details: InputTokensDetails = Field(default_factory=InputTokensDetails)
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails = Field(default_factory=OutputTokensDetails)
+    total_tokens: int
+
+
+class IncompleteDetails(BaseModel):
+    reason: Literal["max_output_tokens", "content_filter"]
+
+
+class ResponseError(BaseModel):
+    code: str
+    message: str
+
+
+class Response(BaseModel):
+    id: str
+    object: Literal["response"] = "response"
+    created_at: int
+    status: Literal["in_progress", "completed", "incomplete", "failed"]
+    error: ResponseError | None = None
+    incomplete_details: IncompleteDetails | None = None
+    instructions: str | None = None
+    model: str
+    output: list[OutputItem] = Field(default_factory=list)
+    parallel_tool_calls: bool
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None
+    tool_choice: Any
+    tools: list[Any]
+    text: dict[str, Any]
+    store: bool = False
+    previous_response_id: None = None
+    truncation: str = "disabled"
+    metadata: dict[str, str] = Field(default_factory=dict)
+    usage: ResponseUsage | None = None
+
+
+# ---------------------------------------------------------------- stream events
+
+
+class StreamEvent(BaseModel):
+    """One server-sent event; ``type`` is also the SSE ``event:`` name, ``sequence_number`` counts from 0."""
+
+    type: str
+    sequence_number: int
+
+
+class ResponseLifecycleEvent(StreamEvent):
+    """``response.created`` / ``.in_progress`` / ``.completed`` / ``.incomplete`` / ``.failed``."""
+
+    response: Response
+
+
+class OutputItemEvent(StreamEvent):
+    """``response.output_item.added`` / ``.done``."""
+
+    output_index: int
+    item: OutputItem
+
+
+class ContentPartEvent(StreamEvent):
+    """``response.content_part.added`` / ``.done``."""
+
+    item_id: str
+    output_index: int
+    content_index: int
+    part: OutputText | ReasoningText
+
+
+class TextDeltaEvent(StreamEvent):
+    """``response.output_text.delta`` and ``response.reasoning_text.delta``."""
+
+    item_id: str
+    output_index: int
+    content_index: int
+    delta: str
+    logprobs: list[Any] = Field(default_factory=list)
+
+
+class TextDoneEvent(StreamEvent):
+    """``response.output_text.done`` and ``response.reasoning_text.done``."""
+
+    item_id: str
+    output_index: int
+    content_index: int
+    text: str
+    logprobs: list[Any] = Field(default_factory=list)
+
+
+class ArgumentsDeltaEvent(StreamEvent):
+    """``response.function_call_arguments.delta``."""
+
+    item_id: str
+    output_index: int
+    delta: str
+
+
+class ArgumentsDoneEvent(StreamEvent):
+    """``response.function_call_arguments.done``."""
+
+    item_id: str
+    output_index: int
+    name: str
+    arguments: str
+
+
+class ErrorEvent(StreamEvent):
+    """``error``: the stream failed after it started."""
+
+    code: str | None
+    message: str
+    param: str | None
+
+
+__all__ = [
+    "AllowedTools", "ArgumentsDeltaEvent", "ArgumentsDoneEvent", "ContentPartEvent", "ErrorEvent",
+    "FunctionCallItem", "FunctionCallOutputItem", "FunctionTool", "FunctionToolChoice", "HostedTool",
+    "IncompleteDetails", "InputItem", "InputText", "InputTokensDetails", "ItemReference", "MessageItem",
+    "OtherInputPart", "OutputFunctionCall", "OutputItem", "OutputItemEvent", "OutputMessage", "OutputReasoning",
+    "OutputText", "OutputTokensDetails", "ReasoningConfig", "ReasoningItem", "ReasoningText", "Refusal", "Response",
+    "ResponseError", "ResponseLifecycleEvent", "ResponseUsage", "ResponsesRequest", "StreamEvent", "TextConfig",
+    "TextDeltaEvent", "TextDoneEvent", "TextFormat",
+]

@@ -1,0 +1,287 @@
+"""OpenAI Responses on the neutral :class:`oaiproxy.engine.Engine`: request → conversation and sampling,
+result → :class:`Response`, stream events → the Responses event sequence.
+
+Nothing about prompts, grammars or parsing is decided here; only the Responses shape
+is: output items (``reasoning``, ``message`` with ``output_text``, ``function_call``),
+``status`` and ``incomplete_details``, usage in input/output tokens, and the stream's
+``response.created`` … ``response.completed`` events, each numbered by ``sequence_number``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+from oaiproxy.api.responses.protocol import (
+    ArgumentsDeltaEvent,
+    ArgumentsDoneEvent,
+    ContentPartEvent,
+    ErrorEvent,
+    IncompleteDetails,
+    InputTokensDetails,
+    OutputFunctionCall,
+    OutputItem,
+    OutputItemEvent,
+    OutputMessage,
+    OutputReasoning,
+    OutputText,
+    ReasoningText,
+    Response,
+    ResponseLifecycleEvent,
+    ResponsesRequest,
+    ResponseUsage,
+    StreamEvent,
+    TextDeltaEvent,
+    TextDoneEvent,
+)
+from oaiproxy.api.responses.translate import to_conversation
+from oaiproxy.conversation.model import Conversation, ToolCall
+from oaiproxy.dialects.base import ContentDelta, ToolCallDelta
+from oaiproxy.engine import CallDone, Engine, Finished, Sampling, Started, Step, TokenUsage
+from oaiproxy.errors import APIError
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def to_sampling(req: ResponsesRequest) -> Sampling:
+    """The request's sampling options in the engine's terms."""
+    return Sampling(max_tokens=req.max_output_tokens, temperature=req.temperature, top_p=req.top_p)
+
+
+def _usage(usage: TokenUsage, reasoning_tokens: int = 0) -> ResponseUsage:
+    return ResponseUsage(input_tokens=usage.prompt_tokens,
+                         input_tokens_details=InputTokensDetails(cached_tokens=usage.cached_tokens),
+                         output_tokens=usage.completion_tokens,
+                         output_tokens_details={"reasoning_tokens": reasoning_tokens},  # type: ignore[arg-type]
+                         total_tokens=usage.prompt_tokens + usage.completion_tokens)
+
+
+def _call_item(call: ToolCall, status: str = "completed", item_id: str | None = None) -> OutputFunctionCall:
+    return OutputFunctionCall(id=item_id or _new_id("fc"), call_id=call.id, name=call.name,
+                              arguments=call.arguments, status=status)  # type: ignore[arg-type]
+
+
+class ResponsesEngine:
+    """Serves the Responses API for one model through its :class:`Engine` (shared with the other surfaces)."""
+
+    def __init__(self, core: Engine):
+        self.core = core
+
+    def translate(self, req: ResponsesRequest) -> tuple[Conversation, Sampling]:
+        return to_conversation(req, tool_extra_keys=self.core.tool_extra_keys), to_sampling(req)
+
+    def _shell(self, req: ResponsesRequest, rid: str, created: int, status: str) -> Response:
+        """The response object without output: what ``response.created`` carries, and the frame of the answer."""
+        text: dict[str, Any] = {"format": {"type": "text"}}
+        if req.text is not None and req.text.format is not None:
+            text = {"format": req.text.format.model_dump(by_alias=True, exclude_none=True)}
+        choice: Any = req.tool_choice if req.tool_choice is not None else "auto"
+        if not isinstance(choice, str):
+            choice = choice.model_dump()
+        return Response(id=rid, created_at=created, status=status, instructions=req.instructions,  # type: ignore[arg-type]
+                        model=self.core.model_id, parallel_tool_calls=req.parallel_tool_calls,
+                        temperature=req.temperature, top_p=req.top_p, max_output_tokens=req.max_output_tokens,
+                        tool_choice=choice, tools=list(req.tools or []), text=text,
+                        metadata=dict(req.metadata or {}))
+
+    # ------------------------------------------------------------ whole answers
+
+    async def complete(self, req: ResponsesRequest) -> Response:
+        conv, sampling = await asyncio.to_thread(self.translate, req)
+        result = (await self.core.complete(conv, sampling))[0]
+        output: list[OutputItem] = []
+        reasoning = getattr(result, "reasoning", None) or getattr(result.parsed, "reasoning", None)
+        if reasoning:
+            output.append(OutputReasoning(id=_new_id("rs"), content=[ReasoningText(text=reasoning)]))
+        incomplete = result.finish_reason == "length"
+        status = "incomplete" if incomplete else "completed"
+        if result.parsed.content:
+            output.append(OutputMessage(id=_new_id("msg"), status=status,  # type: ignore[arg-type]
+                                        content=[OutputText(text=result.parsed.content)]))
+        output.extend(_call_item(call) for call in result.parsed.tool_calls)
+        response = self._shell(req, _new_id("resp"), int(time.time()), status)
+        response.output = output
+        response.incomplete_details = IncompleteDetails(reason="max_output_tokens") if incomplete else None
+        response.usage = _usage(result.usage, getattr(result.usage, "reasoning_tokens", 0) or 0)
+        return response
+
+    # ------------------------------------------------------------ streaming
+
+    async def stream(self, req: ResponsesRequest) -> AsyncGenerator[StreamEvent, None]:
+        """The Responses event sequence; a failure after the start is an ``error`` event, then the end."""
+        conv, sampling = await asyncio.to_thread(self.translate, req)
+        writer = _StreamWriter(self._shell(req, _new_id("resp"), int(time.time()), "in_progress"))
+        events = self.core.stream(conv, sampling)
+        try:
+            async for event in events:
+                for out in writer.on(event):
+                    yield out
+        except APIError as exc:
+            if not writer.started:
+                raise  # nothing sent yet: a plain HTTP error
+            yield ErrorEvent(type="error", sequence_number=writer.next_number(), code=exc.code,
+                             message=exc.message, param=exc.param)
+        finally:
+            await events.aclose()
+
+
+class _StreamWriter:
+    """Turns the engine's neutral events into Responses events, keeping the output items open in order."""
+
+    def __init__(self, shell: Response) -> None:
+        self.response = shell
+        self.started = False
+        self._number = 0
+        #: the open message item (its index in output, its text so far)
+        self._message: tuple[int, OutputMessage] | None = None
+        self._reasoning: tuple[int, OutputReasoning] | None = None
+        #: engine call index -> (output index, item) of calls streamed incrementally
+        self._calls: dict[int, tuple[int, OutputFunctionCall]] = {}
+
+    def next_number(self) -> int:
+        self._number += 1
+        return self._number - 1
+
+    def _event(self, cls: Callable[..., StreamEvent], kind: str, **fields: Any) -> StreamEvent:
+        return cls(type=kind, sequence_number=self.next_number(), **fields)
+
+    def _lifecycle(self, kind: str) -> StreamEvent:
+        return self._event(ResponseLifecycleEvent, kind, response=self.response.model_copy(deep=True))
+
+    def on(self, event: Any) -> list[StreamEvent]:
+        if isinstance(event, Started):
+            self.started = True
+            return [self._lifecycle("response.created"), self._lifecycle("response.in_progress")]
+        if isinstance(event, Step):
+            out: list[StreamEvent] = []
+            for ev in event.events:
+                if isinstance(ev, ContentDelta):
+                    out.extend(self._text(ev.text))
+                elif isinstance(ev, ToolCallDelta):
+                    out.extend(self._call_delta(ev))
+            return out
+        if isinstance(event, CallDone):
+            return self._whole_call(event.call)
+        if isinstance(event, Finished):
+            return self._finish(event)
+        reasoning = getattr(event, "text", None)
+        if type(event).__name__.startswith("Reasoning") and isinstance(reasoning, str):
+            return self._reasoning_text(reasoning)
+        return []
+
+    # -- items
+
+    def _add_item(self, item: OutputItem) -> tuple[int, StreamEvent]:
+        self.response.output.append(item)
+        index = len(self.response.output) - 1
+        return index, self._event(OutputItemEvent, "response.output_item.added", output_index=index,
+                                  item=item.model_copy(deep=True))
+
+    def _reasoning_text(self, text: str) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        if self._reasoning is None:
+            item = OutputReasoning(id=_new_id("rs"), status="in_progress", content=[ReasoningText(text="")])
+            index, added = self._add_item(item)
+            self._reasoning = (index, item)
+            out.append(added)
+        index, item = self._reasoning
+        item.content[0].text += text
+        out.append(self._event(TextDeltaEvent, "response.reasoning_text.delta", item_id=item.id, output_index=index,
+                               content_index=0, delta=text))
+        return out
+
+    def _close_reasoning(self) -> list[StreamEvent]:
+        if self._reasoning is None:
+            return []
+        index, item = self._reasoning
+        self._reasoning = None
+        item.status = "completed"
+        return [self._event(TextDoneEvent, "response.reasoning_text.done", item_id=item.id, output_index=index,
+                            content_index=0, text=item.content[0].text),
+                self._event(OutputItemEvent, "response.output_item.done", output_index=index,
+                            item=item.model_copy(deep=True))]
+
+    def _text(self, text: str) -> list[StreamEvent]:
+        out = self._close_reasoning()
+        if self._message is None:
+            message = OutputMessage(id=_new_id("msg"), status="in_progress", content=[OutputText(text="")])
+            index, added = self._add_item(message)
+            added_item = added.item  # type: ignore[attr-defined]
+            added_item.content = []  # the item as added: no content part yet
+            self._message = (index, message)
+            out += [added, self._event(ContentPartEvent, "response.content_part.added", item_id=message.id,
+                                       output_index=index, content_index=0, part=OutputText(text=""))]
+        index, message = self._message
+        message.content[0].text += text
+        out.append(self._event(TextDeltaEvent, "response.output_text.delta", item_id=message.id, output_index=index,
+                               content_index=0, delta=text))
+        return out
+
+    def _close_message(self, status: str = "completed") -> list[StreamEvent]:
+        if self._message is None:
+            return []
+        index, message = self._message
+        self._message = None
+        message.status = status  # type: ignore[assignment]
+        part = message.content[0]
+        return [self._event(TextDoneEvent, "response.output_text.done", item_id=message.id, output_index=index,
+                            content_index=0, text=part.text),
+                self._event(ContentPartEvent, "response.content_part.done", item_id=message.id, output_index=index,
+                            content_index=0, part=part.model_copy()),
+                self._event(OutputItemEvent, "response.output_item.done", output_index=index,
+                            item=message.model_copy(deep=True))]
+
+    def _call_delta(self, ev: ToolCallDelta) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        if ev.index not in self._calls:
+            out += self._close_reasoning() + self._close_message()
+            item = OutputFunctionCall(id=_new_id("fc"), call_id=ev.id or _new_id("call"), name=ev.name or "",
+                                      arguments="", status="in_progress")
+            index, added = self._add_item(item)
+            self._calls[ev.index] = (index, item)
+            out.append(added)
+        index, item = self._calls[ev.index]
+        if ev.arguments:
+            item.arguments += ev.arguments
+            out.append(self._event(ArgumentsDeltaEvent, "response.function_call_arguments.delta", item_id=item.id,
+                                   output_index=index, delta=ev.arguments))
+        return out
+
+    def _done_call(self, index: int, item: OutputFunctionCall, status: str) -> list[StreamEvent]:
+        item.status = status  # type: ignore[assignment]
+        return [self._event(ArgumentsDoneEvent, "response.function_call_arguments.done", item_id=item.id,
+                            output_index=index, name=item.name, arguments=item.arguments),
+                self._event(OutputItemEvent, "response.output_item.done", output_index=index,
+                            item=item.model_copy(deep=True))]
+
+    def _whole_call(self, call: ToolCall) -> list[StreamEvent]:
+        out = self._close_reasoning() + self._close_message()
+        item = _call_item(call, "in_progress")
+        item.arguments = ""
+        index, added = self._add_item(item)
+        out.append(added)
+        item.arguments = call.arguments
+        out.append(self._event(ArgumentsDeltaEvent, "response.function_call_arguments.delta", item_id=item.id,
+                               output_index=index, delta=call.arguments))
+        return out + self._done_call(index, item, "completed")
+
+    def _finish(self, event: Finished) -> list[StreamEvent]:
+        incomplete = event.finish_reason == "length"
+        status = "incomplete" if incomplete else "completed"
+        out = self._close_reasoning() + self._close_message(status)
+        for index, item in self._calls.values():
+            out += self._done_call(index, item, "incomplete" if incomplete else "completed")
+        self._calls.clear()
+        self.response.status = status  # type: ignore[assignment]
+        self.response.incomplete_details = IncompleteDetails(reason="max_output_tokens") if incomplete else None
+        self.response.usage = _usage(event.usage, getattr(event.usage, "reasoning_tokens", 0) or 0)
+        out.append(self._lifecycle("response.incomplete" if incomplete else "response.completed"))
+        return out
+
+
+__all__ = ["ResponsesEngine", "to_sampling"]

@@ -1,0 +1,162 @@
+"""A Responses request as the one :class:`Conversation` every later stage reads.
+
+Only the translation lives here: ``instructions`` as the system message, ``input``
+items as messages (a run of ``function_call`` items becomes one assistant turn with
+its ``tool_calls``, a ``function_call_output`` a ``tool`` message, a ``reasoning``
+item the next assistant turn's reasoning), flat function tools, ``tool_choice``
+(``allowed_tools`` narrows the tools), and ``text.format`` as the response format.
+The rules are :func:`oaiproxy.conversation.checks.check_conversation`'s, as for every
+surface; its Chat Completions field names are renamed to this API's
+(``tools[2].parameters``, ``input[4].arguments``) so the client's error points at
+what it sent.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from oaiproxy.api.responses.protocol import (
+    AllowedTools,
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    FunctionToolChoice,
+    MessageItem,
+    ReasoningItem,
+    ResponsesRequest,
+)
+from oaiproxy.conversation.checks import check_conversation
+from oaiproxy.conversation.model import Conversation, NamedToolChoice, ResponseFormat, ToolChoice, ToolSpec
+from oaiproxy.errors import BadRequest
+
+#: where each conversation message came from: the ``input`` index, or None for ``instructions``
+Sources = list[int | None]
+
+
+def _messages(req: ResponsesRequest) -> tuple[list[dict[str, Any]], Sources]:
+    messages: list[dict[str, Any]] = []
+    sources: Sources = []
+    if req.instructions:
+        messages.append({"role": "system", "content": req.instructions})
+        sources.append(None)
+    if isinstance(req.input, str):
+        messages.append({"role": "user", "content": req.input})
+        sources.append(0)
+        return messages, sources
+    reasoning: str | None = None
+    #: the assistant message the next function_call items join (None once another kind of item came)
+    open_turn: dict[str, Any] | None = None
+    for i, item in enumerate(req.input):
+        if isinstance(item, MessageItem):
+            try:
+                text = item.text()
+            except BadRequest as exc:
+                exc.param = f"input[{i}].content"
+                raise
+            msg: dict[str, Any] = {"role": "system" if item.role == "developer" else item.role, "content": text}
+            open_turn = None
+            if item.role == "assistant":
+                if reasoning is not None:
+                    msg["reasoning_content"], reasoning = reasoning, None
+                open_turn = msg
+            messages.append(msg)
+            sources.append(i)
+        elif isinstance(item, FunctionCallItem):
+            if open_turn is None:
+                open_turn = {"role": "assistant", "content": ""}
+                if reasoning is not None:
+                    open_turn["reasoning_content"], reasoning = reasoning, None
+                messages.append(open_turn)
+                sources.append(i)
+            open_turn.setdefault("tool_calls", []).append(
+                {"id": item.call_id, "type": "function",
+                 "function": {"name": item.name, "arguments": item.arguments}})
+        elif isinstance(item, FunctionCallOutputItem):
+            try:
+                text = item.text()
+            except BadRequest as exc:
+                exc.param = f"input[{i}].output"
+                raise
+            messages.append({"role": "tool", "tool_call_id": item.call_id, "content": text})
+            sources.append(i)
+            open_turn = None
+        elif isinstance(item, ReasoningItem):
+            reasoning = item.text()
+    return messages, sources
+
+
+def _response_format(req: ResponsesRequest) -> ResponseFormat:
+    fmt = req.text.format if req.text is not None else None
+    if fmt is None or fmt.type == "text":
+        return ResponseFormat()
+    if fmt.type == "json_schema" and fmt.schema_ is None:
+        raise BadRequest("text.format of type 'json_schema' needs a 'schema'", param="text.format.schema",
+                         code="invalid_value")
+    schema = fmt.schema_ if isinstance(fmt.schema_, dict) else None
+    return ResponseFormat(type=fmt.type, schema=schema, name=fmt.name, strict=bool(fmt.strict))
+
+
+def _tools_and_choice(req: ResponsesRequest, tool_extra_keys: bool) -> tuple[list[ToolSpec], ToolChoice]:
+    tools = [ToolSpec(name=t.name, description=t.description or "",
+                      parameters=t.parameters if t.parameters is not None else {"type": "object", "properties": {}},
+                      strict=bool(t.strict), extra_keys=tool_extra_keys)
+             for t in req.function_tools()]
+    choice = req.tool_choice
+    if choice is None:
+        return tools, "auto" if tools else "none"
+    if isinstance(choice, str):
+        return tools, choice
+    if isinstance(choice, FunctionToolChoice):
+        return tools, NamedToolChoice(choice.name)
+    assert isinstance(choice, AllowedTools)
+    allowed = {t.name for t in choice.tools}
+    unknown = sorted(allowed - {t.name for t in tools})
+    if unknown:
+        raise BadRequest(f"tool_choice.tools names {', '.join(unknown)}, which is not in 'tools'",
+                         param="tool_choice.tools", code="invalid_value")
+    return [t for t in tools if t.name in allowed], choice.mode
+
+
+_MESSAGE_PARAM = re.compile(r"^messages\[(\d+)\](?:\.tool_calls\[(\d+)\]\.function)?")
+_TOOL_PARAM = re.compile(r"^tools\[(\d+)\]\.function")
+
+
+def _renamed(param: str | None, sources: Sources, req: ResponsesRequest) -> str | None:
+    """A Chat Completions field name from the shared checks, as this API names it."""
+    if param is None:
+        return None
+    param = _TOOL_PARAM.sub(lambda m: f"tools[{m.group(1)}]", param)
+    found = _MESSAGE_PARAM.match(param)
+    if found:
+        source = sources[int(found.group(1))]
+        if source is None:
+            return "instructions"
+        where = f"input[{source}]"
+        if found.group(2) is not None and isinstance(req.input, list):
+            # the j-th call of a turn is the j-th function_call item from the turn's first one
+            where = f"input[{source + int(found.group(2))}]"
+        return where + param[found.end():]
+    return param
+
+
+def to_conversation(req: ResponsesRequest, *, tool_extra_keys: bool = False) -> Conversation:
+    """The request as a checked :class:`Conversation` (a :class:`BadRequest` naming this API's field otherwise)."""
+    messages, sources = _messages(req)
+    if not messages:
+        raise BadRequest("'input' holds no message", param="input", code="invalid_value")
+    tools, choice = _tools_and_choice(req, tool_extra_keys)
+    conv = Conversation(messages=messages, tools=tools, tool_choice=choice,
+                        parallel_tool_calls=req.parallel_tool_calls, response_format=_response_format(req))
+    if req.reasoning is not None and req.reasoning.effort is not None and hasattr(conv, "reasoning_effort"):
+        conv.reasoning_effort = req.reasoning.effort
+    try:
+        return check_conversation(conv)
+    except BadRequest as exc:
+        renamed = _renamed(exc.param, sources, req)
+        if renamed != exc.param and exc.param is not None and renamed is not None:
+            exc.message = exc.message.replace(exc.param, renamed)
+            exc.param = renamed
+        raise
+
+
+__all__ = ["to_conversation"]

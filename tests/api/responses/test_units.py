@@ -1,0 +1,178 @@
+"""The Responses surface without a server: request rules, translation onto the conversation, and the event
+sequence the stream writer makes of the engine's neutral events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from oaiproxy.api.protocol import parse_request
+from oaiproxy.api.responses.protocol import ResponsesRequest
+from oaiproxy.api.responses.serving import ResponsesEngine, _StreamWriter
+from oaiproxy.api.responses.translate import to_conversation
+from oaiproxy.conversation.model import NamedToolChoice, ToolCall
+from oaiproxy.dialects.base import ContentDelta, ToolCallDelta
+from oaiproxy.engine import CallDone, Finished, Started, Step, TokenUsage
+from oaiproxy.errors import BadRequest
+
+WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def conv(**body: Any):
+    req = parse_request(ResponsesRequest, {"model": "m", **body})
+    req.check_supported()
+    return to_conversation(req)
+
+
+def refused(**body: Any) -> BadRequest:
+    with pytest.raises(BadRequest) as info:
+        conv(**body)
+    return info.value
+
+
+def test_a_string_input_is_one_user_message_after_the_instructions() -> None:
+    c = conv(input="Hi", instructions="Be brief.")
+    assert c.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert c.tools == [] and c.tool_choice == "none"
+
+
+def test_items_become_turns_calls_joined_and_outputs_tool_messages() -> None:
+    c = conv(input=[
+        {"role": "developer", "content": "Use tools."},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in "},
+                                                         {"type": "input_text", "text": "Paris and Rome?"}]},
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "Two cities."}]},
+        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+        {"type": "function_call", "call_id": "c2", "name": "get_weather", "arguments": {"city": "Rome"}},
+        {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+        {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "rain"}]},
+    ], tools=[WEATHER])
+    assert c.messages[:2] == [{"role": "system", "content": "Use tools."},
+                              {"role": "user", "content": "Weather in Paris and Rome?"}]
+    turn = c.messages[2]
+    assert turn["role"] == "assistant" and turn["reasoning_content"] == "Two cities."
+    assert [(t["id"], t["function"]["arguments"]) for t in turn["tool_calls"]] == [
+        ("c1", '{"city": "Paris"}'), ("c2", '{"city": "Rome"}')]
+    assert c.messages[3:] == [{"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+                              {"role": "tool", "tool_call_id": "c2", "content": "rain"}]
+    assert [t.name for t in c.tools] == ["get_weather"] and c.tool_choice == "auto"
+
+
+def test_tool_choice_forms() -> None:
+    assert conv(input="x", tools=[WEATHER], tool_choice="required").tool_choice == "required"
+    assert conv(input="x", tools=[WEATHER], tool_choice={"type": "function", "name": "get_weather"}).tool_choice \
+        == NamedToolChoice("get_weather")
+    other = {**WEATHER, "name": "other"}
+    allowed = {"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "other"}]}
+    c = conv(input="x", tools=[WEATHER, other], tool_choice=allowed)
+    assert [t.name for t in c.tools] == ["other"] and c.tool_choice == "required"
+
+
+def test_text_format_json_schema_is_the_response_format() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    c = conv(input="x", text={"format": {"type": "json_schema", "name": "out", "schema": schema, "strict": True}})
+    assert (c.response_format.type, c.response_format.strict, c.response_format.name) == ("json_schema", True, "out")
+    assert c.response_format.schema is not None and c.response_format.schema["properties"] == schema["properties"]
+    assert refused(input="x", text={"format": {"type": "json_schema", "name": "out"}}).param == "text.format.schema"
+
+
+@pytest.mark.parametrize("body, param, words", [
+    ({"tools": [{"type": "web_search"}]}, "tools[0].type", "'web_search' tool"),
+    ({"tools": [WEATHER, {"type": "file_search", "vector_store_ids": ["v"]}]}, "tools[1].type", "file_search"),
+    ({"store": True}, "store", "does not store"),
+    ({"previous_response_id": "resp_1"}, "previous_response_id", "does not store"),
+    ({"background": True}, "background", "store"),
+    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]", "item references"),
+    ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:"}]}]}, "input[0].content",
+     "input_image"),
+    ({"tools": [{**WEATHER, "parameters": {"type": "object", "properties": {"city": {"type": "nope"}}}}]},
+     "tools[0].parameters", "tools[0].parameters"),
+    ({"tools": [{**WEATHER, "name": "bad name"}]}, "tools[0].name", "tools[0].name"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "function", "name": "missing"}}, "tool_choice", "missing"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "allowed_tools", "mode": "auto",
+                                          "tools": [{"type": "function", "name": "nope"}]}},
+     "tool_choice.tools", "nope"),
+    ({"input": [{"type": "function_call", "call_id": "c", "name": "get_weather", "arguments": "[" * 101 + "]" * 101}]},
+     "input[0].arguments", "nested"),
+])
+def test_bad_input_names_this_apis_field(body: dict[str, Any], param: str, words: str) -> None:
+    exc = refused(**{"input": "x", **body})
+    assert exc.param == param and words in exc.message and exc.status == 400, (exc.param, exc.message)
+
+
+def test_parse_errors_name_the_field() -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_request(ResponsesRequest, {"model": "m"})
+    assert info.value.param == "input"
+    with pytest.raises(BadRequest) as info:
+        parse_request(ResponsesRequest, {"input": "x", "max_output_tokens": 0})
+    assert info.value.param == "max_output_tokens"
+
+
+# ---------------------------------------------------------------- the event sequence
+
+
+class _Core:
+    model_id = "m"
+    tool_extra_keys = False
+
+
+def writer(**body: Any) -> _StreamWriter:
+    req = parse_request(ResponsesRequest, {"input": "x", **body})
+    return _StreamWriter(ResponsesEngine(_Core())._shell(req, "resp_1", 0, "in_progress"))  # type: ignore[arg-type]
+
+
+def run(w: _StreamWriter, events: list[Any]) -> list[Any]:
+    return [e for ev in events for e in w.on(ev)]
+
+
+CALL = ToolCall(id="call_1", name="get_weather", arguments='{"city": "Paris"}')
+
+
+def test_text_then_a_whole_call_in_the_responses_order() -> None:
+    out = run(writer(), [Started(), Step((ContentDelta("I will "),)), Step((ContentDelta("check."),)),
+                         CallDone(0, CALL), Finished("tool_calls", TokenUsage(5, 7, 2))])
+    assert [e.type for e in out] == [
+        "response.created", "response.in_progress",
+        "response.output_item.added", "response.content_part.added", "response.output_text.delta",
+        "response.output_text.delta", "response.output_text.done", "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added", "response.function_call_arguments.delta",
+        "response.function_call_arguments.done", "response.output_item.done", "response.completed"]
+    assert [e.sequence_number for e in out] == list(range(len(out)))
+    assert out[0].response.status == "in_progress" and out[0].response.output == []
+    assert out[2].item.content == [] and out[6].text == "I will check."
+    assert out[9].item.arguments == "" and out[11].arguments == CALL.arguments and out[11].name == "get_weather"
+    done = out[-1].response
+    assert done.status == "completed" and [i.type for i in done.output] == ["message", "function_call"]
+    assert done.output[1].call_id == "call_1" and done.output[1].status == "completed"
+    assert (done.usage.input_tokens, done.usage.output_tokens, done.usage.total_tokens,
+            done.usage.input_tokens_details.cached_tokens) == (5, 7, 12, 2)
+
+
+def test_incremental_call_deltas_and_a_cut_answer_is_incomplete() -> None:
+    out = run(writer(max_output_tokens=9), [
+        Started(), Step((ToolCallDelta(0, id="call_1", name="get_weather", arguments='{"ci'),)),
+        Step((ToolCallDelta(0, arguments='ty": "Pa'),)), Finished("length", TokenUsage(3, 9))])
+    kinds = [e.type for e in out]
+    assert kinds == ["response.created", "response.in_progress", "response.output_item.added",
+                     "response.function_call_arguments.delta", "response.function_call_arguments.delta",
+                     "response.function_call_arguments.done", "response.output_item.done", "response.incomplete"]
+    final = out[-1].response
+    assert final.status == "incomplete" and final.incomplete_details.reason == "max_output_tokens"
+    assert final.output[0].arguments == '{"city": "Pa' and final.output[0].status == "incomplete"
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"input": [{"type": "function_call", "name": "x", "arguments": "{}"}]}, "input[0].call_id"),
+    ({"input": [{"type": "bogus"}]}, "input[0]"),
+    ({"input": [{"role": "user"}]}, "input[0].content"),
+    ({"input": 5}, "input"),
+    ({"input": "x", "tools": [{"type": "function", "name": "f", "parameters": "nope"}]}, "tools[0].parameters"),
+])
+def test_malformed_items_name_the_item(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_request(ResponsesRequest, body).function_tools()
+    assert info.value.param == param, info.value.message
