@@ -33,6 +33,7 @@ from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import Call, SampleOutput, Samples, json_call
 from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
 from oaiproxy.grammar import GrammarBuilder
+from oaiproxy.templating.chat_template import ChatTemplate
 
 #: how the call objects sit between the opening and the closing text
 Layout = Literal["list", "lines", "one"]
@@ -325,6 +326,15 @@ class MiniMaxM1Style(JsonTagsStyle):
 
 FIREFUNCTION_V2 = TagForm("functools", "list", lead=" ")
 
+#: FireFunction's template reads the tools as ``functions`` (their JSON text) and the date as ``datetime``,
+#: which its own server passed (as llama.cpp does); this prelude derives both, so the template's own
+#: tools support is used (and probed) like any other's
+_FIREFUNCTION_PRELUDE = (
+    "{%- if functions is not defined -%}{%- set functions = tools | tojson(indent=2) if tools is defined "
+    "else '' -%}{%- endif -%}"
+    "{%- if datetime is not defined -%}{%- set datetime = strftime_now('%b %d %Y %H:%M:%S GMT') -%}{%- endif -%}"
+)
+
 
 @register(detect_priority=99)
 class FireFunctionV2Style(JsonTagsStyle):
@@ -333,6 +343,10 @@ class FireFunctionV2Style(JsonTagsStyle):
     name = "firefunction-v2"
     rule_prefix = "firefunc2"
     form = FIREFUNCTION_V2
+
+    def __init__(self, template: ChatTemplate) -> None:
+        super().__init__(ChatTemplate(_FIREFUNCTION_PRELUDE + template.source, bos_token=template.bos_token,
+                                      eos_token=template.eos_token, name=template.name, limits=template.limits))
     samples = _samples(
         FIREFUNCTION_V2, ("fireworks-ai-llama-3-firefunction-v2.jinja",),
         SampleOutput('One moment. functools[{"name": "f", "arguments": {"a": 1}}, {"name": "g", "arguments": {}}]',

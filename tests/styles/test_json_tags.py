@@ -143,3 +143,14 @@ def test_gigachat_history_gives_each_call_its_own_turn(templates_dir):
     first, second = (GIGACHAT3.write([c])[len(GIGACHAT3.lead):] for c in TWO)
     assert first in prompt and second in prompt
     assert prompt.index("Both.") < prompt.index(first) < prompt.index(second) < prompt.index("sunny")
+
+
+def test_firefunction_gets_its_tools_as_functions_and_the_date(templates_dir):
+    from oaiproxy.dialects.json_tags import FireFunctionV2Style
+
+    dialect = FireFunctionV2Style(template(templates_dir, TEMPLATES["firefunction-v2"]))
+    assert dialect.template.supports_tools  # the template's own tools text, not the fallback prompt
+    prompt = dialect.plan(Conversation(messages=[{"role": "user", "content": "hi"}], tools=list(TOOLS))).prompt
+    spec = prompt.split("Available functions as JSON spec:\n", 1)[1].split("\nToday is ", 1)[0]
+    assert [t["function"]["name"] for t in json.loads(spec)] == ["get_weather", "search_web"]
+    assert "Today is ." not in prompt
