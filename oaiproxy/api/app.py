@@ -1,10 +1,11 @@
 """The HTTP layer: the aiohttp application, its middlewares, health, models and server-sent events.
 
 Each API's route lives in its package (``chat/routes.py``, ``completions/routes.py``,
-``embeddings/routes.py``): it checks and translates the body and returns a :data:`Reply`, the
-answer still to be awaited or the stream still to be sent. This module sends it, within the
-request's deadline, as JSON or as SSE, and turns every failure into OpenAI's error JSON with
-the right status. No generation logic lives here.
+``embeddings/routes.py``, ``messages/routes.py``): it checks and translates the body and returns a
+:data:`Reply`, the answer still to be awaited or the stream still to be sent. This module sends it,
+within the request's deadline, as JSON or as SSE, and turns every failure into the API's own error
+JSON with the right status: OpenAI's, or Anthropic's on the ``/v1/messages`` paths (see :class:`Wire`).
+No generation logic lives here.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ from oaiproxy.api.completions.routes import completions
 from oaiproxy.api.completions.serving import CompletionEngine
 from oaiproxy.api.embeddings.routes import embeddings
 from oaiproxy.api.embeddings.serving import EmbeddingEngine
+from oaiproxy.api.messages.protocol import ErrorResponse as AnthropicErrorResponse
+from oaiproxy.api.messages.routes import count_tokens, messages
 from oaiproxy.api.protocol import ErrorResponse, Model, ModelList
 from oaiproxy.errors import (
     APIError,
     AuthenticationFailed,
     BadRequest,
+    InternalError,
     NotFound,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -111,6 +115,41 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
                         content_type="application/json", headers=headers)
 
 
+def _sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
+
+
+def _named_sse(data: dict[str, Any]) -> bytes:
+    """An event named after its ``type`` (``event: message_start``), as Anthropic's SDKs read them."""
+    return f"event: {data.get('type', 'message')}\n".encode() + _sse(data)
+
+
+@dataclass(frozen=True)
+class Wire:
+    """How one family of APIs writes what this module sends: its error JSON, and its server-sent events."""
+
+    #: a failure as the API's error body (also the payload of a stream's error event)
+    error: Callable[[APIError], BaseModel]
+    #: one stream item (already dumped to JSON) as SSE bytes
+    event: Callable[[dict[str, Any]], bytes]
+    #: what ends a stream
+    end: bytes
+
+
+OPENAI_WIRE = Wire(error=ErrorResponse.of, event=_sse, end=b"data: [DONE]\n\n")
+#: Anthropic: ``{"type": "error", "error": {type, message}}``, events named by type, no end marker
+ANTHROPIC_WIRE = Wire(error=AnthropicErrorResponse.of, event=_named_sse, end=b"")
+
+
+def wire_for(path: str) -> Wire:
+    """The wire of the API that owns ``path`` (unknown paths under ``/v1/messages`` too)."""
+    return ANTHROPIC_WIRE if path == "/v1/messages" or path.startswith("/v1/messages/") else OPENAI_WIRE
+
+
+def error_response(request: web.Request, exc: APIError) -> web.Response:
+    return json_response(wire_for(request.path).error(exc), exc.status, exc.headers)
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -118,37 +157,52 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except APIError as exc:
         if exc.status >= 500:
             log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.message)
-        return json_response(ErrorResponse.of(exc), exc.status, exc.headers)
+        return error_response(request, exc)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[MAX_BODY]
-        return json_response(ErrorResponse.make(f"request body too large: the limit is {limit} bytes "
-                                                "(--max-body-bytes)", param="body", code="request_too_large"), 413)
+        return error_response(request, BadRequest(f"request body too large: the limit is {limit} bytes "
+                                                  "(--max-body-bytes)", param="body", code="request_too_large",
+                                                  status=413))
     except web.HTTPNotFound:
-        return json_response(ErrorResponse.make(f"unknown route {request.method} {request.path}", code="not_found"),
-                             404)
+        return error_response(request, NotFound(f"unknown route {request.method} {request.path}",
+                                                code="not_found"))
     except web.HTTPMethodNotAllowed as exc:
-        return json_response(ErrorResponse.make(f"method {request.method} not allowed on {request.path}; "
-                                                f"use {', '.join(sorted(exc.allowed_methods))}",
-                                                code="method_not_allowed"),
-                             405, {"Allow": ",".join(sorted(exc.allowed_methods))})
+        return error_response(request, BadRequest(
+            f"method {request.method} not allowed on {request.path}; use {', '.join(sorted(exc.allowed_methods))}",
+            code="method_not_allowed", status=405, headers={"Allow": ",".join(sorted(exc.allowed_methods))}))
     except web.HTTPException:
         raise
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_response(ErrorResponse.make("internal error in oaiproxy; see its log", "server_error",
-                                                code="internal_error"), 500)
+        return error_response(request, InternalError("internal error in oaiproxy; see its log",
+                                                     code="internal_error"))
+
+
+def _key_matches(request: web.Request, key: str) -> bool:
+    """Whether the request carries ``key``, as ``Authorization: Bearer KEY`` (OpenAI's SDKs, Anthropic's
+    ``auth_token``) or ``x-api-key: KEY`` (Anthropic's SDKs); every candidate compared in constant time."""
+    candidates = []
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        candidates.append(token.strip())
+    if "x-api-key" in request.headers:
+        candidates.append(request.headers["x-api-key"].strip())
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(candidate.encode(), key.encode())
+    return matched
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.app[STATE].api_key
-    if key and request.path.startswith("/v1/") and request.method != "OPTIONS":
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
-            raise AuthenticationFailed()
+    if key and request.path.startswith("/v1/") and request.method != "OPTIONS" and not _key_matches(request, key):
+        if wire_for(request.path) is ANTHROPIC_WIRE:
+            raise AuthenticationFailed("Incorrect or missing API key. Send it as 'x-api-key: KEY' "
+                                       "(or 'Authorization: Bearer KEY').")
+        raise AuthenticationFailed()
     return await handler(request)
 
 
@@ -159,12 +213,12 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if origins and request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         allowed = allowed_origin(origins, request.headers.get("Origin"))
         if allowed is None:
-            return json_response(ErrorResponse.make(f"origin {request.headers.get('Origin')!r} is not allowed "
-                                                    "(see --cors-origin)", code="origin_not_allowed"), 403)
+            return error_response(request, BadRequest(f"origin {request.headers.get('Origin')!r} is not allowed "
+                                                    "(see --cors-origin)", code="origin_not_allowed", status=403))
         return web.Response(status=204, headers={
             "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
             "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers")
-            or "Authorization, Content-Type",
+            or "Authorization, Content-Type, x-api-key, anthropic-version",
             "Access-Control-Max-Age": "600",
         })
     return await handler(request)
@@ -274,7 +328,7 @@ async def _within(request: web.Request, deadline: float, work: Awaitable[Any]) -
 
 async def stream_sse(request: web.Request, stream: AsyncGenerator[BaseModel, None],
                      deadline: float) -> web.StreamResponse:
-    """Send ``stream`` as server-sent events ending in ``data: [DONE]``.
+    """Send ``stream`` as server-sent events in the API's :class:`Wire` (OpenAI's end in ``data: [DONE]``).
 
     The first item is awaited before the 200 goes out, so planning and upstream
     refusals are still plain HTTP errors; later failures, the request timeout
@@ -289,27 +343,25 @@ async def stream_sse(request: web.Request, stream: AsyncGenerator[BaseModel, Non
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
+    wire = wire_for(request.path)
     try:
         async with asyncio.timeout_at(deadline):
-            await response.write(_sse(first.model_dump(mode="json")))
+            await response.write(wire.event(first.model_dump(mode="json")))
             async for chunk in stream:
-                await response.write(_sse(chunk.model_dump(mode="json")))
+                await response.write(wire.event(chunk.model_dump(mode="json")))
     except TimeoutError:
         exc = _timed_out(request)
         log.warning("stream ended by error: %s", exc.message)
-        await response.write(_sse(ErrorResponse.of(exc).model_dump(mode="json")))
+        await response.write(wire.event(wire.error(exc).model_dump(mode="json")))
     except APIError as exc:
         log.warning("stream ended by error: %s", exc.message)
-        await response.write(_sse(ErrorResponse.of(exc).model_dump(mode="json")))
+        await response.write(wire.event(wire.error(exc).model_dump(mode="json")))
     finally:
         await stream.aclose()
-    await response.write(b"data: [DONE]\n\n")
+    if wire.end:
+        await response.write(wire.end)
     await response.write_eof()
     return response
-
-
-def _sse(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
 
 
 def api_route(route: APIRoute) -> Handler:
@@ -346,7 +398,9 @@ def create_app(state: ProxyState, *, max_body_bytes: int) -> web.Application:
     app.router.add_post("/v1/chat/completions", api_route(chat_completions))
     app.router.add_post("/v1/completions", api_route(completions))
     app.router.add_post("/v1/embeddings", api_route(embeddings))
+    app.router.add_post("/v1/messages", api_route(messages))
+    app.router.add_post("/v1/messages/count_tokens", api_route(count_tokens))
     return app
 
 
-__all__ = ["ProxyState", "Reply", "allowed_origin", "create_app"]
+__all__ = ["ANTHROPIC_WIRE", "OPENAI_WIRE", "ProxyState", "Reply", "Wire", "allowed_origin", "create_app", "wire_for"]

@@ -1,0 +1,38 @@
+"""``POST /v1/messages`` and ``POST /v1/messages/count_tokens``: the body checked, then handed to
+:class:`oaiproxy.api.messages.serving.MessagesEngine`; :mod:`oaiproxy.api.app` sends the reply (errors
+in Anthropic's shape, streams as named server-sent events)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from oaiproxy.api.messages.protocol import CountTokensRequest, MessagesRequest
+from oaiproxy.api.messages.serving import MessagesEngine
+from oaiproxy.api.protocol import parse_request
+
+if TYPE_CHECKING:
+    from oaiproxy.api.app import ProxyState, Reply
+
+
+def _engine(state: ProxyState) -> MessagesEngine:
+    return MessagesEngine(state.engine.core)  # no state of its own: the model's engine is shared
+
+
+async def messages(request: web.Request, state: ProxyState, body: Any) -> Reply:
+    req: MessagesRequest = parse_request(MessagesRequest, body)
+    state.check_model(req.model)
+    req.check_supported()
+    state.log_bookkeeping(request, req.bookkeeping())
+    state.check_upstream(state.managed)
+    engine = _engine(state)
+    return engine.stream(req) if req.stream else engine.complete(req)
+
+
+async def count_tokens(request: web.Request, state: ProxyState, body: Any) -> Reply:
+    req: CountTokensRequest = parse_request(CountTokensRequest, body)
+    state.check_model(req.model)
+    req.check_supported()
+    state.check_upstream(state.managed)
+    return _engine(state).count_tokens(req)
