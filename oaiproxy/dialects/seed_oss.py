@@ -43,10 +43,12 @@ class SeedOssStyle(XmlCallsStyle):
     rule_prefix = "seed"
     fmt = SEED
     special_tokens = SEED.special_tokens
+    fallback_prompt = "tools-seed-oss.jinja"
     samples = Samples(
         templates=("ByteDance-Seed-OSS.jinja",),
         calls=SEED.calls_text,
         history_call=lambda n, a: SEED.call_text(n, a).rstrip("\n"),
+        fallback_call=lambda n, a: SEED.calls_text([(n, a)]),
         call_tokens=64,
         argument_key=lambda key: f"<parameter={key}>",
         outputs=(

@@ -496,6 +496,11 @@ def _history_call(fmt: XmlFormat) -> Callable[[str, str], str]:
     return lambda name, arguments: fmt.call_text(name, arguments).rstrip("\n")
 
 
+def _fallback_call(fmt: XmlFormat) -> Callable[[str, str], str]:
+    """A past call spelled out for a template without tool support (:meth:`XmlCallsStyle.format_call_text`)."""
+    return lambda name, arguments: fmt.calls_text([(name, arguments)])
+
+
 def _arg_key(fmt: XmlFormat) -> Callable[[str], str]:
     return lambda key: f"{fmt.param_open}{key}{fmt.param_name_end[0]}"
 
@@ -514,10 +519,12 @@ class MiniMaxM2Style(XmlCallsStyle):
     rule_prefix = "minimax"
     fmt = MINIMAX_M2
     special_tokens = MINIMAX_M2.special_tokens
+    fallback_prompt = "tools-minimax-m2.jinja"
     samples = Samples(
         templates=("MiniMax-M2.jinja",),
         calls=MINIMAX_M2.calls_text,
         history_call=_history_call(MINIMAX_M2),
+        fallback_call=_fallback_call(MINIMAX_M2),
         call_tokens=64,
         argument_key=_arg_key(MINIMAX_M2),
         outputs=(
@@ -551,10 +558,12 @@ class MiniMaxM3Style(XmlCallsStyle):
     rule_prefix = "minimax3"
     fmt = MINIMAX_M3
     special_tokens = MINIMAX_M3.special_tokens
+    fallback_prompt = "tools-minimax-m3.jinja"
     samples = Samples(
         templates=("MiniMax-M3.jinja",),
         calls=MINIMAX_M3.calls_text,
         history_call=_history_call(MINIMAX_M3),
+        fallback_call=_fallback_call(MINIMAX_M3),
         call_tokens=96,
         argument_key=_arg_key(MINIMAX_M3),
         outputs=(
@@ -595,6 +604,7 @@ def _dsml_samples(fmt: XmlFormat, templates: tuple[str, ...]) -> Samples:
         templates=templates,
         calls=fmt.calls_text,
         history_call=_history_call(fmt),
+        fallback_call=_fallback_call(fmt),
         call_tokens=64,
         argument_key=_arg_key(fmt),
         outputs=(
@@ -620,6 +630,7 @@ class DeepSeekV32Style(XmlCallsStyle):
     rule_prefix = "dsml"
     fmt = DSML_FUNCTION_CALLS
     special_tokens = DSML_FUNCTION_CALLS.special_tokens
+    fallback_prompt = "tools-deepseek-v3.2.jinja"
     samples = _dsml_samples(DSML_FUNCTION_CALLS, ("deepseek-ai-DeepSeek-V3.2.jinja",))
 
     @classmethod
@@ -635,6 +646,7 @@ class DeepSeekV4Style(XmlCallsStyle):
     rule_prefix = "dsml4"
     fmt = DSML_TOOL_CALLS
     special_tokens = DSML_TOOL_CALLS.special_tokens
+    fallback_prompt = "tools-deepseek-v4.jinja"
     samples = _dsml_samples(DSML_TOOL_CALLS, ("deepseek-ai-DeepSeek-V4.jinja",
                                               "deepseek-ai-DeepSeek-V4-Flash-0731.jinja"))
 
@@ -658,11 +670,13 @@ class MuseAtemStyle(XmlCallsStyle):
     rule_prefix = "atem"
     fmt = ATEM
     special_tokens = ATEM.special_tokens
+    fallback_prompt = "tools-muse-atem.jinja"
     samples = Samples(
         templates=("muse-glimmer.jinja",),
         calls=lambda calls: f" to={calls[0][0]}<|message|>" + ATEM.calls_text(calls),
         auto_calls=ATEM.calls_text,
         history_call=_history_call(ATEM),
+        fallback_call=_fallback_call(ATEM),
         call_tokens=72,
         argument_key=_arg_key(ATEM),
         outputs=(
@@ -697,10 +711,12 @@ class MiniCPM5Style(XmlCallsStyle):
     rule_prefix = "minicpm"
     fmt = MINICPM
     special_tokens = MINICPM.special_tokens
+    fallback_prompt = "tools-minicpm5.jinja"
     samples = Samples(
         templates=("openbmb-MiniCPM5-1B.jinja",),
         calls=MINICPM.calls_text,
         history_call=_history_call(MINICPM),
+        fallback_call=_fallback_call(MINICPM),
         call_tokens=64,
         argument_key=_arg_key(MINICPM),
         outputs=(
