@@ -1,4 +1,4 @@
-"""ByteDance Seed-OSS: ``<seed:tool_call>`` blocks of ``<function=NAME>`` and ``<parameter=KEY>VALUE</parameter>``.
+"""ByteDance Seed-OSS: ``<seed:tool_call>`` with ``<function=NAME>`` and ``<parameter=KEY>VALUE</parameter>``.
 
 Qwen3-Coder's element names in Seed's own tags, without the newlines around
 the values::

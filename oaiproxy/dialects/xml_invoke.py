@@ -1,6 +1,7 @@
-"""Calls written as XML-like elements with named parameters: ``<invoke name="NAME"><parameter name="KEY">…``.
+"""MiniMax M2/M3 / DeepSeek V3.2/V4 / muse-glimmer / MiniCPM5: ``<invoke name="NAME">`` with named parameter elements.
 
-One family of formats, one implementation, one registered style per tag set:
+Calls written as XML-like elements with named parameters: one family of
+formats, one implementation, one registered style per tag set:
 
 * MiniMax-M2: ``<minimax:tool_call>`` around ``<invoke name="…">`` and
   ``<parameter name="…">VALUE</parameter>`` elements, one per line;
