@@ -1,10 +1,17 @@
-"""Mistral Nemo: ``[TOOL_CALLS][{"name": …, "arguments": {…}, "id": "a1B2c3D4e"}]``.
+"""Mistral's two tool-call formats: Nemo's JSON list and the v11 ``[TOOL_CALLS]NAME[ARGS]{…}``.
 
+Mistral Nemo (``mistral-nemo``): ``[TOOL_CALLS][{"name": …, "arguments": {…}, "id": "a1B2c3D4e"}]``.
 All calls of a turn form one JSON array after the ``[TOOL_CALLS]`` token, and
 each carries an id the model writes itself: 9 alphanumerics, which Nemo's
 template also demands of every id in the history (client ids of another shape
 are mapped to stable 9-character ones). Because the id follows the arguments,
 a call is announced once its object is complete rather than streamed.
+
+Mistral's v11 tokenizer (``mistral-v11``: Ministral 3, Devstral, Magistral)
+writes each call as its own section, ``[TOOL_CALLS]NAME[ARGS]{…}``, calls back
+to back; Mistral Small 3.2 (``mistral-v11-ids``) puts ``[CALL_ID]`` and the
+model's 9-character id between the name and ``[ARGS]``. There the call is
+announced at ``[ARGS]`` and its arguments stream as written.
 """
 
 from __future__ import annotations

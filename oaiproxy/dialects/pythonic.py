@@ -8,19 +8,19 @@ Python literals whose values satisfy each parameter's schema, and the parser
 reads them back as JSON arguments:
 
 * a string is ``'single-quoted'`` (escapes ``\\\\ \\' \\" \\n \\r \\t``; a length is counted
-  in characters) or ``"double-quoted"`` as JSON writes it (which Python reads alike);
-  a string with a ``pattern`` or ``format`` is only the latter, the schema converter's
-  exact JSON string;
+  in characters) or ``"double-quoted"``, the schema converter's JSON string (read as
+  JSON, which Python reads alike but for ``\\/`` and surrogate pairs); a string with a
+  ``pattern`` or ``format`` is only the latter, which holds it exactly;
 * ``True``/``False``, ``None``; a number as JSON writes it;
 * a list ``[…]`` of such values (``items``, ``minItems``, ``maxItems``);
 * an object is JSON through the schema converter, as the template writes a mapping;
 * ``enum``/``const``, ``anyOf`` and a list of types as the alternatives they allow.
 
-Anything else (``oneOf``, ``$ref``, ``uniqueItems``, an untyped value...) is
-refused with a StyleError naming the parameter: it has no exact Python spelling
-here. Parameters come in the order the schema declares them (required ones
-always, optional ones or not), separated by ``, ``, and their names must be
-Python identifiers; undeclared parameters are never generated.
+Anything else the tool's enforced schema still holds (``contains``,
+``prefixItems``, ``$ref``, a value of any type...) is refused with a StyleError
+naming the parameter: it has no exact Python spelling here. Parameters come
+in the order the schema declares them (required ones always, optional ones
+or not), separated by ``, ``, and their names must be Python identifiers; undeclared parameters are never generated.
 """
 
 from __future__ import annotations
