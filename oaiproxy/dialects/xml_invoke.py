@@ -47,7 +47,7 @@ from oaiproxy.dialects.gbnf import alternatives, lit, repeat_rule
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import Call, SampleOutput, Samples
-from oaiproxy.dialects.streaming import CallHandle, JsonCallSection
+from oaiproxy.dialects.streaming import CallHandle, JsonCallSection, partial_word_at_end
 from oaiproxy.dialects.xml_values import (
     is_raw_string,
     json_value_text,
@@ -165,7 +165,8 @@ class XmlCallsParser(JsonCallSection):
         self._raw_params = raw_params
         self._pending = ""
         self._call: CallHandle | None = None
-        self._params: list[tuple[str, str, bool | None]] = []
+        #: how many parameters of the call were sent (the first opens the object)
+        self._sent = 0
         self._key = ""
         self._key_raw: bool | None = None
         if fmt.header is not None:
@@ -180,7 +181,8 @@ class XmlCallsParser(JsonCallSection):
     def _section(self) -> None:
         step: dict[str, Callable[[], None]] = {
             "header": self._header, "calls": self._calls, "cname": self._cname, "params": self._params_step,
-            "pname": self._pname, "pvalue": self._pvalue, "ptail": self._ptail, "close": self._section_close}
+            "pname": self._pname, "pstart": self._pstart, "pcdata": self._pcdata, "praw": self._praw,
+            "pvalue": self._pvalue, "ptail": self._ptail, "close": self._section_close}
         step[self._mode]()
 
     def _header(self) -> None:
@@ -256,7 +258,7 @@ class XmlCallsParser(JsonCallSection):
         self._buf = rest[len(literal):]
         self._pending = ""
         self._call = self.start_call(name)
-        self._params = []
+        self._sent = 0
         self._mode = "params"
 
     def _params_step(self) -> None:
@@ -297,28 +299,81 @@ class XmlCallsParser(JsonCallSection):
             return
         self._key = key
         self._buf = self._buf[close + 1:]
-        self._mode = "pvalue"
+        call = self._call
+        assert call is not None
+        raw = self._key_raw if self._key_raw is not None else key in self._raw_params.get(call.name, frozenset())
+        if raw:  # a raw string streams as it is written
+            self._send_key()
+            self.add_arguments(call, '"')
+            self._mode = "pstart" if fmt.cdata else "praw"
+        else:
+            self._mode = "pvalue"
+
+    def _send_key(self) -> None:
+        assert self._call is not None
+        self.add_arguments(self._call, ("{" if not self._sent else ", ") + json.dumps(self._key, ensure_ascii=False)
+                           + ": ")
+        self._sent += 1
+
+    def _pstart(self) -> None:
+        """MiniCPM5: a raw string may open a CDATA block."""
+        if CDATA_OPEN.startswith(self._buf):
+            return  # may still open one
+        if self._buf.startswith(CDATA_OPEN):
+            self._buf = self._buf[len(CDATA_OPEN):]
+            self._mode = "pcdata"
+        else:
+            self._mode = "praw"
+
+    def _pcdata(self) -> None:
+        """Inside CDATA: everything up to ``]]>`` is the string's (a closing tag included); raw text may follow."""
+        if self._stream_until(CDATA_CLOSE):
+            self._mode = "praw"
+
+    def _praw(self) -> None:
+        if self._stream_until(self._fmt.value_end):
+            assert self._call is not None
+            self.add_arguments(self._call, '"')
+            self._mode = "ptail"
+
+    def _stream_until(self, end: str) -> bool:
+        """Send the raw text before ``end`` as the inside of a JSON string; True once ``end`` was read.
+
+        A tail that may be the beginning of ``end`` is held back.
+        """
+        call = self._call
+        assert call is not None
+        buf = self._buf
+        at = buf.find(end)
+        if at >= 0:
+            self.add_arguments(call, _escaped(buf[:at]))
+            self._buf = buf[at + len(end):]
+            return True
+        keep = partial_word_at_end(buf, (end,))
+        self.add_arguments(call, _escaped(buf[: len(buf) - keep]))
+        self._buf = buf[len(buf) - keep:]
+        return False
 
     def _pvalue(self) -> None:
-        fmt = self._fmt
-        buf = self._buf
-        start = 0
-        if fmt.cdata:
-            if CDATA_OPEN.startswith(buf):
-                return  # may still open a CDATA block
-            if buf.startswith(CDATA_OPEN):
-                inner = buf.find(CDATA_CLOSE, len(CDATA_OPEN))
-                if inner < 0:
-                    return
-                start = inner + len(CDATA_CLOSE)
-        end = buf.find(fmt.value_end, start)
+        """A value that is not a raw string: sent whole, as JSON, once its end tag is read."""
+        if self._fmt.cdata and (CDATA_OPEN.startswith(self._buf) or self._buf.startswith(CDATA_OPEN)):
+            if len(self._buf) < len(CDATA_OPEN):
+                return  # may still open a CDATA block: a string, whatever the schema says
+            self._send_key()
+            assert self._call is not None
+            self.add_arguments(self._call, '"')
+            self._buf = self._buf[len(CDATA_OPEN):]
+            self._mode = "pcdata"
+            return
+        end = self._buf.find(self._fmt.value_end)
         if end < 0:
             return
-        value = buf[:end]
-        if start and value.endswith(CDATA_CLOSE) and end == start:
-            value = value[len(CDATA_OPEN): -len(CDATA_CLOSE)]
-        self._params.append((self._key, value, self._key_raw))
-        self._buf = buf[end + len(fmt.value_end):]
+        value = self._buf[:end]
+        self._buf = self._buf[end + len(self._fmt.value_end):]
+        self._send_key()
+        assert self._call is not None
+        self.add_arguments(self._call, _python_value_text(value) if self._fmt.python_values
+                           else json_value_text(value, False))
         self._mode = "ptail"
 
     def _ptail(self) -> None:
@@ -334,7 +389,7 @@ class XmlCallsParser(JsonCallSection):
 
     def _close_call(self) -> None:
         assert self._call is not None
-        self.add_arguments(self._call, self._arguments_so_far() + "}")
+        self.add_arguments(self._call, "}" if self._sent else "{}")
         self._call = None
         fmt = self._fmt
         if not fmt.section_open:
@@ -348,20 +403,6 @@ class XmlCallsParser(JsonCallSection):
         if self._expect(self._fmt.section_close) is not False:  # a missing closing tag does not undo a call
             self._mode = "after"
 
-    def _arguments_so_far(self) -> str:
-        """The parameters read so far as the text of a JSON object, still open."""
-        call = self._call
-        assert call is not None
-        raw_keys = self._raw_params.get(call.name, frozenset())
-        return "{" + ", ".join(
-            f"{json.dumps(key, ensure_ascii=False)}: {self._json(value, key in raw_keys if raw is None else raw)}"
-            for key, value, raw in self._params)
-
-    def _json(self, text: str, raw: bool) -> str:
-        if not raw and self._fmt.python_values:
-            return _python_value_text(text)
-        return json_value_text(text, raw)
-
     def _end_section(self) -> None:
         mode = self._mode
         if mode == "header":
@@ -372,13 +413,21 @@ class XmlCallsParser(JsonCallSection):
         elif mode == "calls":
             if self._expect(self._fmt.section_close) is None:
                 self.emit_content(self._buf)
-        elif mode in ("params", "pname", "pvalue", "ptail"):
-            self.truncated = True  # the call keeps the parameters it completed, in an object never closed
+        elif mode in ("params", "pname", "pstart", "pcdata", "praw", "pvalue", "ptail"):
+            self.truncated = True  # the call keeps what was sent, in an object never closed
             assert self._call is not None
-            self.add_arguments(self._call, self._arguments_so_far())
+            if mode in ("pcdata", "praw"):
+                self.add_arguments(self._call, _escaped(self._buf))
+            elif not self._sent:
+                self.add_arguments(self._call, "{")
         elif mode == "close" and self._expect(self._fmt.section_close) is None:
             self.emit_content(self._buf)
         self._buf = ""
+
+
+def _escaped(text: str) -> str:
+    """``text`` as the inside of a JSON string (escaping is per character, so pieces concatenate)."""
+    return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
 def _python_value_text(text: str) -> str:

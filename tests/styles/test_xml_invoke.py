@@ -14,7 +14,7 @@ import pytest
 
 from oaiproxy.conversation.model import Conversation, ToolSpec
 from oaiproxy.dialects import detect_style, get_style
-from oaiproxy.dialects.base import StyleError
+from oaiproxy.dialects.base import StyleError, ToolCallDelta
 from oaiproxy.dialects.seed_oss import SEED
 from oaiproxy.dialects.xml_invoke import (
     ATEM,
@@ -223,3 +223,18 @@ def test_auto_is_lazy_on_the_formats_own_opening(templates_dir, name):
     one = fmt.calls_text([("tag", '{"label": "a"}')])
     two = fmt.calls_text([("tag", '{"label": "a"}'), ("tag", '{"label": "b"}')])
     assert accepts(single, header + one) and not accepts(single, header + two)
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_raw_strings_stream_as_they_are_written(name):
+    """A string parameter's text is sent before its end tag arrives (only a tail that may begin it waits); a
+    JSON value is sent whole once it ends."""
+    fmt = FORMATS[name]
+    text = fmt.calls_text([("note", '{"count": 4, "text": "hello world"}')])
+    parser = _parser(fmt)
+    head = text[: text.index("world") + 3]
+    sent = "".join(e.arguments for e in parser.feed(head) if isinstance(e, ToolCallDelta))
+    assert sent == '{"count": 4, "text": "hello wor'
+    parser.feed(text[len(head):])
+    parser.finish()
+    assert json.loads(parser.result().tool_calls[0].arguments) == {"count": 4, "text": "hello world"}
