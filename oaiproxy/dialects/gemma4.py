@@ -230,7 +230,9 @@ class Gemma4Parser(JsonCallSection):
                     return
                 continue
             ch = self._buf[0]
-            if want == "key":
+            if ch.isspace():  # between tokens (the templates write none; a model outside the grammar may)
+                self._buf = self._buf[1:]
+            elif want == "key":
                 if not self._key():
                     return
             elif want == "value":
@@ -271,11 +273,11 @@ class Gemma4Parser(JsonCallSection):
             return True
         end = self._buf.find(":")
         if end < 0:
-            if len(self._buf) > 128 or not _KEY.match(self._buf):
+            if len(self._buf) > 128 or not _KEY.match(self._buf.rstrip() or "k"):
                 self._broken()
                 return True
             return False
-        key = self._buf[:end]
+        key = self._buf[:end].rstrip()
         if not _KEY.match(key):
             self._broken()
             return True

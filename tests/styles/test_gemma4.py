@@ -53,9 +53,11 @@ def test_two_calls_then_the_tool_response_token_ends_the_answer():
     assert args_of(calls) == [("get_weather", {"city": "Paris"}), ("search_web", {"query": "a,b}"})]
 
 
-def test_python_spellings_and_bare_words_from_a_model_outside_the_grammar():
+def test_python_spellings_bare_words_and_spaces_from_a_model_outside_the_grammar():
     text = "<|tool_call>call:f{a:True,b:None,c:1.5,d:word}<tool_call|>"
     assert args_of(parse_every_split(Gemma4Parser, text)[1]) == [("f", {"a": True, "b": None, "c": 1.5, "d": "word"})]
+    text = '<|tool_call>call:f{ a : 1 , b :<|"|> x <|"|> , c: [ 1 , 2 ] }<tool_call|>'
+    assert args_of(parse_every_split(Gemma4Parser, text)[1]) == [("f", {"a": 1, "b": " x ", "c": [1, 2]})]
 
 
 @pytest.mark.parametrize("text", [
