@@ -542,12 +542,14 @@ def any_value(builder: GrammarBuilder) -> str:
 class Gemma4Style(DialectStyle):
     name = "gemma4"
     rule_prefix = "gemma4"
+    fallback_prompt = "tools-gemma4.jinja"
     special_tokens = (OPEN, CLOSE, QUOTE, RESPONSE)
     stop_words = (RESPONSE, END_OF_TURN)
     samples = Samples(
         templates=("google-gemma-4-31B-it.jinja", "google-gemma-4-31B-it-interleaved.jinja"),
         calls=_calls_text,
         history_call=call_text,
+        fallback_call=call_text,
         call_tokens=64,
         argument_key=lambda key: f"{key}:",
         outputs=(

@@ -197,6 +197,7 @@ class HarmonyParser(JsonCallSection):
 class HarmonyStyle(DialectStyle):
     name = "harmony"
     rule_prefix = "harmony"
+    fallback_prompt = "tools-harmony.jinja"
     special_tokens = (START, CHANNEL, CONSTRAIN, MESSAGE, END, RETURN, CALL)
     stop_words = (RETURN, CALL)
     answer_prefix = FINAL_HEADER
@@ -204,6 +205,7 @@ class HarmonyStyle(DialectStyle):
         templates=("openai-gpt-oss-120b.jinja", "llm-jp-llm-jp-4.1-8b-thinking.jinja"),
         calls=_calls_text,
         history_call=lambda n, a: f"to=functions.{n}{CHANNEL}commentary",
+        fallback_call=call_text,
         call_tokens=64,
         outputs=(
             SampleOutput(f"{CHANNEL}commentary{MESSAGE}I will check.{END}{ASSISTANT}"
@@ -249,7 +251,7 @@ class HarmonyStyle(DialectStyle):
         return HarmonyParser(calls=tools.mode != "none")
 
     def format_call_text(self, name: str, arguments: str, call_id: str) -> str:
-        return f"{ASSISTANT}{call_text(name, arguments)}{CALL}"
+        return call_text(name, arguments) + CALL
 
     def adjust_history(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One call per assistant message, each followed by its results, for a template that writes only the first.
