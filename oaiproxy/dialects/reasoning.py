@@ -138,12 +138,18 @@ def detect_reasoning(source: str) -> Reasoning | None:
 def prompt_state(prompt: str, reasoning: Reasoning) -> str:
     """Where a rendered generation prompt stands: "open" (it ends with the opener: the model
     writes its reasoning next), "closed" (it ends with an empty, closed block: thinking off)
-    or "none" (neither: the proxy opens or closes the block itself)."""
+    or "none" (neither: the proxy opens or closes the block itself).
+
+    With a ``resume`` that is an assistant header (harmony's ``<|start|>assistant``, which also
+    comes before the opener) a prompt ending with it is "none"; with one that opens the answer
+    itself (Kimi K3's ``<|open|>response<|sep|>``) it is "closed"."""
     tail = prompt.rstrip()
     if tail.endswith(reasoning.opener.rstrip()):
         return "open"
     closed = (reasoning.closer + reasoning.resume).rstrip()
-    if reasoning.resume:  # the closer alone ends every message there: only an empty block counts
+    if reasoning.resume and "assistant" not in reasoning.resume and tail.endswith(reasoning.resume.rstrip()):
+        return "closed"  # a resume that opens the answer itself (Kimi K3's response tag): the template skipped thinking
+    if reasoning.resume:  # the closer alone ends every message there (harmony): only an empty block counts
         before = tail[: len(tail) - len(closed)].rstrip() if tail.endswith(closed) else ""
         return "closed" if before.endswith(reasoning.opener.rstrip()) else "none"
     return "closed" if tail.endswith(closed) else "none"
