@@ -1,4 +1,4 @@
-"""DeepSeek R1 and V3.1: calls in ``<｜tool▁calls▁begin｜>`` sections of special tokens.
+"""DeepSeek R1 / V3.1: ``<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>…<｜tool▁sep｜>…<｜tool▁call▁end｜>…``.
 
 Both write a turn's calls in one section, each call between
 ``<｜tool▁call▁begin｜>`` and ``<｜tool▁call▁end｜>``; they differ inside:
@@ -107,7 +107,7 @@ class DeepSeekR1Style(_DeepSeekStyle):
         calls=_r1_calls,
         history_call=lambda n, a: f"{CALL_BEGIN}{FUNCTION}{SEP}{n}\n```json\n{a}\n```{CALL_END}",
         fallback_call=lambda n, a: _r1_calls([(n, a)]),
-        call_tokens=64,
+        call_tokens=128,  # each of the fullwidth special tokens is many tokens of a model without them
         also_detected=("deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja",),
         outputs=(
             SampleOutput(f'I will check.{CALLS_BEGIN}{CALL_BEGIN}function{SEP}get_weather\n```json\n'
@@ -149,6 +149,7 @@ class DeepSeekV31Style(_DeepSeekStyle):
         calls=_v31_calls,
         history_call=lambda n, a: f"{CALL_BEGIN}{n}{SEP}{a}{CALL_END}",
         fallback_call=lambda n, a: _v31_calls([(n, a)]),
+        call_tokens=128,  # each of the fullwidth special tokens is many tokens of a model without them
         outputs=(
             SampleOutput(f'I will check.{CALLS_BEGIN}{CALL_BEGIN}get_weather{SEP}{{"city": "Paris"}}{CALL_END}'
                          f'{CALLS_END}', "I will check.", (("get_weather", {"city": "Paris"}),)),

@@ -1,4 +1,6 @@
-"""Kimi K2 (Instruct, Thinking): calls in a ``<|tool_calls_section_begin|>`` section with ``functions.NAME:IDX`` ids.
+"""Kimi K2: ``<|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:IDX<|tool_call_argument_begin|>{…}…``.
+
+Kimi-K2-Instruct, -Thinking and moonshotai's K2 template.
 
 A turn's calls form one section; each call's header is its id, which names the
 tool and numbers the call::
@@ -68,6 +70,7 @@ class KimiK2Style(DialectStyle):
         calls=_calls,
         history_call=lambda n, a: f"{CALL_BEGIN}{kimi_id(n, 0)}{ARGUMENT_BEGIN}{a}{CALL_END}",
         fallback_call=lambda n, a: _calls([(n, a)]),
+        call_tokens=96,  # the special tokens are many tokens of a model without them
         outputs=(
             SampleOutput(f'I will check.{SECTION_BEGIN}{CALL_BEGIN}functions.get_weather:0{ARGUMENT_BEGIN}'
                          f'{{"city": "Paris"}}{CALL_END}{SECTION_END}', "I will check.",

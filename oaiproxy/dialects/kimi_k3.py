@@ -1,4 +1,4 @@
-"""Kimi K3: a ``<|open|>tools<|sep|>`` section after the response, each call's arguments as typed elements.
+"""Kimi K3: ``<|open|>tools<|sep|><|open|>call tool="NAME" index="N"<|sep|><|open|>argument key=… type=…<|sep|>…``.
 
 Kimi K3 writes every part of a message as a tagged element,
 ``<|open|>TAG attr="…"<|sep|>…<|close|>TAG<|sep|>``. An assistant message is its
@@ -271,7 +271,7 @@ class KimiK3Style(DialectStyle):
         auto_calls=lambda calls: _calls(calls),
         history_call=lambda n, a: call_text(n, a),
         fallback_call=lambda n, a: call_text(n, a),
-        call_tokens=96,
+        call_tokens=160,  # every tag is a dozen tokens of a model without the special tokens
         argument_key=lambda key: open_tag("argument", [("key", key)])[: -len(SEP)],
         outputs=(
             SampleOutput(f"I will check.{RESPONSE_CLOSE}{TOOLS_OPEN}" + call_text("get_weather", '{"city": "Paris"}')

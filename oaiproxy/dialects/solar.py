@@ -1,4 +1,6 @@
-"""Upstage Solar Open: calls in a ``<|tool_calls|>`` section, each with a 10-character id the model writes.
+"""Solar Open: ``<|tool_calls|><|tool_call:begin|>ID<|tool_call:name|>NAME<|tool_call:args|>{…}<|tool_call:end|>…``.
+
+Upstage's Solar Open 100B: each call carries a 10-character id the model writes.
 
 An assistant turn is either an answer (``<|content|>…<|end|>``) or a section of
 calls, chained directly and closed by ``<|calls|>``::
@@ -82,7 +84,7 @@ class SolarOpenStyle(DialectStyle):
         # the history call's id is the client's, mapped to 10 characters
         history_call=lambda n, a: f"{CALL_NAME}{n}{CALL_ARGS}{a}{CALL_END}",
         fallback_call=lambda n, a: f"{CALL_NAME}{n}{CALL_ARGS}{a}{CALL_END}",
-        call_tokens=64,  # the model's 10-character id comes first
+        call_tokens=96,  # the model's 10-character id comes first
         outputs=(
             SampleOutput(f'{TOOL_CALLS}{CALL_BEGIN}a1b2c3d4e5{CALL_NAME}get_weather{CALL_ARGS}{{"city": "Paris"}}'
                          f'{CALL_END}{CALLS_END}', "", (("get_weather", {"city": "Paris"}),)),
