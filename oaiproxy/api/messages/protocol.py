@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from oaiproxy.api.protocol import LenientModel
+from oaiproxy.api.protocol import LenientModel, _loc_to_param, parse_request
 from oaiproxy.errors import APIError, BadRequest
 
 _TOOL_NAME = r"^[a-zA-Z0-9_\-]{1,128}$"
@@ -175,7 +175,8 @@ class CountTokensRequest(LenientModel):
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoiceParam | None = None
     thinking: ThinkingParam | None = Field(
-        default=None, description="Only `disabled` (or absent) until the engine generates reasoning.")
+        default=None, description="Off unless enabled, as Anthropic's; a thinking model's reasoning comes back "
+                                  "as `thinking` blocks (signature \"\").")
 
     # -- fields of Anthropic's API that need a service oaiproxy does not have: refused unless empty
     mcp_servers: list[Any] | None = Field(default=None, description="Refused unless empty: no MCP connector.")
@@ -203,6 +204,12 @@ class MessagesRequest(CountTokensRequest):
     service_tier: Literal["auto", "standard_only"] | None = Field(default=None, description="Accepted: one tier.")
     stream: bool = False
 
+    @model_validator(mode="after")
+    def _budget_below_max_tokens(self) -> MessagesRequest:
+        if isinstance(self.thinking, ThinkingEnabled) and self.thinking.budget_tokens >= self.max_tokens:
+            raise ValueError("thinking.budget_tokens must be less than max_tokens (the reasoning is part of them)")
+        return self
+
     @field_validator("stop_sequences")
     @classmethod
     def _no_empty_stop(cls, value: list[str] | None) -> list[str] | None:
@@ -213,6 +220,46 @@ class MessagesRequest(CountTokensRequest):
     def bookkeeping(self) -> dict[str, Any]:
         """The accepted-and-logged fields that were sent, for the log line."""
         return {"metadata": self.metadata.model_dump(exclude_none=True)} if self.metadata is not None else {}
+
+
+def _without_tags(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """``loc`` without the discriminator values pydantic puts in it (``content[0].text.text`` for a text
+    block's ``text``): walking the body alongside, a part equal to the object's ``type`` is its tag
+    (but a last part that is one of the object's keys is that field: an untagged text block's ``text``)."""
+    kept: list[Any] = []
+    node = data
+    for n, part in enumerate(loc):
+        # a tag is followed by the member's field, unless the error is the member's own (then no such key)
+        if (isinstance(node, dict) and isinstance(part, str) and node.get("type") == part
+                and (n < len(loc) - 1 or part not in node)):
+            node = {k: v for k, v in node.items() if k != "type"}  # the tag, once: a field may share its name
+            continue
+        kept.append(part)
+        if isinstance(node, dict) and isinstance(part, str):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif not (isinstance(part, str) and part.startswith(("list[", "tagged-union[", "union[", "function-"))):
+            node = None
+    return tuple(kept)
+
+
+def parse_anthropic(model: type[BaseModel], data: Any) -> Any:
+    """:func:`oaiproxy.api.protocol.parse_request` for this API's tagged blocks: the field named without
+    the block's type (``messages[0].content[1].text``, ``thinking.budget_tokens``), the message as its.
+
+    Of a string-or-blocks field's errors, the deepest is reported: a bad block is more to the point
+    than "Input should be a valid string"."""
+    if not isinstance(data, dict):
+        return parse_request(model, data)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = max((e for e in errors if e["loc"][:1] == errors[0]["loc"][:1]), key=lambda e: len(e["loc"]))
+        param = _loc_to_param(_without_tags(tuple(first["loc"]), data))
+        msg = "field required" if first["type"] == "missing" else first["msg"].removeprefix("Value error, ")
+        raise BadRequest(f"invalid value for '{param}': {msg}", param=param, code="invalid_value") from None
 
 
 # ---------------------------------------------------------------- response
@@ -391,5 +438,5 @@ __all__ = [
     "TextBlock", "TextBlockParam", "TextDelta", "ThinkingBlock", "ThinkingBlockParam", "ThinkingDelta",
     "ThinkingDisabled", "ThinkingEnabled", "ThinkingParam", "ToolChoiceAny", "ToolChoiceAuto", "ToolChoiceNone",
     "ToolChoiceParam", "ToolChoiceTool", "ToolParam", "ToolResultBlockParam", "ToolUseBlock", "ToolUseBlockParam",
-    "Usage",
+    "Usage", "parse_anthropic",
 ]

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from oaiproxy.api.messages.protocol import CountTokensRequest, MessagesRequest
+from oaiproxy.api.messages.protocol import CountTokensRequest, MessagesRequest, parse_anthropic
 from oaiproxy.api.messages.serving import MessagesEngine
-from oaiproxy.api.protocol import parse_request
 
 if TYPE_CHECKING:
     from oaiproxy.api.app import ProxyState, Reply
@@ -21,7 +20,7 @@ def _engine(state: ProxyState) -> MessagesEngine:
 
 
 async def messages(request: web.Request, state: ProxyState, body: Any) -> Reply:
-    req: MessagesRequest = parse_request(MessagesRequest, body)
+    req: MessagesRequest = parse_anthropic(MessagesRequest, body)
     state.check_model(req.model)
     req.check_supported()
     state.log_bookkeeping(request, req.bookkeeping())
@@ -31,7 +30,7 @@ async def messages(request: web.Request, state: ProxyState, body: Any) -> Reply:
 
 
 async def count_tokens(request: web.Request, state: ProxyState, body: Any) -> Reply:
-    req: CountTokensRequest = parse_request(CountTokensRequest, body)
+    req: CountTokensRequest = parse_anthropic(CountTokensRequest, body)
     state.check_model(req.model)
     req.check_supported()
     state.check_upstream(state.managed)

@@ -2,8 +2,9 @@
 sampling (:mod:`.translate`), result → :class:`Message`, stream events → Anthropic's event sequence.
 
 Nothing about prompts, grammars or parsing is decided here; only the Anthropic shape of the
-answer is: a text block, then a ``tool_use`` block per validated call with its arguments as an
-object; and, streaming, ``message_start``, ``ping``, for each block ``content_block_start``, its
+answer is: a thinking model's reasoning as a ``thinking`` block (its ``signature`` "": there is
+nothing to sign with), a text block, then a ``tool_use`` block per validated call with its
+arguments as an object; and, streaming, ``message_start``, ``ping``, for each block ``content_block_start``, its
 deltas and ``content_block_stop``, then ``message_delta`` (stop reason, usage) and ``message_stop``.
 With ``--stream-tool-calls whole`` (the default) a call's block comes once the call is complete and
 validated, its whole input in one ``input_json_delta``; ``incremental`` sends the arguments as they
@@ -39,13 +40,15 @@ from oaiproxy.api.messages.protocol import (
     StreamEvent,
     TextBlock,
     TextDelta,
+    ThinkingBlock,
+    ThinkingDelta,
     ToolUseBlock,
     Usage,
 )
 from oaiproxy.api.messages.translate import Translation, to_translation
 from oaiproxy.conversation.model import ToolCall
 from oaiproxy.dialects.base import ContentDelta, ToolCallDelta
-from oaiproxy.engine import CallDone, Engine, Finished, Started, Step, TokenUsage
+from oaiproxy.engine import CallDone, Engine, Finished, ReasoningStep, Started, Step, TokenUsage
 from oaiproxy.errors import APIError, UpstreamError
 
 #: the engine's finish reasons in Anthropic's terms ("stop" is end_turn or stop_sequence, see _stop_reason)
@@ -104,6 +107,8 @@ class MessagesEngine:
         except APIError as exc:
             raise t.renamed(exc) from None
         content: list[ContentBlock] = []
+        if result.reasoning:
+            content.append(ThinkingBlock(thinking=result.reasoning))
         if result.parsed.content:
             content.append(TextBlock(text=result.parsed.content))
         content.extend(tool_use(call) for call in result.parsed.tool_calls)
@@ -124,6 +129,9 @@ class MessagesEngine:
                         id=new_message_id(), content=[], model=self.core.model_id, stop_reason=None,
                         usage=Usage(input_tokens=0, output_tokens=0)))
                     yield PingEvent()
+                elif isinstance(event, ReasoningStep):
+                    for out in blocks.thinking(event.text):
+                        yield out
                 elif isinstance(event, Step):
                     for ev in event.events:
                         for out in blocks.delta(ev):
@@ -187,6 +195,16 @@ class _Blocks:
         self.open = None
         self.next += 1
         return [ContentBlockStopEvent(index=self.next - 1)]
+
+    def thinking(self, text: str) -> list[StreamEvent]:
+        """Reasoning text: the thinking block (the first of the answer) opened if need be, and a delta."""
+        if not text:
+            return []
+        out: list[StreamEvent] = []
+        if self.open is None or self.open[0] != "thinking":
+            out = self._start(ThinkingBlock(thinking=""), "thinking")
+        out.append(self._delta(ThinkingDelta(thinking=text)))
+        return out
 
     def delta(self, ev: ContentDelta | ToolCallDelta) -> list[StreamEvent]:
         """A visible parser event: text, or (incremental calls) a piece of a call."""

@@ -13,8 +13,12 @@ The reshaping, as Anthropic defines the turns:
   (named after the call they answer, for templates that print the name), before the turn's
   text; ``is_error`` results say so in their text (``Error: ...``), as no chat template has a
   field for it;
-- an assistant turn's ``tool_use`` blocks become its tool calls, their ``input`` the arguments;
-  past ``thinking`` blocks are not replayed (Anthropic drops them from earlier turns as well);
+- an assistant turn's ``tool_use`` blocks become its tool calls, their ``input`` the arguments,
+  and its ``thinking`` blocks its ``reasoning_content`` (the model's template decides whether a past
+  turn's reasoning is rendered; ``redacted_thinking`` has nothing readable and is dropped);
+- ``thinking`` is off unless asked for, as in Anthropic's API (``reasoning_effort`` "none" for the
+  engine); ``{"type": "enabled", "budget_tokens": N}`` turns it on with the smallest reasoning effort
+  whose budget holds N tokens (``--reasoning-budget`` still bounds it; see docs/reasoning.md);
 - ``tool_choice`` ``any`` is the conversation's "required", ``tool`` a named choice, and
   ``disable_parallel_tool_use`` turns parallel calls off.
 
@@ -38,6 +42,8 @@ from oaiproxy.api.messages.protocol import (
     RedactedThinkingBlockParam,
     TextBlockParam,
     ThinkingBlockParam,
+    ThinkingDisabled,
+    ThinkingEnabled,
     ToolChoiceAny,
     ToolChoiceAuto,
     ToolChoiceNone,
@@ -49,6 +55,7 @@ from oaiproxy.conversation.checks import check_conversation
 from oaiproxy.conversation.model import Conversation, NamedToolChoice, ToolChoice, ToolSpec
 from oaiproxy.engine import Sampling
 from oaiproxy.errors import APIError, BadRequest
+from oaiproxy.settings import REASONING_EFFORT_BUDGETS
 
 #: how merged turns' texts are joined
 TURN_SEPARATOR = "\n\n"
@@ -147,6 +154,7 @@ def _unsupported(block: OtherBlockParam | ImageBlockParam, where: str) -> BadReq
 class _Turn:
     role: str
     texts: list[str]
+    thinking: list[str]
     results: list[tuple[dict[str, str], str]]  # tool message, where
     calls: list[tuple[dict[str, Any], str]]  # tool call, where
     where: str
@@ -154,7 +162,7 @@ class _Turn:
 
 def _read_turn(i: int, msg: MessageParam, call_names: dict[str, str]) -> _Turn:
     where = f"messages[{i}]"
-    turn = _Turn(msg.role, [], [], [], where)
+    turn = _Turn(msg.role, [], [], [], [], where)
     if isinstance(msg.content, str):
         turn.texts.append(msg.content)
         return turn
@@ -176,7 +184,9 @@ def _read_turn(i: int, msg: MessageParam, call_names: dict[str, str]) -> _Turn:
             if block.tool_use_id in call_names:
                 result["name"] = call_names[block.tool_use_id]
             turn.results.append((result, at))
-        elif isinstance(block, (ThinkingBlockParam, RedactedThinkingBlockParam)):
+        elif isinstance(block, ThinkingBlockParam):
+            turn.thinking.append(block.thinking)
+        elif isinstance(block, RedactedThinkingBlockParam):
             continue
         else:
             raise _unsupported(block, at)
@@ -199,6 +209,7 @@ def _messages(req: CountTokensRequest) -> tuple[list[dict[str, Any]], list[Origi
         if turns and turns[-1].role == turn.role:  # Anthropic merges consecutive turns of one role
             last = turns[-1]
             last.texts += turn.texts
+            last.thinking += turn.thinking
             last.results += turn.results
             last.calls += turn.calls
         else:
@@ -212,12 +223,28 @@ def _messages(req: CountTokensRequest) -> tuple[list[dict[str, Any]], list[Origi
                                       "content": TURN_SEPARATOR.join(turn.texts) if turn.texts else None}
             if turn.calls:
                 out["tool_calls"] = [call for call, _ in turn.calls]
+            if turn.thinking:
+                out["reasoning_content"] = TURN_SEPARATOR.join(turn.thinking)
             messages.append(out)
             origins.append(Origin(turn.where, tuple(at for _, at in turn.calls)))
         elif turn.texts:
             messages.append({"role": "user", "content": TURN_SEPARATOR.join(turn.texts)})
             origins.append(Origin(turn.where))
     return messages, origins
+
+
+# ---------------------------------------------------------------- thinking
+
+
+def reasoning_effort(thinking: ThinkingEnabled | ThinkingDisabled | None) -> str:
+    """Anthropic's ``thinking`` as the conversation's reasoning effort: "none" unless enabled, else the
+    smallest effort whose budget (:data:`~oaiproxy.settings.REASONING_EFFORT_BUDGETS`) holds
+    ``budget_tokens`` ("high": no budget of its own)."""
+    if not isinstance(thinking, ThinkingEnabled):
+        return "none"
+    fitting = [(budget, effort) for effort, budget in REASONING_EFFORT_BUDGETS.items()
+               if budget is not None and budget >= thinking.budget_tokens]
+    return min(fitting)[1] if fitting else "high"
 
 
 # ---------------------------------------------------------------- tools
@@ -246,17 +273,14 @@ def to_translation(req: CountTokensRequest, *, tool_extra_keys: bool = False) ->
     ``tool_extra_keys`` (``--tool-extra-keys``): as for Chat Completions, tool arguments may carry keys
     a schema does not declare only when this is on.
     """
-    if req.thinking is not None and req.thinking.type == "enabled":
-        raise BadRequest("extended thinking is not supported by this model or oaiproxy yet; send "
-                         "thinking {\"type\": \"disabled\"} or leave it out", param="thinking",
-                         code="unsupported_parameter")
     messages, origins = _messages(req)
     tools = [ToolSpec(name=t.name, description=t.description or "",
                       parameters=t.input_schema or {"type": "object", "properties": {}},
                       strict=bool(t.strict), extra_keys=tool_extra_keys)
              for t in req.tools or []]
     choice, parallel = _tool_choice(req, bool(tools))
-    conv = Conversation(messages=messages, tools=tools, tool_choice=choice, parallel_tool_calls=parallel)
+    conv = Conversation(messages=messages, tools=tools, tool_choice=choice, parallel_tool_calls=parallel,
+                        reasoning_effort=reasoning_effort(req.thinking))
     try:
         conv = check_conversation(conv)
     except APIError as exc:
@@ -269,4 +293,4 @@ def to_translation(req: CountTokensRequest, *, tool_extra_keys: bool = False) ->
     return Translation(conversation=conv, sampling=sampling, origins=tuple(origins))
 
 
-__all__ = ["TURN_SEPARATOR", "Origin", "Translation", "anthropic_param", "to_translation"]
+__all__ = ["TURN_SEPARATOR", "Origin", "Translation", "anthropic_param", "reasoning_effort", "to_translation"]
