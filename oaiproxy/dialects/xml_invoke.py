@@ -655,7 +655,7 @@ def _dsml_samples(fmt: XmlFormat, templates: tuple[str, ...]) -> Samples:
         calls=fmt.calls_text,
         history_call=_history_call(fmt),
         fallback_call=_fallback_call(fmt),
-        call_tokens=64,
+        call_tokens=128,  # every DSML tag is several tokens on the default model (64 cut a two-parameter call)
         argument_key=_arg_key(fmt),
         outputs=(
             SampleOutput(f'I will check.\n\n{o}<{DSML}invoke name="get_weather">\n<{DSML}parameter name="city" '
