@@ -145,24 +145,39 @@ def value_rule(builder: GrammarBuilder, prop: Any, name: str, spec: ToolSpec, in
 def text_until(builder: GrammarBuilder, end: str, prefix: str) -> str:
     """Any text not containing ``end``: the automaton that tracks how much of ``end`` was just read.
 
-    State ``s0`` has read none of it, ``sJ`` its first J characters; reading
-    the last one is the only move missing. This needs an ``end`` without a
-    border (no proper prefix that is also a suffix, true of every closing tag
-    here), so a value followed by ``end`` contains it only at the end.
+    State ``sJ`` means the longest tail of the text read so far that begins ``end`` is its first J
+    characters (Knuth-Morris-Pratt); reading the last character of ``end`` in the last state is the
+    only move missing, so ``end`` never occurs inside the text. Each character has one move, so the
+    grammar is unambiguous even for an end whose first character recurs (``]]>``, ``]<]minimax[>[``).
     """
     n = len(end)
-    assert n >= 2 and all(end[:j] != end[-j:] for j in range(1, n)), f"{end!r} has a border"
-    first = _class_char(end[0])
+    assert n >= 2, f"{end!r} is too short to end a text"
     names = [f"{prefix}-text-s{j}" for j in range(n)]
-    builder.add_named_rule(names[0], f'"" | [^{first}] {names[0]} | {lit(end[0])} {names[1]}')
-    for j in range(1, n):
-        ch = end[j]
-        excluded = first if ch == end[0] else first + _class_char(ch)
-        alts = ['""', f"{lit(end[0])} {names[1]}", f"[^{excluded}] {names[0]}"]
-        if j + 1 < n:
-            alts.append(f"{lit(ch)} {names[j + 1]}")
+    for j in range(n):
+        moves: dict[int, list[str]] = {}
+        for ch in dict.fromkeys(end[0] + end[j] + end):  # end[0] first, then end[j]: the classes read in order
+            moves.setdefault(_next_state(end, j, ch), []).append(ch)
+        moves.pop(0, None)
+        excluded = "".join(_class_char(c) for k, cs in moves.items() for c in cs)
+        first = 1 if j else n  # the move back to s1 leads, as in s0 the class does (the grammar reads in order)
+        alts = ['""']
+        alts += [f"{_one_of(cs)} {names[k]}" for k, cs in moves.items() if k == first]
+        alts.append(f"[^{excluded}] {names[0]}")
+        alts += [f"{_one_of(cs)} {names[k]}" for k, cs in sorted(moves.items()) if k != first and k < n]
         builder.add_named_rule(names[j], " | ".join(alts))
     return names[0]
+
+
+def _next_state(end: str, j: int, ch: str) -> int:
+    """How much of ``end`` the text ends with after reading ``ch`` in state ``j`` (``len(end)``: all of it)."""
+    text = end[:j] + ch
+    while not end.startswith(text):
+        text = text[1:]
+    return len(text)
+
+
+def _one_of(chars: list[str]) -> str:
+    return lit(chars[0]) if len(chars) == 1 else "[" + "".join(_class_char(c) for c in chars) + "]"
 
 
 def _class_char(ch: str) -> str:
