@@ -54,7 +54,10 @@ CALL_TURN = {"role": "assistant", "content": "", "tool_calls": [
 END_TOKENS = ("</s>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<|end_of_text|>",
               "<｜end▁of▁sentence｜>", "<|END_OF_TURN_TOKEN|>", "<turn|>", "<seed:eos>", "<end_of_sentence>", "[e~[",
               "<|role_end|>", "</assistant>", "<|eot|>", "<|message_sep|>", "<sep>", "<｜hy_eos:opensource｜>",
-              "<|end_of_msg|>", "<SPECIAL_12>")
+              "<|end_of_msg|>", "<SPECIAL_12>",
+              # templates that open the next turn after every rendering (DeepSeek R1 Distill after calls,
+              # FireFunction v2 always): the model stops at its end of turn and never writes these
+              "<｜Assistant｜>", "<|start_header_id|>assistant<|end_header_id|>")
 
 # Outcome kinds; a KNOWN_UNCOVERED reason starts with one of the last four, then ": " and the format family.
 COVERED = "covered"
@@ -77,50 +80,10 @@ _NO_CALLS = "the template writes no tool_calls of an assistant turn"
 
 #: every template that is not covered today: its file, the outcome kind and the format family
 KNOWN_UNCOVERED: dict[str, str] = {
-    # model formats no dialect speaks yet (detection falls back to the generic JSON envelope)
-    "ByteDance-Seed-OSS.jinja": f"{GENERIC}: {_XML_PARAMETER} in <seed:tool_call>",
-    "GLM-4.6.jinja": f"{GENERIC}: {_ARG_KEY}",
-    "GLM-4.7-Flash.jinja": f"{GENERIC}: {_ARG_KEY}",
-    "Spark2.5.jinja": f"{GENERIC}: {_ARG_KEY}",
-    "inclusionai-ling-3.0-flash.jinja": f"{GENERIC}: {_ARG_KEY}",
-    "poolside-Laguna-S-2.1.jinja": f"{GENERIC}: {_ARG_KEY}",
-    "poolside-Laguna-XS-2.1.jinja": f"{GENERIC}: {_ARG_KEY}",
-    "poolside-Laguna-XS.2.jinja": f"{GENERIC}: {_ARG_KEY}",
-    "tencent-Hy3.jinja": f"{GENERIC}: {_ARG_KEY} with :opensource tags",
-    "MiniMax-M2.jinja": f"{GENERIC}: {_INVOKE} in <minimax:tool_call>",
-    "MiniMax-M3.jinja": f"{GENERIC}: {_INVOKE} with ]<]minimax[>[ separators",
-    "deepseek-ai-DeepSeek-V3.2.jinja": f"{GENERIC}: {_INVOKE} (DSML)",
-    "deepseek-ai-DeepSeek-V4-Flash-0731.jinja": f"{GENERIC}: {_INVOKE} (DSML)",
-    "deepseek-ai-DeepSeek-V4.jinja": f"{GENERIC}: {_INVOKE} (DSML)",
-    "muse-glimmer.jinja": f"{GENERIC}: {_INVOKE} (atem:)",
-    "openbmb-MiniCPM5-1B.jinja": f"{GENERIC}: XML <function name=…><param name=…>",
-    "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja": f"{GENERIC}: {_DEEPSEEK}",
-    "deepseek-ai-DeepSeek-V3.1.jinja": f"{GENERIC}: {_DEEPSEEK}",
-    "llama-cpp-deepseek-r1.jinja": f"{GENERIC}: {_DEEPSEEK}",
-    "Kimi-K2-Instruct.jinja": f"{GENERIC}: {_KIMI}",
-    "Kimi-K2-Thinking.jinja": f"{GENERIC}: {_KIMI}",
-    "moonshotai-Kimi-K2.jinja": f"{GENERIC}: {_KIMI}",
-    "Kimi-K3.jinja": f"{GENERIC}: special-token sections <|open|>call tool=…<|sep|> (Kimi K3)",
-    "upstage-Solar-Open-100B.jinja": f"{GENERIC}: special-token sections <|tool_calls|><|tool_call:begin|>",
-    "Apertus-8B-Instruct.jinja": f"{GENERIC}: special-token sections <|tools_prefix|>[{{NAME: ARGS}}]",
-    "google-gemma-4-31B-it-interleaved.jinja": f"{GENERIC}: Gemma 4 <|tool_call>call:NAME{{k:<|\"|>v<|\"|>}}",
-    "google-gemma-4-31B-it.jinja": f"{GENERIC}: Gemma 4 <|tool_call>call:NAME{{k:<|\"|>v<|\"|>}}",
-    "llm-jp-llm-jp-4.1-8b-thinking.jinja": f"{GENERIC}: {_HARMONY}",
-    "openai-gpt-oss-120b.jinja": f"{GENERIC}: {_HARMONY}",
-    "Mistral-Small-3.2-24B-Instruct-2506.jinja": f"{GENERIC}: {_MISTRAL_V11} with [CALL_ID]",
-    "mistralai-Ministral-3-14B-Reasoning-2512.jinja": f"{GENERIC}: {_MISTRAL_V11}",
-    "unsloth-mistral-Devstral-Small-2507.jinja": f"{GENERIC}: {_MISTRAL_V11}",
-    "Cohere2MoE.jinja": f"{GENERIC}: {_COHERE} in <|START_ACTION|>",
-    "CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja": f"{GENERIC}: {_COHERE} in <|START_ACTION|>",
-    "CohereForAI-c4ai-command-r-plus-tool_use.jinja": f"{GENERIC}: {_COHERE} after Action: ```json",
-    "Apriel-1.6-15b-Thinker-fixed.jinja": f"{GENERIC}: {_JSON_LIST} <tool_calls>[…]</tool_calls>",
-    "unsloth-Apriel-1.5.jinja": f"{GENERIC}: {_JSON_LIST} <tool_calls>[…]</tool_calls>",
-    "NVIDIA-Nemotron-Nano-v2.jinja": f"{GENERIC}: {_JSON_LIST} <TOOLCALL>[…]</TOOLCALL>",
-    "MiniMax-M1.jinja": f"{GENERIC}: JSON call lines in <tool_calls>",
-    "fireworks-ai-llama-3-firefunction-v2.jinja": f"{GENERIC}: JSON call list after ' functools'",
-    "GigaChat3-10B-A1.8B.jinja": f"{GENERIC}: JSON call in a 'function call' role turn",
-    "GigaChat3.1-10B-A1.8B.jinja": f"{GENERIC}: JSON call after <|function_call|>",
-    "LFM2.5-8B-A1B.jinja": f"{GENERIC}: {_PYTHONIC} in <|tool_call_start|>",
+    # formats a dialect speaks whose template writes a past call in a form the grammar does not produce
+    "CohereForAI-c4ai-command-r-plus-tool_use.jinja": f"{GRAMMAR_REJECTS}: {_COHERE} after Action: ```json, the "
+                                                      "parameters pretty-printed (indent=4), an instruction turn "
+                                                      "after the call",
     # templates that do not write a past call at all
     "HuggingFaceTB-SmolLM3-3B.jinja": f"{NO_RENDERING}: {_NO_CALLS}",
     "LFM2-8B-A1B.jinja": f"{NO_RENDERING}: {_NO_CALLS}",
@@ -183,6 +146,15 @@ def _rendered_call(style: Style, template: ChatTemplate, conversation: Conversat
         history = style.adjust_history(history)
     full = template.render(history, tools=tools, add_generation_prompt=False, **extra)
     prompt = template.render(history[:1], tools=tools, add_generation_prompt=True, **extra)
+    if template.render(history[:1], tools=tools, add_generation_prompt=False, **extra) == prompt:
+        # the template writes its generation prompt whatever add_generation_prompt says (Command R7B): cut the
+        # next turn's opening the call turn ends with (the tail it shares with the prompt), at a token's start
+        k = 0
+        while k < min(len(full), len(prompt)) and full[-1 - k] == prompt[-1 - k]:
+            k += 1
+        while k and full[len(full) - k] != "<":
+            k -= 1
+        full = full[: len(full) - k]
     return _strip_end(_after_generation_prompt(full, prompt))
 
 
