@@ -45,10 +45,6 @@ TAGS = ToolSpec("tag", "Tag a note", {
 TOOLS = [NOTE, TAGS]
 ASK = [{"role": "user", "content": "Take a note."}]
 
-#: xml_values.text_until admits its end text when the end's first character recurs in it (``]]>``,
-#: ``]<]minimax[>[``); the fix is with the lead (/work/notes/xml-invoke.md). Strict: drop this once it lands.
-TEXT_UNTIL_RECURRING_END = pytest.mark.xfail(strict=True, reason="xml_values.text_until, recurring first character")
-
 
 def _style(name: str, templates_dir):
     cls = get_style(name)
@@ -83,8 +79,7 @@ def test_two_calls_with_markup_in_a_value_split_anywhere(templates_dir, name):
                                ("tag", {"label": "todo"})]
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=TEXT_UNTIL_RECURRING_END) if n == "minimax-m3" else n
-                                  for n in FORMATS])
+@pytest.mark.parametrize("name", FORMATS)
 def test_a_value_cannot_hold_its_end_tag(templates_dir, name):
     """A free string is any text without the text that ends the value: with it, the call is refused."""
     fmt = FORMATS[name]
@@ -146,7 +141,6 @@ def test_dsml_string_attribute_says_how_a_value_reads(templates_dir):
     assert not accepts(grammar, text)  # the attributes contradict the schema
 
 
-@TEXT_UNTIL_RECURRING_END
 def test_minicpm5_cdata(templates_dir):
     """MiniCPM5's template puts a string with '<', '&' or a newline in CDATA; the grammar writes exactly that
     (a free string is plain text without them, or CDATA), and the parser unwraps it, '</param>' inside included."""
@@ -205,7 +199,6 @@ def test_minimax_m3_refuses_nested_values_naming_the_field(templates_dir):
     assert _plan("minimax-m2", templates_dir, tools=[NOTE, nested], tool_choice="required").grammar
 
 
-@TEXT_UNTIL_RECURRING_END
 def test_minimax_m3_value_cannot_hold_the_separator(templates_dir):
     grammar = _plan("minimax-m3", templates_dir, tool_choice="required").grammar
     assert accepts(grammar, MINIMAX_M3.calls_text([("note", json.dumps({"text": "]<]minimax[x"}))]))
