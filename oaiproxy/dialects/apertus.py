@@ -1,4 +1,4 @@
-"""Apertus (Swiss AI): ``<|tools_prefix|>[{"NAME": {…arguments…}}, …]<|tools_suffix|>``.
+"""Apertus: ``<|tools_prefix|>[{"NAME": {…arguments…}}, …]<|tools_suffix|>``.
 
 All calls of a turn form one JSON array between the two special tokens; each
 call is an object with a single key, the function's name, whose value is the

@@ -1,4 +1,4 @@
-"""Mistral's two tool-call formats: Nemo's JSON list and the v11 ``[TOOL_CALLS]NAME[ARGS]{…}``.
+"""Mistral Nemo / Ministral 3 / Devstral / Small 3.2: ``[TOOL_CALLS][{…}]`` and v11 ``[TOOL_CALLS]NAME[ARGS]{…}``.
 
 Mistral Nemo (``mistral-nemo``): ``[TOOL_CALLS][{"name": …, "arguments": {…}, "id": "a1B2c3D4e"}]``.
 All calls of a turn form one JSON array after the ``[TOOL_CALLS]`` token, and

@@ -1,4 +1,4 @@
-"""Pythonic calls: ``<|tool_call_start|>[get_weather(city='Paris'), …]<|tool_call_end|>`` (LFM2.5).
+"""LFM2.5: pythonic calls ``<|tool_call_start|>[get_weather(city='Paris'), …]<|tool_call_end|>``.
 
 Liquid's LFM2.5 writes its calls as a Python list of function calls with
 keyword arguments between two special tokens. The template renders a string
@@ -20,7 +20,8 @@ Anything else the tool's enforced schema still holds (``contains``,
 ``prefixItems``, ``$ref``, a value of any type...) is refused with a StyleError
 naming the parameter: it has no exact Python spelling here. Parameters come
 in the order the schema declares them (required ones always, optional ones
-or not), separated by ``, ``, and their names must be Python identifiers; undeclared parameters are never generated.
+or not), separated by ``, ``, and their names must be Python identifiers;
+undeclared parameters are never generated.
 """
 
 from __future__ import annotations
