@@ -48,6 +48,9 @@ FUNCTION = "function"
 R1 = SectionFormat(CALLS_BEGIN, CALL_BEGIN, "\n```json\n", "\n```" + CALL_END, CALLS_END, separator="\n")
 V31 = SectionFormat(CALLS_BEGIN, CALL_BEGIN, SEP, CALL_END, CALLS_END)
 
+#: the format's special tokens (R1's fence around the arguments is plain text)
+TOKENS = (CALLS_BEGIN, CALL_BEGIN, SEP, CALL_END, CALLS_END)
+
 _NAME = re.compile(r"[^<>\n｜]{1,128}\Z")
 
 
@@ -101,7 +104,7 @@ class DeepSeekR1Style(_DeepSeekStyle):
     rule_prefix = "dsr1"
     fallback_prompt = "tools-deepseek-r1.jinja"
     fmt = R1
-    special_tokens = R1.tokens + (SEP,)
+    special_tokens = TOKENS
     samples = Samples(
         templates=("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", "llama-cpp-deepseek-r1.jinja"),
         calls=_r1_calls,
@@ -143,7 +146,7 @@ class DeepSeekV31Style(_DeepSeekStyle):
     rule_prefix = "dsv31"
     fallback_prompt = "tools-deepseek-v3.1.jinja"
     fmt = V31
-    special_tokens = V31.tokens
+    special_tokens = TOKENS
     samples = Samples(
         templates=("deepseek-ai-DeepSeek-V3.1.jinja",),
         calls=_v31_calls,
