@@ -1,11 +1,11 @@
 """The HTTP layer: the aiohttp application, its middlewares, health, models and server-sent events.
 
-Each API's route lives in its package (``chat/routes.py``, ``completions/routes.py``,
-``embeddings/routes.py``, ``messages/routes.py``): it checks and translates the body and returns a
-:data:`Reply`, the answer still to be awaited or the stream still to be sent. This module sends it,
-within the request's deadline, as JSON or as SSE, and turns every failure into the API's own error
-JSON with the right status: OpenAI's, or Anthropic's on the ``/v1/messages`` paths (see :class:`Wire`).
-No generation logic lives here.
+Each API's route lives in its package (``chat/``, ``completions/``, ``embeddings/``, ``messages/``,
+``responses/``, each a ``routes.py``): it checks and translates the body and returns a :data:`Reply`,
+the answer still to be awaited or the stream still to be sent. This module sends it, within the
+request's deadline, as JSON or as SSE, and turns every failure into the API's own error JSON with the
+right status: OpenAI's, or Anthropic's on the ``/v1/messages`` paths, with each API's own
+server-sent events (see :class:`Wire`). No generation logic lives here.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from oaiproxy.api.embeddings.serving import EmbeddingEngine
 from oaiproxy.api.messages.protocol import ErrorResponse as AnthropicErrorResponse
 from oaiproxy.api.messages.routes import count_tokens, messages
 from oaiproxy.api.protocol import ErrorResponse, Model, ModelList
+from oaiproxy.api.responses.protocol import ErrorEvent as ResponsesErrorEvent
+from oaiproxy.api.responses.routes import create_response, get_response
 from oaiproxy.errors import (
     APIError,
     AuthenticationFailed,
@@ -134,16 +136,35 @@ class Wire:
     event: Callable[[dict[str, Any]], bytes]
     #: what ends a stream
     end: bytes
+    #: a stream's error event, given the last event sent (None: the error body itself)
+    stream_error: Callable[[APIError, dict[str, Any]], BaseModel] | None = None
+
+    def error_event(self, exc: APIError, last: dict[str, Any]) -> bytes:
+        payload = self.stream_error(exc, last) if self.stream_error else self.error(exc)
+        return self.event(payload.model_dump(mode="json"))
+
+
+def _responses_stream_error(exc: APIError, last: dict[str, Any]) -> BaseModel:
+    return ResponsesErrorEvent(type="error", sequence_number=int(last.get("sequence_number", -1)) + 1,
+                               code=exc.code, message=exc.message, param=exc.param)
 
 
 OPENAI_WIRE = Wire(error=ErrorResponse.of, event=_sse, end=b"data: [DONE]\n\n")
 #: Anthropic: ``{"type": "error", "error": {type, message}}``, events named by type, no end marker
 ANTHROPIC_WIRE = Wire(error=AnthropicErrorResponse.of, event=_named_sse, end=b"")
+#: OpenAI Responses: OpenAI's error JSON, events named by type and numbered, a stream's error an ``error`` event
+RESPONSES_WIRE = Wire(error=ErrorResponse.of, event=_named_sse, end=b"", stream_error=_responses_stream_error)
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + "/")
 
 
 def wire_for(path: str) -> Wire:
-    """The wire of the API that owns ``path`` (unknown paths under ``/v1/messages`` too)."""
-    return ANTHROPIC_WIRE if path == "/v1/messages" or path.startswith("/v1/messages/") else OPENAI_WIRE
+    """The wire of the API that owns ``path`` (unknown paths under ``/v1/messages`` or ``/v1/responses`` too)."""
+    if _under(path, "/v1/messages"):
+        return ANTHROPIC_WIRE
+    return RESPONSES_WIRE if _under(path, "/v1/responses") else OPENAI_WIRE
 
 
 def error_response(request: web.Request, exc: APIError) -> web.Response:
@@ -344,18 +365,20 @@ async def stream_sse(request: web.Request, stream: AsyncGenerator[BaseModel, Non
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
     wire = wire_for(request.path)
+    last = first.model_dump(mode="json")
     try:
         async with asyncio.timeout_at(deadline):
-            await response.write(wire.event(first.model_dump(mode="json")))
+            await response.write(wire.event(last))
             async for chunk in stream:
-                await response.write(wire.event(chunk.model_dump(mode="json")))
+                last = chunk.model_dump(mode="json")
+                await response.write(wire.event(last))
     except TimeoutError:
         exc = _timed_out(request)
         log.warning("stream ended by error: %s", exc.message)
-        await response.write(wire.event(wire.error(exc).model_dump(mode="json")))
+        await response.write(wire.error_event(exc, last))
     except APIError as exc:
         log.warning("stream ended by error: %s", exc.message)
-        await response.write(wire.event(wire.error(exc).model_dump(mode="json")))
+        await response.write(wire.error_event(exc, last))
     finally:
         await stream.aclose()
     if wire.end:
@@ -400,7 +423,10 @@ def create_app(state: ProxyState, *, max_body_bytes: int) -> web.Application:
     app.router.add_post("/v1/embeddings", api_route(embeddings))
     app.router.add_post("/v1/messages", api_route(messages))
     app.router.add_post("/v1/messages/count_tokens", api_route(count_tokens))
+    app.router.add_post("/v1/responses", api_route(create_response))
+    app.router.add_get("/v1/responses/{response_id}", get_response)
     return app
 
 
-__all__ = ["ANTHROPIC_WIRE", "OPENAI_WIRE", "ProxyState", "Reply", "Wire", "allowed_origin", "create_app", "wire_for"]
+__all__ = ["ANTHROPIC_WIRE", "OPENAI_WIRE", "RESPONSES_WIRE", "ProxyState", "Reply", "Wire", "allowed_origin",
+           "create_app", "wire_for"]
