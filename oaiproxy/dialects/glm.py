@@ -405,7 +405,7 @@ class GlmStyle(_GlmFormat):
         calls=lambda calls: calls_text(GLM, calls),
         history_call=_history_fragment(GLM),
         fallback_call=lambda n, a: call_text(GLM, n, a),
-        call_tokens=64,
+        call_tokens=96,  # a 16-character city and the unit: about 70 tokens of the default model
         argument_key=lambda key: f"{GLM.key_open}{key}{GLM.key_close}",
         outputs=(
             SampleOutput("I will check.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>"
@@ -437,7 +437,7 @@ class GlmHy3Style(_GlmFormat):
         calls=lambda calls: calls_text(HY3, calls),
         history_call=_history_fragment(HY3),
         fallback_call=lambda n, a: calls_text(HY3, [(n, a)]),
-        call_tokens=96,
+        call_tokens=144,  # the :opensource tags are 6-8 tokens each: about 110 for a 16-character city
         argument_key=lambda key: f"{HY3.key_open}{key}{HY3.key_close}",
         outputs=(
             SampleOutput("I will check.\n<tool_calls:opensource>\n<tool_call:opensource>get_weather"
