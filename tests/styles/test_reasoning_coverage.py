@@ -99,6 +99,14 @@ def _render_turn(style: Style, template: ChatTemplate) -> tuple[str, str]:
     tools = [openai_tool(WEATHER)]
     full = template.render(history, tools=tools, add_generation_prompt=False, **extra)
     prompt = template.render(history[:1], tools=tools, add_generation_prompt=True, **extra)
+    if template.render(history[:1], tools=tools, add_generation_prompt=False, **extra) == prompt:
+        # the template always writes the next turn's opening (Command R7B): cut it, as test_template_coverage does
+        k = 0
+        while k < min(len(full), len(prompt)) and full[-1 - k] == prompt[-1 - k]:
+            k += 1
+        while k and full[len(full) - k] != "<":
+            k -= 1
+        full = full[: len(full) - k]
     return full, prompt
 
 
