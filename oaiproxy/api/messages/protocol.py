@@ -162,6 +162,17 @@ class ThinkingDisabled(LenientModel):
 ThinkingParam = Annotated[ThinkingEnabled | ThinkingDisabled, Field(discriminator="type")]
 
 
+class JSONOutputFormat(LenientModel):
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(LenientModel):
+    """Anthropic's structured outputs: the answer's text is JSON that validates against ``format.schema``."""
+
+    format: JSONOutputFormat | None = None
+
+
 class Metadata(LenientModel):
     user_id: str | None = None
 
@@ -197,6 +208,8 @@ class MessagesRequest(CountTokensRequest):
 
     max_tokens: int = Field(ge=1)
     stop_sequences: list[str] | None = None
+    output_config: OutputConfig | None = Field(
+        default=None, description="`format` (json_schema): the text answer is JSON enforced by the schema's grammar.")
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
@@ -430,13 +443,13 @@ class ErrorResponse(BaseModel):
 
 
 __all__ = [
-    "ERROR_TYPES", "BlockDelta", "ContentBlock", "ContentBlockDeltaEvent", "ContentBlockParam",
-    "ContentBlockStartEvent", "ContentBlockStopEvent", "CountTokensRequest", "CountTokensResponse", "ErrorObject",
-    "ErrorResponse", "ImageBlockParam", "InputJSONDelta", "Message", "MessageDelta", "MessageDeltaEvent",
-    "MessageDeltaUsage", "MessageParam", "MessageStartEvent", "MessageStopEvent", "MessagesRequest", "Metadata",
-    "OtherBlockParam", "PingEvent", "RedactedThinkingBlockParam", "SignatureDelta", "StopReason", "StreamEvent",
-    "TextBlock", "TextBlockParam", "TextDelta", "ThinkingBlock", "ThinkingBlockParam", "ThinkingDelta",
-    "ThinkingDisabled", "ThinkingEnabled", "ThinkingParam", "ToolChoiceAny", "ToolChoiceAuto", "ToolChoiceNone",
-    "ToolChoiceParam", "ToolChoiceTool", "ToolParam", "ToolResultBlockParam", "ToolUseBlock", "ToolUseBlockParam",
-    "Usage", "parse_anthropic",
+    "BlockDelta", "ContentBlock", "ContentBlockDeltaEvent", "ContentBlockParam", "ContentBlockStartEvent",
+    "ContentBlockStopEvent", "CountTokensRequest", "CountTokensResponse", "ERROR_TYPES", "ErrorObject",
+    "ErrorResponse", "ImageBlockParam", "InputJSONDelta", "JSONOutputFormat", "Message", "MessageDelta",
+    "MessageDeltaEvent", "MessageDeltaUsage", "MessageParam", "MessageStartEvent", "MessageStopEvent",
+    "MessagesRequest", "Metadata", "OtherBlockParam", "OutputConfig", "PingEvent", "RedactedThinkingBlockParam",
+    "SignatureDelta", "StopReason", "StreamEvent", "TextBlock", "TextBlockParam", "TextDelta", "ThinkingBlock",
+    "ThinkingBlockParam", "ThinkingDelta", "ThinkingDisabled", "ThinkingEnabled", "ThinkingParam", "ToolChoiceAny",
+    "ToolChoiceAuto", "ToolChoiceNone", "ToolChoiceParam", "ToolChoiceTool", "ToolParam", "ToolResultBlockParam",
+    "ToolUseBlock", "ToolUseBlockParam", "Usage", "parse_anthropic",
 ]

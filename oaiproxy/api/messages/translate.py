@@ -20,7 +20,8 @@ The reshaping, as Anthropic defines the turns:
   engine); ``{"type": "enabled", "budget_tokens": N}`` turns it on with the smallest reasoning effort
   whose budget holds N tokens (``--reasoning-budget`` still bounds it; see docs/reasoning.md);
 - ``tool_choice`` ``any`` is the conversation's "required", ``tool`` a named choice, and
-  ``disable_parallel_tool_use`` turns parallel calls off.
+  ``disable_parallel_tool_use`` turns parallel calls off;
+- ``output_config.format`` (structured outputs) is the conversation's json_schema response format.
 
 Blocks oaiproxy cannot read (images, documents) are a 400 naming the block.
 """
@@ -52,7 +53,7 @@ from oaiproxy.api.messages.protocol import (
     ToolUseBlockParam,
 )
 from oaiproxy.conversation.checks import check_conversation
-from oaiproxy.conversation.model import Conversation, NamedToolChoice, ToolChoice, ToolSpec
+from oaiproxy.conversation.model import Conversation, NamedToolChoice, ResponseFormat, ToolChoice, ToolSpec
 from oaiproxy.engine import Sampling
 from oaiproxy.errors import APIError, BadRequest
 from oaiproxy.settings import REASONING_EFFORT_BUDGETS
@@ -90,6 +91,7 @@ class Translation:
 _TOOL_FIELD = re.compile(r"^tools\[(\d+)\]\.function(?:\.(parameters|name))?")
 _CALL_FIELD = re.compile(r"^messages\[(\d+)\]\.tool_calls\[(\d+)\](?:\.function\.arguments|\.function|)")
 _MESSAGE = re.compile(r"^messages\[(\d+)\]")
+_FORMAT = re.compile(r"^response_format\.json_schema\.schema")
 
 
 def anthropic_param(param: str | None, origins: Sequence[Origin]) -> str | None:
@@ -112,7 +114,10 @@ def anthropic_param(param: str | None, origins: Sequence[Origin]) -> str | None:
         i = int(m.group(1))
         return origins[i].message if i < len(origins) else m.group(0)
 
-    for pattern, repl in ((_TOOL_FIELD, tool), (_CALL_FIELD, call), (_MESSAGE, message)):
+    def output(m: re.Match[str]) -> str:
+        return "output_config.format.schema"
+
+    for pattern, repl in ((_TOOL_FIELD, tool), (_CALL_FIELD, call), (_MESSAGE, message), (_FORMAT, output)):
         renamed, n = pattern.subn(repl, param, count=1)
         if n:
             return renamed
@@ -279,8 +284,12 @@ def to_translation(req: CountTokensRequest, *, tool_extra_keys: bool = False) ->
                       strict=bool(t.strict), extra_keys=tool_extra_keys)
              for t in req.tools or []]
     choice, parallel = _tool_choice(req, bool(tools))
+    fmt = ResponseFormat()
+    output = req.output_config.format if isinstance(req, MessagesRequest) and req.output_config else None
+    if output is not None:
+        fmt = ResponseFormat(type="json_schema", schema=output.schema_, name="output")
     conv = Conversation(messages=messages, tools=tools, tool_choice=choice, parallel_tool_calls=parallel,
-                        reasoning_effort=reasoning_effort(req.thinking))
+                        response_format=fmt, reasoning_effort=reasoning_effort(req.thinking))
     try:
         conv = check_conversation(conv)
     except APIError as exc:

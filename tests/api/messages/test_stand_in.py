@@ -242,3 +242,16 @@ async def test_auth_takes_x_api_key_or_bearer(keyed_stand_in_proxy: Proxy) -> No
     assert resp.status == 200
     resp = await p.http.get("/v1/models")
     assert resp.status == 401 and (await resp.json())["error"]["code"] == "invalid_api_key"
+
+
+async def test_output_config_format_is_the_json_schema_grammar(stand_in_proxy: Proxy) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+              "additionalProperties": False}
+    stand_in_proxy.script.pieces = ['{"city": ', '"Paris"}']
+    msg = await stand_in_proxy.sdk.messages.create(model=MODEL, max_tokens=30, messages=USER,
+                                                   output_config={"format": {"type": "json_schema", "schema": schema}})
+    assert json.loads(msg.content[0].text) == {"city": "Paris"}  # type: ignore[union-attr]
+    assert "city" in stand_in_proxy.script.bodies[-1]["grammar"]
+    status, error = await _error(stand_in_proxy, {"model": MODEL, "max_tokens": 5, "messages": USER, "output_config": {
+        "format": {"type": "json_schema", "schema": {"type": "object", "properties": {"a": {"type": "nope"}}}}}})
+    assert status == 400 and "output_config.format.schema" in error["message"], error
