@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,7 +33,9 @@ NOTE = [{"type": "function", "function": {
                    "required": ["text"], "additionalProperties": False}}}]
 ASK = {"messages": [{"role": "user", "content": "Write a note about Paris."}], "tools": NOTE,
        "tool_choice": {"type": "function", "function": {"name": "write_note"}},
-       "parallel_tool_calls": False, "temperature": 0, "seed": 7}
+       "parallel_tool_calls": False, "temperature": 0, "seed": 7,
+       # thinking templates: no reasoning phase, so the few tokens go to the call (tests/reasoning covers that)
+       "reasoning_effort": "none"}
 #: room for the opening and the name in every dialect (the generic envelope's thought included), not the note
 MAX_TOKENS = 80
 
@@ -61,24 +64,29 @@ def _template_args(templates_dir, filename: str) -> list[str]:
     return [] if filename == "default" else ["--chat-template-file", str(templates_dir / filename)]
 
 
-@pytest.fixture(scope="module")
-def proxies(upstream: Upstream, templates_dir):
-    """Per dialect, a default proxy and an incremental-stream proxy, both in front of the session's server."""
-    made: dict[str, tuple[ProxyProcess, ProxyProcess]] = {}
+@pytest.fixture(scope="module", params=[s for s, _ in DIALECTS])
+def pair(request: pytest.FixtureRequest, upstream: Upstream, templates_dir) -> Iterator[tuple[str, ProxyProcess,
+                                                                                               ProxyProcess]]:
+    """One dialect at a time: its default proxy and an incremental-stream proxy, both in front of the session's
+    server (pytest runs every test of a dialect before starting the next one's pair)."""
+    style = request.param
+    filename = dict(DIALECTS)[style]
+    args = ["--endpoint", upstream.url, *_template_args(templates_dir, filename)]
+    whole = ProxyProcess(args)
     try:
-        for style, filename in DIALECTS:
-            args = ["--endpoint", upstream.url, *_template_args(templates_dir, filename)]
-            made[style] = (ProxyProcess(args), ProxyProcess([*args, "--stream-tool-calls", "incremental"]))
-        yield made
+        incremental = ProxyProcess([*args, "--stream-tool-calls", "incremental"])
+    except BaseException:
+        whole.stop()
+        raise
+    try:
+        yield style, whole, incremental
     finally:
-        for pair in made.values():
-            for p in pair:
-                p.stop()
+        whole.stop()
+        incremental.stop()
 
 
-@pytest.mark.parametrize("style", [s for s, _ in DIALECTS])
-def test_a_call_cut_by_max_tokens_is_dropped_streamed_and_not(proxies, style: str) -> None:
-    whole, incremental = proxies[style]
+def test_a_call_cut_by_max_tokens_is_dropped_streamed_and_not(pair: tuple[str, ProxyProcess, ProxyProcess]) -> None:
+    _, whole, incremental = pair
     body = {**ASK, "max_tokens": MAX_TOKENS}
     # evidence that the cut falls inside a started call: the incremental stream shows its name, half-written
     started, finish, _ = _stream(incremental.base_url, body)
@@ -94,10 +102,9 @@ def test_a_call_cut_by_max_tokens_is_dropped_streamed_and_not(proxies, style: st
     assert choice["finish_reason"] == "length" and not choice["message"].get("tool_calls"), choice
 
 
-@pytest.mark.parametrize("style", [s for s, _ in DIALECTS])
-def test_a_client_stop_string_inside_a_call_is_a_cut(proxies, style: str) -> None:
+def test_a_client_stop_string_inside_a_call_is_a_cut(pair: tuple[str, ProxyProcess, ProxyProcess]) -> None:
     # the call's own argument key as the dialect spells it, which every grammar forces right after the name
-    whole, incremental = proxies[style]
+    style, whole, incremental = pair
     samples = get_style(style).samples
     assert samples is not None
     body = {**ASK, "max_tokens": MAX_TOKENS, "stop": [samples.argument_key("text")]}
