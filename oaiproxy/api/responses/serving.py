@@ -28,6 +28,7 @@ from oaiproxy.api.responses.protocol import (
     OutputMessage,
     OutputReasoning,
     OutputText,
+    OutputTokensDetails,
     ReasoningText,
     Response,
     ResponseLifecycleEvent,
@@ -40,7 +41,7 @@ from oaiproxy.api.responses.protocol import (
 from oaiproxy.api.responses.translate import to_conversation
 from oaiproxy.conversation.model import Conversation, ToolCall
 from oaiproxy.dialects.base import ContentDelta, ToolCallDelta
-from oaiproxy.engine import CallDone, Engine, Finished, Sampling, Started, Step, TokenUsage
+from oaiproxy.engine import CallDone, Engine, Finished, ReasoningStep, Sampling, Started, Step, TokenUsage
 from oaiproxy.errors import APIError
 
 
@@ -53,11 +54,11 @@ def to_sampling(req: ResponsesRequest) -> Sampling:
     return Sampling(max_tokens=req.max_output_tokens, temperature=req.temperature, top_p=req.top_p)
 
 
-def _usage(usage: TokenUsage, reasoning_tokens: int = 0) -> ResponseUsage:
+def _usage(usage: TokenUsage) -> ResponseUsage:
     return ResponseUsage(input_tokens=usage.prompt_tokens,
                          input_tokens_details=InputTokensDetails(cached_tokens=usage.cached_tokens),
                          output_tokens=usage.completion_tokens,
-                         output_tokens_details={"reasoning_tokens": reasoning_tokens},  # type: ignore[arg-type]
+                         output_tokens_details=OutputTokensDetails(reasoning_tokens=usage.reasoning_tokens),
                          total_tokens=usage.prompt_tokens + usage.completion_tokens)
 
 
@@ -95,9 +96,8 @@ class ResponsesEngine:
         conv, sampling = await asyncio.to_thread(self.translate, req)
         result = (await self.core.complete(conv, sampling))[0]
         output: list[OutputItem] = []
-        reasoning = getattr(result, "reasoning", None) or getattr(result.parsed, "reasoning", None)
-        if reasoning:
-            output.append(OutputReasoning(id=_new_id("rs"), content=[ReasoningText(text=reasoning)]))
+        if result.reasoning:
+            output.append(OutputReasoning(id=_new_id("rs"), content=[ReasoningText(text=result.reasoning)]))
         incomplete = result.finish_reason == "length"
         status = "incomplete" if incomplete else "completed"
         if result.parsed.content:
@@ -107,7 +107,7 @@ class ResponsesEngine:
         response = self._shell(req, _new_id("resp"), int(time.time()), status)
         response.output = output
         response.incomplete_details = IncompleteDetails(reason="max_output_tokens") if incomplete else None
-        response.usage = _usage(result.usage, getattr(result.usage, "reasoning_tokens", 0) or 0)
+        response.usage = _usage(result.usage)
         return response
 
     # ------------------------------------------------------------ streaming
@@ -169,9 +169,8 @@ class _StreamWriter:
             return self._whole_call(event.call)
         if isinstance(event, Finished):
             return self._finish(event)
-        reasoning = getattr(event, "text", None)
-        if type(event).__name__.startswith("Reasoning") and isinstance(reasoning, str):
-            return self._reasoning_text(reasoning)
+        if isinstance(event, ReasoningStep):
+            return self._reasoning_text(event.text)
         return []
 
     # -- items
@@ -279,7 +278,7 @@ class _StreamWriter:
         self._calls.clear()
         self.response.status = status  # type: ignore[assignment]
         self.response.incomplete_details = IncompleteDetails(reason="max_output_tokens") if incomplete else None
-        self.response.usage = _usage(event.usage, getattr(event.usage, "reasoning_tokens", 0) or 0)
+        self.response.usage = _usage(event.usage)
         out.append(self._lifecycle("response.incomplete" if incomplete else "response.completed"))
         return out
 

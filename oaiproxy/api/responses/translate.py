@@ -119,12 +119,16 @@ def _tools_and_choice(req: ResponsesRequest, tool_extra_keys: bool) -> tuple[lis
 
 _MESSAGE_PARAM = re.compile(r"^messages\[(\d+)\](?:\.tool_calls\[(\d+)\]\.function)?")
 _TOOL_PARAM = re.compile(r"^tools\[(\d+)\]\.function")
+#: the shared checks' names for what this API spells otherwise
+_RENAMED = {"reasoning_effort": "reasoning.effort"}
 
 
 def _renamed(param: str | None, sources: Sources, req: ResponsesRequest) -> str | None:
     """A Chat Completions field name from the shared checks, as this API names it."""
     if param is None:
         return None
+    if param in _RENAMED:
+        return _RENAMED[param]
     param = _TOOL_PARAM.sub(lambda m: f"tools[{m.group(1)}]", param)
     found = _MESSAGE_PARAM.match(param)
     if found:
@@ -147,8 +151,9 @@ def to_conversation(req: ResponsesRequest, *, tool_extra_keys: bool = False) -> 
     tools, choice = _tools_and_choice(req, tool_extra_keys)
     conv = Conversation(messages=messages, tools=tools, tool_choice=choice,
                         parallel_tool_calls=req.parallel_tool_calls, response_format=_response_format(req))
-    if req.reasoning is not None and req.reasoning.effort is not None and hasattr(conv, "reasoning_effort"):
-        conv.reasoning_effort = req.reasoning.effort
+    if req.reasoning is not None and req.reasoning.effort is not None:
+        # OpenAI's "xhigh" asks for more than "high"; the engine's budgets stop at "high"
+        conv.reasoning_effort = "high" if req.reasoning.effort == "xhigh" else req.reasoning.effort
     try:
         return check_conversation(conv)
     except BadRequest as exc:

@@ -176,3 +176,21 @@ def test_malformed_items_name_the_item(body: dict[str, Any], param: str) -> None
     with pytest.raises(BadRequest) as info:
         parse_request(ResponsesRequest, body).function_tools()
     assert info.value.param == param, info.value.message
+
+
+def test_reasoning_comes_first_as_its_own_item() -> None:
+    from oaiproxy.engine import ReasoningStep
+
+    out = run(writer(), [Started(), ReasoningStep("Let me"), ReasoningStep(" think."), Step((ContentDelta("Hi"),)),
+                         Finished("stop", TokenUsage(4, 9, 0, reasoning_tokens=6))])
+    assert [e.type for e in out] == [
+        "response.created", "response.in_progress", "response.output_item.added", "response.reasoning_text.delta",
+        "response.reasoning_text.delta", "response.reasoning_text.done", "response.output_item.done",
+        "response.output_item.added", "response.content_part.added", "response.output_text.delta",
+        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.completed"]
+    assert out[5].text == "Let me think." and out[6].item.type == "reasoning"
+    final = out[-1].response
+    assert [i.type for i in final.output] == ["reasoning", "message"]
+    assert final.output[0].content[0].text == "Let me think." and final.output[1].content[0].text == "Hi"
+    assert final.usage.output_tokens_details.reasoning_tokens == 6
