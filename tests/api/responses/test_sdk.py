@@ -171,3 +171,32 @@ async def test_openai_agents_sdk_responses_model_runs_its_tool(endpoint_proxy: P
     assert isinstance(city, str) and unit in ("celsius", "fahrenheit")
     assert result.final_output == f"22 degrees {unit} in {city}"
     await client.close()
+
+
+#: the README's Responses example, run as it is written (only the address differs)
+README_EXAMPLE = '''\
+from openai import OpenAI
+
+client = OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="unused")
+weather = {"type": "function", "name": "get_weather", "description": "Current weather in a city.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+response = client.responses.create(
+    model="gemma-3-270m-q4_k_m", input="What is the weather in Paris?", tools=[weather],
+    tool_choice="required", max_output_tokens=200,
+)
+call = next(item for item in response.output if item.type == "function_call")
+print(call.name, call.arguments)  # get_weather {"city": "Paris"}, arguments that validate
+'''
+
+
+def test_readme_example(endpoint_proxy: ProxyProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    assert README_EXAMPLE in readme
+    scope: dict[str, Any] = {}
+    exec(README_EXAMPLE.replace("http://127.0.0.1:8080", endpoint_proxy.url), scope)  # noqa: S102
+    assert scope["response"].status == "completed" and scope["call"].name == "get_weather"
+    jsonschema.validate(json.loads(scope["call"].arguments), scope["weather"]["parameters"])
+    assert capsys.readouterr().out.startswith("get_weather {")
+    scope["client"].close()
