@@ -153,3 +153,34 @@ def test_api_key_as_x_api_key(guarded_proxy: ProxyProcess) -> None:
     assert err.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
     good.close()
     bad.close()
+
+
+#: the README's Anthropic example, run as it is written (only the address differs)
+README_EXAMPLE = '''\
+import anthropic
+
+client = anthropic.Anthropic(base_url="http://127.0.0.1:8080", api_key="unused")
+weather = {"name": "get_weather", "description": "Current weather in a city.",
+           "input_schema": {"type": "object", "required": ["city"],
+                            "properties": {"city": {"type": "string", "maxLength": 40}}}}
+message = client.messages.create(
+    model="gemma-3-270m-q4_k_m", max_tokens=200, tools=[weather], tool_choice={"type": "any"},
+    messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+)
+call = next(block for block in message.content if block.type == "tool_use")
+print(call.name, call.input)  # get_weather {'city': 'Paris'}, an object that validates
+'''
+
+
+def test_readme_example(endpoint_proxy: ProxyProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    if "import anthropic" in readme:  # once the README shows it, it must be this very text
+        assert README_EXAMPLE in readme
+    scope: dict[str, Any] = {}
+    exec(README_EXAMPLE.replace("http://127.0.0.1:8080", endpoint_proxy.url), scope)  # noqa: S102
+    assert scope["message"].stop_reason == "tool_use" and scope["call"].name == "get_weather"
+    jsonschema.validate(scope["call"].input, scope["weather"]["input_schema"])
+    assert capsys.readouterr().out.startswith("get_weather {")
+    scope["client"].close()
