@@ -95,7 +95,7 @@ class DialectStyle(Style):
     def template_variables(self, conversation: Conversation) -> dict[str, Any]:
         """The request's own template variables (``chat_template_kwargs``, ``reasoning_effort``,
         the thinking switches); a dialect with its own ``build_prompt`` passes them to ``render``."""
-        return template_variables(conversation, self.reasoning_format() is not None)
+        return template_variables(conversation, self.reasoning_format() is not None, self.template.source)
 
     # -- the shared flow -------------------------------------------------------------------
 

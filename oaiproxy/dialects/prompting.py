@@ -52,14 +52,26 @@ def render(template: ChatTemplate, messages: list[dict[str, Any]], tools: list[d
         raise StyleError(f"the chat template refused this conversation: {e}", param="messages") from e
 
 
-def template_variables(conversation: Conversation, thinking_template: bool) -> dict[str, Any]:
+#: templates that spell ``reasoning_effort`` their own way: a text found in the template -> OpenAI's effort -> the
+#: template's word (Hunyuan 3 knows only no_think/low/high and raises on anything else)
+EFFORT_SPELLINGS: dict[str, dict[str, str]] = {
+    "'no_think'": {"none": "no_think", "minimal": "low", "medium": "high"},
+}
+
+
+def template_variables(conversation: Conversation, thinking_template: bool, source: str = "") -> dict[str, Any]:
     """The chat-template variables a request sets: ``chat_template_kwargs`` as given, the
-    client's ``reasoning_effort`` (gpt-oss, Cohere, Solar... read it), and, for a thinking
-    template, its switches (``enable_thinking``, ``thinking``) saying whether to think,
-    unless the client set them: on by default, as llama-server renders them."""
+    client's ``reasoning_effort`` (gpt-oss, Cohere, Solar... read it; spelled as the template
+    ``source`` wants it, :data:`EFFORT_SPELLINGS`), and, for a thinking template, its switches
+    (``enable_thinking``, ``thinking``) saying whether to think, unless the client set them: on by
+    default, as llama-server renders them."""
     variables: dict[str, Any] = {}
     if conversation.reasoning_effort is not None:
-        variables["reasoning_effort"] = conversation.reasoning_effort
+        effort = conversation.reasoning_effort
+        for marker, spelling in EFFORT_SPELLINGS.items():
+            if marker in source:
+                effort = spelling.get(effort, effort)
+        variables["reasoning_effort"] = effort
     if thinking_template:
         variables.update(dict.fromkeys(THINKING_SWITCHES, conversation.thinking))
     variables.update(conversation.template_kwargs)
