@@ -151,8 +151,9 @@ class GenericStyle(Style):
         history_call=lambda n, a: f'"next_step": {{"tool_calls": [{json_call(n, a)}]}}',
         lazy_auto=False,
         call_tokens=96,  # the bounded thought comes first
-        # other formats no dialect here speaks
-        also_detected=("Qwen3-Coder.jinja", "unsloth-mistral-Devstral-Small-2507.jinja", "unsloth-Apriel-1.5.jinja"),
+        # templates that never write a past call, so no native format can be read from them
+        also_detected=("HuggingFaceTB-SmolLM3-3B.jinja", "LFM2-8B-A1B.jinja",
+                       "ibm-granite-granite-3.3-2B-Instruct.jinja"),
         outputs=(
             SampleOutput(envelope("Answer now.", {"result": "It is sunny."}), "It is sunny."),
             SampleOutput(envelope("Two lookups.", {"tool_calls": [{"name": "f", "arguments": {"a": "b"}},
@@ -233,7 +234,7 @@ class GenericStyle(Style):
             messages = with_system_text(messages, "\n\n".join(notes), supports_system)
         elif not supports_system:
             messages = merge_system_into_user(messages)
-        variables = template_variables(conversation, detect_reasoning(template.source) is not None)
+        variables = template_variables(conversation, detect_reasoning(template.source) is not None, template.source)
         return render(template, _alternate(messages), None, **variables)
 
     def _history(self, messages: list[dict[str, Any]], uses_envelope: bool, json_result: bool) -> list[dict[str, Any]]:
