@@ -43,7 +43,7 @@ from oaiproxy.dialects.gbnf import alternatives, lit, repeat_rule
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import Call, SampleOutput, Samples
-from oaiproxy.dialects.streaming import CallHandle, JsonCallSection, partial_word_at_end
+from oaiproxy.dialects.streaming import JsonCallSection, partial_word_at_end
 from oaiproxy.dialects.xml_values import text_until
 from oaiproxy.grammar import GrammarBuilder, SchemaError
 from oaiproxy.grammar.enforced import enforced_schema
@@ -132,26 +132,17 @@ class Gemma4Parser(JsonCallSection):
 
     def __init__(self, enabled: bool = True) -> None:
         super().__init__(enabled)
-        self._call: CallHandle | None = None
         #: the open containers, "{" or "["
         self._stack: list[str] = []
         #: what the value syntax expects next: "key", "value", "next" (after a value), "string", "scalar"
         self._want = "value"
         self._token = ""
-        #: the trigger and what followed it, while it is not yet known to be a call
-        self._pending = ""
 
     # -- the call's frame ---------------------------------------------------------------------
 
     def _enter(self, trigger: str) -> None:
         self._pending = trigger
         self._mode = "prefix"
-
-    def _not_a_call(self) -> None:
-        """What followed the trigger is not a call: the text read since is content, the rest is read as text."""
-        self.emit_content(self._pending)
-        self._pending = ""
-        self._mode = "content"
 
     def _section(self) -> None:
         mode = self._mode
@@ -211,12 +202,6 @@ class Gemma4Parser(JsonCallSection):
     def _send(self, piece: str) -> None:
         assert self._call is not None
         self.add_arguments(self._call, piece)
-
-    def _broken(self) -> None:
-        """The arguments left the syntax: the call keeps what it has (validation reports it), the rest is text."""
-        self.truncated = True
-        self._call = None
-        self._mode = "content"
 
     def _args(self) -> None:
         while self._buf and self._mode == "args":

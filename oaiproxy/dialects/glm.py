@@ -43,7 +43,7 @@ from oaiproxy.dialects.gbnf import alternatives, lit, repeat_rule
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import Call, SampleOutput, Samples
-from oaiproxy.dialects.streaming import CallHandle, JsonCallSection, partial_word_at_end
+from oaiproxy.dialects.streaming import JsonCallSection, partial_word_at_end
 from oaiproxy.dialects.xml_values import object_parameters, raw_string_keys, render_value, value_rule
 from oaiproxy.grammar import GrammarBuilder
 
@@ -129,9 +129,6 @@ class GlmParser(JsonCallSection):
         self.triggers = (tags.opening,)
         self._tags = tags
         self._raw_keys = raw_keys
-        #: the trigger and what followed it, given back as content if no call follows
-        self._pending = ""
-        self._call: CallHandle | None = None
         self._keys = 0
         self._key = ""
         self._scanner = JsonScanner()
@@ -321,19 +318,6 @@ class GlmParser(JsonCallSection):
         elif stripped and not tags.call_open.startswith(stripped) and not tags.section_close.startswith(stripped):
             self._mode = "after"  # the section was never closed: what follows is the core's
 
-    # -- leaving the format -------------------------------------------------------------------
-
-    def _not_a_call(self) -> None:
-        """What followed the trigger is not a call: all of it is content."""
-        self.emit_content(self._pending)
-        self._pending = ""
-        self._mode = "content"
-
-    def _broken(self) -> None:
-        """The call's text left the format: it keeps what it has (validation reports it); the rest is text."""
-        self.truncated = True
-        self._call = None
-        self._mode = "content"
 
 
 def _escaped(text: str) -> str:

@@ -37,7 +37,7 @@ from oaiproxy.dialects.gbnf import alternatives, lit, repeat_rule
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import Call, SampleOutput, Samples
-from oaiproxy.dialects.streaming import CallHandle, JsonCallSection
+from oaiproxy.dialects.streaming import JsonCallSection
 from oaiproxy.dialects.xml_values import is_raw_string, json_value_text, object_parameters, value_rule
 from oaiproxy.grammar import GrammarBuilder
 
@@ -135,8 +135,6 @@ class KimiK3Parser(JsonCallSection):
         super().__init__(True)  # the frame tokens are dropped even when tools are off
         self.triggers = (TOOLS_OPEN, *FRAME)
         self._tools = enabled
-        self._pending = ""
-        self._call: CallHandle | None = None
         self._args = 0
         self._arg: tuple[str, bool] = ("", True)
 
@@ -151,11 +149,6 @@ class KimiK3Parser(JsonCallSection):
 
     def _section(self) -> None:
         getattr(self, "_mode_" + self._mode)()
-
-    def _not_a_call(self) -> None:
-        self.emit_content(self._pending)
-        self._pending = ""
-        self._mode = "content"
 
     def _mode_calls(self) -> None:
         """Between calls: another ``call`` tag or the end of the section."""
@@ -207,12 +200,6 @@ class KimiK3Parser(JsonCallSection):
             return
         if not CALL_CLOSE.startswith(self._buf):
             self._broken()
-
-    def _broken(self) -> None:
-        """The call's text left the format: it keeps what it has (validation reports it); the rest is text."""
-        self.truncated = True
-        self._call = None
-        self._mode = "content"
 
     def _mode_value(self) -> None:
         end = self._buf.find(ARG_CLOSE)

@@ -42,7 +42,7 @@ from oaiproxy.dialects.gbnf import alternatives, lit, repeat_rule
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import Call, SampleOutput, Samples
-from oaiproxy.dialects.streaming import CallHandle, JsonCallSection
+from oaiproxy.dialects.streaming import JsonCallSection
 from oaiproxy.dialects.xml_values import (
     json_value_text,
     object_parameters,
@@ -91,8 +91,6 @@ class Qwen3CoderParser(JsonCallSection):
     def __init__(self, enabled: bool, raw_params: Mapping[str, frozenset[str]]) -> None:
         super().__init__(enabled)
         self._raw_params = raw_params
-        self._pending = ""
-        self._call: CallHandle | None = None
         self._params: list[tuple[str, str]] = []
         self._param = ""
 
@@ -118,12 +116,6 @@ class Qwen3CoderParser(JsonCallSection):
             if self._expect(CLOSE) is not False:  # a missing closing tag does not undo a whole call
                 self._mode = "after"
 
-    def _not_a_call(self) -> None:
-        """What followed the trigger is not a call: all of it is content."""
-        self.emit_content(self._pending)
-        self._pending = ""
-        self._mode = "content"
-
     def _fopen(self) -> None:
         before = self._buf
         done = self._expect(FUNCTION_OPEN)
@@ -148,12 +140,6 @@ class Qwen3CoderParser(JsonCallSection):
         self._call = self.start_call(name)
         self._params = []
         self._mode = "params"
-
-    def _broken(self) -> None:
-        """The call's text left the format: it keeps no arguments (validation reports it); the rest is text."""
-        self.truncated = True
-        self._call = None
-        self._mode = "content"
 
     def _params_step(self) -> None:
         stripped = self._buf.lstrip()

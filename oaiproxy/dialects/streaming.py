@@ -282,7 +282,8 @@ class JsonCallSection(StreamParser):
     * :meth:`_begin_arguments` / :meth:`_stream_arguments`: scan a JSON value
       that is the arguments of a call the dialect announced (``_open_call``);
     * :meth:`_hold` / :meth:`_replay`: text kept since a trigger, given back as
-      content when it turns out not to be a call;
+      content when it turns out not to be a call; ``_pending`` with :meth:`_not_a_call`
+      and :meth:`_broken` for the formats that read a name first;
     * :meth:`_expect`, :meth:`_after_call`, :meth:`_abort_json`, :meth:`_abort_calls`.
     """
 
@@ -297,6 +298,10 @@ class JsonCallSection(StreamParser):
         self.__held = ""
         #: a call announced outside a CallObjectReader, still being written
         self._open_call: CallHandle | None = None
+        #: formats that read a call's name before any JSON (the XML-like ones): the trigger and what followed
+        #: it, while it is not yet known to be a call (given back by :meth:`_not_a_call`), and the call being read
+        self._pending = ""
+        self._call: CallHandle | None = None
 
     def _run(self) -> None:
         while self._buf:
@@ -382,6 +387,18 @@ class JsonCallSection(StreamParser):
             self._buf = ""
         else:
             self.emit_content(self.__held)
+
+    def _not_a_call(self) -> None:
+        """What followed the trigger is not a call: all of it (``_pending``) is content."""
+        self.emit_content(self._pending)
+        self._pending = ""
+        self._mode = "content"
+
+    def _broken(self) -> None:
+        """The call's text left the format: it keeps what it has (validation reports it); the rest is text."""
+        self.truncated = True
+        self._call = None
+        self._mode = "content"
 
     def _begin_json(self, trigger: str, reader: CallObjectReader | None = None) -> None:
         """Start scanning a JSON value right after ``trigger`` (held, to replay as text if it is not JSON)."""

@@ -100,8 +100,6 @@ class SectionParser(JsonCallSection):
         self._fmt = fmt
         self._read_header = read_header
         self._make_id = make_id
-        #: text read since the trigger that is not part of an announced call (content if no call follows)
-        self._pending = ""
         self._call_close = fmt.call_close.lstrip()
         self._args_open = fmt.args_open
 
@@ -124,12 +122,6 @@ class SectionParser(JsonCallSection):
                 self._mode = "next"
         elif mode == "next":
             self._next()
-
-    def _not_a_call(self) -> None:
-        """What followed the trigger is not a call: it is content (the rest is read as content again)."""
-        self.emit_content(self._pending)
-        self._pending = ""
-        self._mode = "content"
 
     def _open(self) -> None:
         before = self._buf

@@ -47,7 +47,7 @@ from oaiproxy.dialects.gbnf import alternatives, lit, repeat_rule
 from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import Call, SampleOutput, Samples
-from oaiproxy.dialects.streaming import CallHandle, JsonCallSection, partial_word_at_end
+from oaiproxy.dialects.streaming import JsonCallSection, partial_word_at_end
 from oaiproxy.dialects.xml_values import (
     is_raw_string,
     json_value_text,
@@ -163,8 +163,6 @@ class XmlCallsParser(JsonCallSection):
         self.triggers = (fmt.trigger,)
         self._fmt = fmt
         self._raw_params = raw_params
-        self._pending = ""
-        self._call: CallHandle | None = None
         #: how many parameters of the call were sent (the first opens the object)
         self._sent = 0
         self._key = ""
@@ -204,18 +202,6 @@ class XmlCallsParser(JsonCallSection):
             return
         if recipient and len(recipient) <= _NAME_LIMIT and "<" not in recipient and "\n" not in recipient:
             self._buf = text[end + len(closer):]
-        self._mode = "content"
-
-    def _not_a_call(self) -> None:
-        """What followed the trigger is not a call: all of it is content."""
-        self.emit_content(self._pending)
-        self._pending = ""
-        self._mode = "content"
-
-    def _broken(self) -> None:
-        """The call's text left the format: it keeps no arguments (validation reports it); the rest is text."""
-        self.truncated = True
-        self._call = None
         self._mode = "content"
 
     def _calls(self) -> None:
