@@ -44,7 +44,7 @@ from oaiproxy.dialects.native import DialectStyle
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import Call, SampleOutput, Samples
 from oaiproxy.dialects.streaming import JsonCallSection, partial_word_at_end
-from oaiproxy.dialects.xml_values import object_parameters, raw_string_keys, render_value, value_rule
+from oaiproxy.dialects.xml_values import json_string_piece, object_parameters, raw_string_keys, render_value, value_rule
 from oaiproxy.grammar import GrammarBuilder
 
 #: at most one newline between two parts of a call (the templates write one or none)
@@ -254,12 +254,12 @@ class GlmParser(JsonCallSection):
         call = self._call
         assert call is not None
         if end >= 0:
-            self.add_arguments(call, _escaped(self._buf[:end]) + '"')
+            self.add_arguments(call, json_string_piece(self._buf[:end]) + '"')
             self._buf = self._buf[end + len(close):]
             self._mode = "args"
             return
         keep = partial_word_at_end(self._buf, (close,))
-        self.add_arguments(call, _escaped(self._buf[: len(self._buf) - keep]))
+        self.add_arguments(call, json_string_piece(self._buf[: len(self._buf) - keep]))
         self._buf = self._buf[len(self._buf) - keep:]
 
     def _step_json(self) -> None:
@@ -318,11 +318,6 @@ class GlmParser(JsonCallSection):
         elif stripped and not tags.call_open.startswith(stripped) and not tags.section_close.startswith(stripped):
             self._mode = "after"  # the section was never closed: what follows is the core's
 
-
-
-def _escaped(text: str) -> str:
-    """``text`` as the inside of a JSON string (escaping is per character, so pieces concatenate)."""
-    return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
 class _GlmFormat(DialectStyle):

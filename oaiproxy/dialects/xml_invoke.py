@@ -33,7 +33,6 @@ string when it is not JSON: text the grammar did not write).
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -50,6 +49,7 @@ from oaiproxy.dialects.samples import Call, SampleOutput, Samples
 from oaiproxy.dialects.streaming import JsonCallSection, partial_word_at_end
 from oaiproxy.dialects.xml_values import (
     is_raw_string,
+    json_string_piece,
     json_value_text,
     object_parameters,
     raw_string_keys,
@@ -332,11 +332,11 @@ class XmlCallsParser(JsonCallSection):
         buf = self._buf
         at = buf.find(end)
         if at >= 0:
-            self.add_arguments(call, _escaped(buf[:at]))
+            self.add_arguments(call, json_string_piece(buf[:at]))
             self._buf = buf[at + len(end):]
             return True
         keep = partial_word_at_end(buf, (end,))
-        self.add_arguments(call, _escaped(buf[: len(buf) - keep]))
+        self.add_arguments(call, json_string_piece(buf[: len(buf) - keep]))
         self._buf = buf[len(buf) - keep:]
         return False
 
@@ -358,8 +358,7 @@ class XmlCallsParser(JsonCallSection):
         self._buf = self._buf[end + len(self._fmt.value_end):]
         self._send_key()
         assert self._call is not None
-        self.add_arguments(self._call, _python_value_text(value) if self._fmt.python_values
-                           else json_value_text(value, False))
+        self.add_arguments(self._call, json_value_text(value, False, python_literals=self._fmt.python_values))
         self._mode = "ptail"
 
     def _ptail(self) -> None:
@@ -403,38 +402,12 @@ class XmlCallsParser(JsonCallSection):
             self.truncated = True  # the call keeps what was sent, in an object never closed
             assert self._call is not None
             if mode in ("pcdata", "praw"):
-                self.add_arguments(self._call, _escaped(self._buf))
+                self.add_arguments(self._call, json_string_piece(self._buf))
             elif not self._sent:
                 self.add_arguments(self._call, "{")
         elif mode == "close" and self._expect(self._fmt.section_close) is None:
             self.emit_content(self._buf)
         self._buf = ""
-
-
-def _escaped(text: str) -> str:
-    """``text`` as the inside of a JSON string (escaping is per character, so pieces concatenate)."""
-    return json.dumps(text, ensure_ascii=False)[1:-1]
-
-
-def _python_value_text(text: str) -> str:
-    """A value a template wrote with ``| string`` (Python's spelling) as JSON text; JSON as written."""
-    stripped = text.strip()
-    try:
-        json.loads(stripped)
-    except ValueError:
-        pass
-    else:
-        return stripped
-    try:
-        value = ast.literal_eval(stripped)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return json.dumps(text, ensure_ascii=False)
-    if isinstance(value, (dict, list, bool, int, float)) or value is None:
-        try:
-            return json.dumps(value, ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError):
-            pass
-    return json.dumps(text, ensure_ascii=False)
 
 
 class XmlCallsStyle(DialectStyle):

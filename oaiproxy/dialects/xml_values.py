@@ -22,6 +22,7 @@ The tool's parameters must be an object schema with plain ``properties``
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -66,8 +67,12 @@ def raw_string_keys(spec: ToolSpec) -> frozenset[str]:
     return frozenset(k for k, p in declared_properties(spec).items() if is_raw_string(p))
 
 
-def json_value_text(text: str, raw: bool) -> str:
-    """A parameter's value as JSON text: a raw string encoded, a JSON value as written (a string if it isn't JSON)."""
+def json_value_text(text: str, raw: bool, *, python_literals: bool = False) -> str:
+    """A parameter's value as JSON text: a raw string encoded, a JSON value as written (a string if it isn't JSON).
+
+    ``python_literals``: a value that is not JSON may be a Python literal, as templates that write values
+    with ``| string`` spell them (``True``, ``{'a': 1}``; MiniCPM5, Seed-OSS): it is read as such.
+    """
     if not raw:
         stripped = text.strip()
         try:
@@ -76,7 +81,23 @@ def json_value_text(text: str, raw: bool) -> str:
             pass
         else:
             return stripped
+        if python_literals:
+            try:
+                value = ast.literal_eval(stripped)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                return json.dumps(text, ensure_ascii=False)
+            if isinstance(value, (dict, list, bool, int, float)) or value is None:
+                try:
+                    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+                except (TypeError, ValueError):
+                    pass
     return json.dumps(text, ensure_ascii=False)
+
+
+def json_string_piece(text: str) -> str:
+    """``text`` as the inside of a JSON string: escaping is per character, so pieces streamed one by one
+    concatenate into the encoding of the whole raw value."""
+    return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
 def object_parameters(spec: ToolSpec, index: int, dialect: str) -> tuple[dict[str, Any], set[str]]:
@@ -187,5 +208,5 @@ def _class_char(ch: str) -> str:
     return "\\" + ch if ch in "]\\^-" else ch
 
 
-__all__ = ["OBJECT_KEYS", "RAW_STRING_KEYS", "declared_properties", "is_raw_string", "json_value_text",
-           "object_parameters", "raw_string_keys", "render_value", "text_until", "value_rule"]
+__all__ = ["OBJECT_KEYS", "RAW_STRING_KEYS", "declared_properties", "is_raw_string", "json_string_piece",
+           "json_value_text", "object_parameters", "raw_string_keys", "render_value", "text_until", "value_rule"]
