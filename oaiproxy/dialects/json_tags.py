@@ -29,6 +29,7 @@ from oaiproxy.dialects._jsonscan import Path
 from oaiproxy.dialects.base import OutputParser
 from oaiproxy.dialects.gbnf import SHORT_WS, add_tool_args, alternatives, json_call_body, lit, repeat_rule
 from oaiproxy.dialects.native import DialectStyle
+from oaiproxy.dialects.prompting import one_call_per_turn
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import Call, SampleOutput, Samples, json_call
 from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
@@ -174,22 +175,6 @@ class JsonTagsParser(JsonCallSection):
         elif mode == "close" and self._expect(self._form.closer) is None:
             self.emit_content(self._buf)
         self._buf = ""
-
-
-def one_call_per_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each call of an assistant message in its own assistant turn, the content with the first.
-
-    For templates that write only the first call of a turn (GigaChat's).
-    """
-    out: list[dict[str, Any]] = []
-    for m in messages:
-        calls = m.get("tool_calls") or []
-        if m.get("role") == "assistant" and len(calls) > 1:
-            out.extend({**m, "content": m.get("content", "") if k == 0 else "", "tool_calls": [call]}
-                       for k, call in enumerate(calls))
-        else:
-            out.append(m)
-    return out
 
 
 class JsonTagsStyle(DialectStyle):
@@ -420,4 +405,4 @@ class GigaChat31Style(_OneCallPerTurn):
 
 
 __all__ = ["AprielStyle", "FireFunctionV2Style", "GigaChat31Style", "GigaChat3Style", "JsonTagsParser",
-           "JsonTagsStyle", "MiniMaxM1Style", "NemotronV2Style", "TagForm", "one_call_per_turn"]
+           "JsonTagsStyle", "MiniMaxM1Style", "NemotronV2Style", "TagForm"]

@@ -27,6 +27,7 @@ from oaiproxy.conversation.tools import ToolPlan
 from oaiproxy.dialects.base import OutputParser, StyleError
 from oaiproxy.dialects.gbnf import SHORT_WS, add_tool_args, alternatives, json_call_body, lit, repeat_rule
 from oaiproxy.dialects.native import DialectStyle
+from oaiproxy.dialects.prompting import one_call_per_turn
 from oaiproxy.dialects.registry import register
 from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
@@ -434,15 +435,7 @@ class Llama3Style(DialectStyle):
 
     def adjust_history(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # Llama's templates refuse more than one call per assistant turn: give each call its own turn.
-        out: list[dict[str, Any]] = []
-        for m in messages:
-            calls = m.get("tool_calls") or []
-            if m.get("role") == "assistant" and len(calls) > 1:
-                for k, call in enumerate(calls):
-                    out.append({**m, "content": m.get("content", "") if k == 0 else "", "tool_calls": [call]})
-            else:
-                out.append(m)
-        return out
+        return one_call_per_turn(messages)
 
     def format_call_text(self, name: str, arguments: str, call_id: str) -> str:
         return f"{FUNCTION_OPEN}{name}>{arguments}{FUNCTION_CLOSE}"

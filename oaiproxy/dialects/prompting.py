@@ -249,6 +249,22 @@ def history_as_text(
     return out
 
 
-__all__ = ["PastCall", "history_as_text", "history_for_template", "merge_system_into_user", "openai_tool",
-           "render", "render_prompt_text", "response_schema", "schema_note", "template_variables",
+def one_call_per_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each call of an assistant message in its own assistant turn, the content with the first.
+
+    For templates that write only the first call of a turn (GigaChat's) or refuse more (Llama's).
+    """
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        calls = m.get("tool_calls") or []
+        if m.get("role") == "assistant" and len(calls) > 1:
+            out.extend({**m, "content": m.get("content", "") if k == 0 else "", "tool_calls": [call]}
+                       for k, call in enumerate(calls))
+        else:
+            out.append(m)
+    return out
+
+
+__all__ = ["PastCall", "history_as_text", "history_for_template", "merge_system_into_user", "one_call_per_turn",
+           "openai_tool", "render", "render_prompt_text", "response_schema", "schema_note", "template_variables",
            "tool_result_text", "with_reasoning_fields", "with_system_text"]
