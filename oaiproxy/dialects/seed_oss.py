@@ -25,7 +25,7 @@ from typing import Any
 from oaiproxy.conversation.model import Conversation
 from oaiproxy.conversation.tools import ToolPlan
 from oaiproxy.dialects.registry import register
-from oaiproxy.dialects.samples import SampleOutput, Samples
+from oaiproxy.dialects.samples import SampleOutput
 from oaiproxy.dialects.xml_invoke import XmlCallsStyle, XmlFormat
 
 SEED = XmlFormat(
@@ -44,13 +44,9 @@ class SeedOssStyle(XmlCallsStyle):
     fmt = SEED
     special_tokens = SEED.special_tokens
     fallback_prompt = "tools-seed-oss.jinja"
-    samples = Samples(
+    samples = SEED.samples(
         templates=("ByteDance-Seed-OSS.jinja",),
-        calls=SEED.calls_text,
-        history_call=lambda n, a: SEED.call_text(n, a).rstrip("\n"),
-        fallback_call=lambda n, a: SEED.calls_text([(n, a)]),
         call_tokens=64,
-        argument_key=lambda key: f"<parameter={key}>",
         outputs=(
             SampleOutput("I will check.\n<seed:tool_call>\n<function=get_weather>\n<parameter=city>Paris</parameter>"
                          "\n</function>\n</seed:tool_call>", "I will check.\n", (("get_weather", {"city": "Paris"}),)),

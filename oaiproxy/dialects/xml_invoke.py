@@ -154,6 +154,19 @@ class XmlFormat:
             return self.section_sep.join(self.section_open + t + self.section_close for t in texts)
         return self.section_open + self.call_sep.join(texts) + self.section_close
 
+    def samples(self, templates: tuple[str, ...], outputs: tuple[SampleOutput, ...], call_tokens: int,
+                **more: Any) -> Samples:
+        """A style's test material, its call texts written by this format as the grammar writes them (every
+        template of the family renders a past call that way); ``more``: other :class:`Samples` fields."""
+        fields: dict[str, Any] = {
+            "calls": self.calls_text,
+            "history_call": lambda name, arguments: self.call_text(name, arguments).rstrip("\n"),
+            # a past call spelled out for a template without tool support (XmlCallsStyle.format_call_text)
+            "fallback_call": lambda name, arguments: self.calls_text([(name, arguments)]),
+            "argument_key": lambda key: f"{self.param_open}{key}{self.param_name_end[0]}",
+        }
+        return Samples(templates=templates, call_tokens=call_tokens, outputs=outputs, **{**fields, **more})
+
 
 class XmlCallsParser(JsonCallSection):
     """Content, then calls in an :class:`XmlFormat`; see the module docstring for what is read how."""
@@ -500,20 +513,6 @@ def _is_scalar(prop: Any) -> bool:
     return bool(kinds) and kinds <= _SCALAR_TYPES
 
 
-def _history_call(fmt: XmlFormat) -> Callable[[str, str], str]:
-    """The call's own text, which every template of the family renders as the grammar writes it."""
-    return lambda name, arguments: fmt.call_text(name, arguments).rstrip("\n")
-
-
-def _fallback_call(fmt: XmlFormat) -> Callable[[str, str], str]:
-    """A past call spelled out for a template without tool support (:meth:`XmlCallsStyle.format_call_text`)."""
-    return lambda name, arguments: fmt.calls_text([(name, arguments)])
-
-
-def _arg_key(fmt: XmlFormat) -> Callable[[str], str]:
-    return lambda key: f"{fmt.param_open}{key}{fmt.param_name_end[0]}"
-
-
 # -- the tag sets -------------------------------------------------------------------------------
 
 MINIMAX_M2 = XmlFormat(
@@ -529,13 +528,9 @@ class MiniMaxM2Style(XmlCallsStyle):
     fmt = MINIMAX_M2
     special_tokens = MINIMAX_M2.special_tokens
     fallback_prompt = "tools-minimax-m2.jinja"
-    samples = Samples(
+    samples = MINIMAX_M2.samples(
         templates=("MiniMax-M2.jinja",),
-        calls=MINIMAX_M2.calls_text,
-        history_call=_history_call(MINIMAX_M2),
-        fallback_call=_fallback_call(MINIMAX_M2),
         call_tokens=64,
-        argument_key=_arg_key(MINIMAX_M2),
         outputs=(
             SampleOutput('I will check.\n<minimax:tool_call>\n<invoke name="get_weather">\n'
                          '<parameter name="city">Paris</parameter>\n</invoke>\n</minimax:tool_call>',
@@ -568,13 +563,9 @@ class MiniMaxM3Style(XmlCallsStyle):
     fmt = MINIMAX_M3
     special_tokens = MINIMAX_M3.special_tokens
     fallback_prompt = "tools-minimax-m3.jinja"
-    samples = Samples(
+    samples = MINIMAX_M3.samples(
         templates=("MiniMax-M3.jinja",),
-        calls=MINIMAX_M3.calls_text,
-        history_call=_history_call(MINIMAX_M3),
-        fallback_call=_fallback_call(MINIMAX_M3),
         call_tokens=96,
-        argument_key=_arg_key(MINIMAX_M3),
         outputs=(
             SampleOutput(f"I will check.{MINIMAX_NS}<tool_call>\n{MINIMAX_NS}<invoke name=\"get_weather\">"
                          f"{MINIMAX_NS}<city>Paris{MINIMAX_NS}</city>{MINIMAX_NS}</invoke>\n{MINIMAX_NS}</tool_call>",
@@ -609,13 +600,9 @@ DSML_TOOL_CALLS = _dsml("tool_calls")
 
 def _dsml_samples(fmt: XmlFormat, templates: tuple[str, ...]) -> Samples:
     o, c = fmt.section_open, fmt.section_close
-    return Samples(
+    return fmt.samples(
         templates=templates,
-        calls=fmt.calls_text,
-        history_call=_history_call(fmt),
-        fallback_call=_fallback_call(fmt),
         call_tokens=128,  # every DSML tag is several tokens on the default model (64 cut a two-parameter call)
-        argument_key=_arg_key(fmt),
         outputs=(
             SampleOutput(f'I will check.\n\n{o}<{DSML}invoke name="get_weather">\n<{DSML}parameter name="city" '
                          f'string="true">Paris</{DSML}parameter>\n</{DSML}invoke>\n{c}', "I will check.\n\n",
@@ -680,14 +667,12 @@ class MuseAtemStyle(XmlCallsStyle):
     fmt = ATEM
     special_tokens = ATEM.special_tokens
     fallback_prompt = "tools-muse-atem.jinja"
-    samples = Samples(
+    samples = ATEM.samples(
         templates=("muse-glimmer.jinja",),
+        # the required answer opens with the recipient header; under auto the calls follow free text
         calls=lambda calls: f" to={calls[0][0]}<|message|>" + ATEM.calls_text(calls),
         auto_calls=ATEM.calls_text,
-        history_call=_history_call(ATEM),
-        fallback_call=_fallback_call(ATEM),
         call_tokens=72,
-        argument_key=_arg_key(ATEM),
         outputs=(
             SampleOutput(' to=get_weather<|message|><atem:function_calls>\n<atem:invoke name="get_weather">\n'
                          '<atem:parameter name="city">Paris</atem:parameter>\n</atem:invoke>\n'
@@ -721,13 +706,9 @@ class MiniCPM5Style(XmlCallsStyle):
     fmt = MINICPM
     special_tokens = MINICPM.special_tokens
     fallback_prompt = "tools-minicpm5.jinja"
-    samples = Samples(
+    samples = MINICPM.samples(
         templates=("openbmb-MiniCPM5-1B.jinja",),
-        calls=MINICPM.calls_text,
-        history_call=_history_call(MINICPM),
-        fallback_call=_fallback_call(MINICPM),
         call_tokens=64,
-        argument_key=_arg_key(MINICPM),
         outputs=(
             SampleOutput('I will check.\n<function name="get_weather"><param name="city">Paris</param></function>',
                          "I will check.\n", (("get_weather", {"city": "Paris"}),)),
