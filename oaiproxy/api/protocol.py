@@ -7,7 +7,7 @@ these very models.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -18,6 +18,35 @@ class LenientModel(BaseModel):
     """A request part: unknown fields are ignored, as OpenAI-compatible servers are expected to."""
 
     model_config = ConfigDict(extra="ignore")
+
+
+class FieldRules(BaseModel):
+    """What an OpenAI surface does with the API's fields it cannot honour, and with its bookkeeping ones.
+
+    ``UNSUPPORTED``: field -> (the values that ask for nothing beyond what oaiproxy does anyway, why
+    the others cannot be honoured); such a field is refused by name rather than silently ignored.
+    ``BOOKKEEPING``: fields accepted and logged, changing nothing in the answer.
+    """
+
+    UNSUPPORTED: ClassVar[dict[str, tuple[tuple[Any, ...], str]]] = {}
+    BOOKKEEPING: ClassVar[tuple[str, ...]] = ()
+
+    def refuse_unsupported(self) -> None:
+        for name, (allowed, why) in self.UNSUPPORTED.items():
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise BadRequest(f"'{name}' is not supported by oaiproxy: {why}", param=name,
+                                 code="unsupported_parameter")
+
+    def check_metadata(self) -> None:
+        """OpenAI's bound on ``metadata``: at most 16 pairs."""
+        metadata = getattr(self, "metadata", None)
+        if metadata is not None and len(metadata) > 16:
+            raise BadRequest("'metadata' holds at most 16 pairs", param="metadata", code="invalid_value")
+
+    def bookkeeping(self) -> dict[str, Any]:
+        """The accepted-and-logged fields that were sent, for the log line."""
+        return {name: getattr(self, name) for name in self.BOOKKEEPING if getattr(self, name) is not None}
 
 
 # ---------------------------------------------------------------- errors
@@ -150,5 +179,5 @@ def parse_request(model: type[BaseModel], data: Any) -> Any:
         raise BadRequest(f"invalid value for '{param}': {msg}", param=param, code="invalid_value") from None
 
 
-__all__ = ["ErrorObject", "ErrorResponse", "LenientModel", "Model", "ModelList", "PromptTokensDetails",
+__all__ = ["ErrorObject", "ErrorResponse", "FieldRules", "LenientModel", "Model", "ModelList", "PromptTokensDetails",
            "SamplingChecks", "StreamOptions", "Usage", "check_text_or_tokens", "parse_request"]

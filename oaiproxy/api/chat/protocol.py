@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from oaiproxy.api.protocol import LenientModel, SamplingChecks, StreamOptions, Usage
+from oaiproxy.api.protocol import FieldRules, LenientModel, SamplingChecks, StreamOptions, Usage
 from oaiproxy.errors import BadRequest
 
 _TOOL_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
@@ -150,7 +150,7 @@ class ResponseFormatModel(LenientModel):
         return self
 
 
-class ChatCompletionRequest(SamplingChecks, LenientModel):
+class ChatCompletionRequest(SamplingChecks, FieldRules, LenientModel):
     model: str | None = None
     messages: list[Message] = Field(min_length=1)
     tools: list[Tool] | None = None
@@ -215,7 +215,7 @@ class ChatCompletionRequest(SamplingChecks, LenientModel):
     prompt_cache_retention: str | None = Field(default=None, description="Only `in_memory` (or null).")
     prompt_cache_options: dict[str, Any] | None = Field(default=None, description="Refused unless null.")
 
-    #: field -> (values that ask for nothing beyond what oaiproxy does anyway, why the others cannot be honoured)
+    BOOKKEEPING: ClassVar[tuple[str, ...]] = ("user", "safety_identifier", "prompt_cache_key", "metadata", "store")
     UNSUPPORTED: ClassVar[dict[str, tuple[tuple[Any, ...], str]]] = {
         "audio": ((), "audio output is not supported: oaiproxy serves text models"),
         "modalities": ((["text"],), "only the 'text' modality is supported"),
@@ -237,21 +237,10 @@ class ChatCompletionRequest(SamplingChecks, LenientModel):
         fields inside it either work, are harmless bookkeeping (``user``,
         ``metadata``, ``store``...), or get this 400.
         """
-        for name, (allowed, why) in self.UNSUPPORTED.items():
-            value = getattr(self, name)
-            if value is not None and value not in allowed:
-                raise BadRequest(f"'{name}' is not supported by oaiproxy: {why}", param=name,
-                                 code="unsupported_parameter")
+        self.refuse_unsupported()
         if self.top_logprobs is not None and not self.logprobs:
             raise BadRequest("'top_logprobs' needs 'logprobs': true", param="top_logprobs", code="invalid_value")
-        if self.metadata is not None and len(self.metadata) > 16:
-            raise BadRequest("'metadata' holds at most 16 pairs", param="metadata", code="invalid_value")
-
-    def bookkeeping(self) -> dict[str, Any]:
-        """The accepted-and-logged fields that were sent, for the log line."""
-        return {name: getattr(self, name) for name in ("user", "safety_identifier", "prompt_cache_key",
-                                                        "metadata", "store")
-                if getattr(self, name) is not None}
+        self.check_metadata()
 
     def stop_list(self) -> list[str]:
         if self.stop is None:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Discriminator, Field, Tag, field_validator
 
-from oaiproxy.api.protocol import LenientModel, parse_request
+from oaiproxy.api.protocol import FieldRules, LenientModel, parse_request
 from oaiproxy.errors import BadRequest
 
 _TOOL_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
@@ -187,7 +187,7 @@ class ReasoningConfig(LenientModel):
     summary: str | None = None
 
 
-class ResponsesRequest(LenientModel):
+class ResponsesRequest(FieldRules, LenientModel):
     model: str | None = None
     input: Input
     instructions: str | None = None
@@ -216,7 +216,8 @@ class ResponsesRequest(LenientModel):
     conversation: str | dict[str, Any] | None = Field(default=None, description="Refused: no stored conversations.")
     background: bool | None = Field(default=None, description="Only `false` (or omitted).")
 
-    #: field -> (values that ask for nothing beyond what oaiproxy does anyway, why the others cannot be honoured)
+    BOOKKEEPING: ClassVar[tuple[str, ...]] = ("user", "safety_identifier", "prompt_cache_key", "metadata",
+                                              "truncation", "service_tier", "include")
     UNSUPPORTED: ClassVar[dict[str, tuple[tuple[Any, ...], str]]] = {
         "store": ((False,), "this server does not store responses yet; send store: false (or omit it) and "
                             "the whole input with each request"),
@@ -230,18 +231,13 @@ class ResponsesRequest(LenientModel):
 
     def check_supported(self) -> None:
         """Refuse, by name, what this proxy cannot honour, rather than drop it silently."""
-        for name, (allowed, why) in self.UNSUPPORTED.items():
-            value = getattr(self, name)
-            if value is not None and value not in allowed:
-                raise BadRequest(f"'{name}' is not supported by oaiproxy: {why}", param=name,
-                                 code="unsupported_parameter")
+        self.refuse_unsupported()
         if isinstance(self.input, list):
             for i, item in enumerate(self.input):
                 if isinstance(item, ItemReference):
                     raise BadRequest("item references need stored responses, which this server does not keep; "
                                      "send the item itself", param=f"input[{i}]", code="unsupported_parameter")
-        if self.metadata is not None and len(self.metadata) > 16:
-            raise BadRequest("'metadata' holds at most 16 pairs", param="metadata", code="invalid_value")
+        self.check_metadata()
 
     def function_tools(self) -> list[FunctionTool]:
         """The function tools; any other tool type is a 400 naming it (the proxy cannot run it)."""
@@ -260,10 +256,6 @@ class ResponsesRequest(LenientModel):
                                  code=bad.code) from None
         return tools
 
-    def bookkeeping(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in ("user", "safety_identifier", "prompt_cache_key", "metadata",
-                                                        "truncation", "service_tier", "include")
-                if getattr(self, name) is not None}
 
 
 # ---------------------------------------------------------------- response
