@@ -7,6 +7,7 @@ these very models.
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -133,6 +134,12 @@ def check_text_or_tokens(value: Any) -> Any:
     return value
 
 
+def arguments_as_json_text(value: Any) -> Any:
+    """A call's ``arguments`` as the wire's JSON string: some clients send the arguments object itself
+    (a ``mode="before"`` validator for the history's calls)."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+
+
 # ---------------------------------------------------------------- shared response parts
 
 
@@ -180,4 +187,5 @@ def parse_request(model: type[BaseModel], data: Any) -> Any:
 
 
 __all__ = ["ErrorObject", "ErrorResponse", "FieldRules", "LenientModel", "Model", "ModelList", "PromptTokensDetails",
-           "SamplingChecks", "StreamOptions", "Usage", "check_text_or_tokens", "parse_request"]
+           "SamplingChecks", "StreamOptions", "Usage", "arguments_as_json_text", "check_text_or_tokens",
+           "parse_request"]

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from oaiproxy.api.protocol import FieldRules, LenientModel, SamplingChecks, StreamOptions, Usage
+from oaiproxy.api.protocol import FieldRules, LenientModel, SamplingChecks, StreamOptions, Usage, arguments_as_json_text
 from oaiproxy.errors import BadRequest
 
 _TOOL_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
@@ -45,15 +45,7 @@ class FunctionCall(LenientModel):
     name: str
     arguments: str = "{}"
 
-    @field_validator("arguments", mode="before")
-    @classmethod
-    def _arguments_as_json_text(cls, value: Any) -> Any:
-        # Some clients send the arguments object itself; OpenAI's wire format is a JSON string.
-        if isinstance(value, (dict, list)):
-            import json
-
-            return json.dumps(value, ensure_ascii=False)
-        return value
+    _arguments_as_json_text = field_validator("arguments", mode="before")(arguments_as_json_text)
 
 
 class MessageToolCall(LenientModel):

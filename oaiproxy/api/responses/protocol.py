@@ -12,12 +12,11 @@ the offending field named; errors are OpenAI's error JSON
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Discriminator, Field, Tag, field_validator
 
-from oaiproxy.api.protocol import FieldRules, LenientModel, parse_request
+from oaiproxy.api.protocol import FieldRules, LenientModel, arguments_as_json_text, parse_request
 from oaiproxy.errors import BadRequest
 
 _TOOL_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
@@ -77,11 +76,7 @@ class FunctionCallItem(LenientModel):
     arguments: str
     id: str | None = None
 
-    @field_validator("arguments", mode="before")
-    @classmethod
-    def _arguments_as_json_text(cls, value: Any) -> Any:
-        # some clients send the arguments object itself; the wire format is a JSON string
-        return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+    _arguments_as_json_text = field_validator("arguments", mode="before")(arguments_as_json_text)
 
 
 class FunctionCallOutputItem(LenientModel):
