@@ -8,6 +8,7 @@ import json
 from typing import Literal
 
 import jsonschema
+import pytest
 from openai import AsyncOpenAI, OpenAI
 from pydantic import BaseModel
 
@@ -123,8 +124,11 @@ def test_langchain_bind_tools_and_structured_output(endpoint_proxy: ProxyProcess
     assert isinstance(city, City)
 
 
-async def test_openai_agents_sdk_function_tool(endpoint_proxy: ProxyProcess) -> None:
-    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+@pytest.mark.parametrize("model_class", ["OpenAIChatCompletionsModel", "OpenAIResponsesModel"])
+async def test_openai_agents_sdk_function_tool(endpoint_proxy: ProxyProcess, model_class: str) -> None:
+    """An Agents SDK agent runs its tool, on Chat Completions and on its default Responses model."""
+    import agents
+    from agents import Agent, ModelSettings, Runner, function_tool, set_tracing_disabled
 
     set_tracing_disabled(True)
     seen: list[tuple[str, str]] = []
@@ -137,7 +141,7 @@ async def test_openai_agents_sdk_function_tool(endpoint_proxy: ProxyProcess) -> 
 
     client = AsyncOpenAI(base_url=endpoint_proxy.base_url, api_key="unused", max_retries=0)
     agent = Agent(name="weather", instructions="Answer weather questions with the tool.", tools=[get_weather],
-                  model=OpenAIChatCompletionsModel(model=MODEL, openai_client=client),
+                  model=getattr(agents, model_class)(model=MODEL, openai_client=client),
                   model_settings=ModelSettings(tool_choice="required", max_tokens=120, temperature=0.5),
                   tool_use_behavior="stop_on_first_tool")
     result = await Runner.run(agent, "What is the weather in Paris?", max_turns=2)

@@ -1,13 +1,13 @@
-"""The OpenAI Responses API through the official openai SDK and the OpenAI Agents SDK's default Responses
-model, on the real proxy and the real default model: text, tools (required, named, a round trip with
-``function_call_output``), structured output with ``responses.parse``, streaming that agrees with the
-non-streamed answer, and errors as the SDK's typed exceptions. Every returned ``function_call`` names a
-requested tool and its arguments validate against that tool's schema."""
+"""The OpenAI Responses API through the official openai SDK, on the real proxy and the real default model:
+text, tools (required, named, a round trip with ``function_call_output``), structured output with
+``responses.parse``, streaming that agrees with the non-streamed answer, and errors as the SDK's typed
+exceptions (the Agents SDK's default Responses model runs its tool in tests/api/test_tools_sdk.py).
+Every returned ``function_call`` names a requested tool and its arguments validate against that tool's schema."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 import jsonschema
 import openai
@@ -146,31 +146,6 @@ def test_stored_responses_do_not_exist(client: OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         client.responses.retrieve("resp_123")
     assert "does not store" in str(info.value)
-
-
-async def test_openai_agents_sdk_responses_model_runs_its_tool(endpoint_proxy: ProxyProcess) -> None:
-    from agents import Agent, ModelSettings, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
-
-    set_tracing_disabled(True)
-    seen: list[tuple[str, str]] = []
-
-    @function_tool
-    def get_weather(city: str, unit: Literal["celsius", "fahrenheit"]) -> str:
-        """Current weather in a city."""
-        seen.append((city, unit))
-        return f"22 degrees {unit} in {city}"
-
-    client = AsyncOpenAI(base_url=endpoint_proxy.base_url, api_key="unused", max_retries=0)
-    agent = Agent(name="weather", instructions="Answer weather questions with the tool.", tools=[get_weather],
-                  model=OpenAIResponsesModel(model=MODEL, openai_client=client),
-                  model_settings=ModelSettings(tool_choice="required", max_tokens=120, temperature=0.5),
-                  tool_use_behavior="stop_on_first_tool")
-    result = await Runner.run(agent, "What is the weather in Paris?", max_turns=2)
-    assert len(seen) == 1  # the tool really ran, with arguments the SDK parsed into its signature
-    city, unit = seen[0]
-    assert isinstance(city, str) and unit in ("celsius", "fahrenheit")
-    assert result.final_output == f"22 degrees {unit} in {city}"
-    await client.close()
 
 
 #: the README's Responses example, run as it is written (only the address differs)
