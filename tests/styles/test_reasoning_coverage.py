@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
 from oaiproxy.conversation.model import Conversation
-from oaiproxy.conversation.tools import plan_tools
 from oaiproxy.dialects import detect_style
 from oaiproxy.dialects.base import Reasoning, Style
 from oaiproxy.dialects.native import DialectStyle
-from oaiproxy.dialects.prompting import history_for_template, openai_tool, template_variables, with_reasoning_fields
+from oaiproxy.dialects.prompting import openai_tool, template_variables
 from oaiproxy.dialects.reasoning import detect_reasoning, prompt_state, reasoning_prompt
 from oaiproxy.dialects.registry import fallback_style
 from oaiproxy.templating.chat_template import ChatTemplate
@@ -49,6 +47,7 @@ from .test_template_coverage import (
     _strip_end,
     _trigger_starts,
     outcome,
+    render_turn,
 )
 
 REASONING_TEXT = "The user asks for the weather in Paris, so I call get_weather."
@@ -88,26 +87,8 @@ def _conversation() -> Conversation:
 def _render_turn(style: Style, template: ChatTemplate) -> tuple[str, str]:
     """The rendered history with the reasoning-and-call turn, and the generation prompt before it."""
     conversation = _conversation()
-    map_call_id = style.map_call_id if isinstance(style, DialectStyle) else None
-    extra: dict[str, Any] = style.render_extra(plan_tools(conversation)) if isinstance(style, DialectStyle) else {}
-    extra = {**template_variables(conversation, True), **extra}
     turn = {**CALL_TURN, "reasoning_content": REASONING_TEXT}
-    history = history_for_template([QUESTION, turn], map_call_id)
-    if isinstance(style, DialectStyle):
-        history = style.adjust_history(history)
-    history = with_reasoning_fields(template, history)
-    tools = [openai_tool(WEATHER)]
-    full = template.render(history, tools=tools, add_generation_prompt=False, **extra)
-    prompt = template.render(history[:1], tools=tools, add_generation_prompt=True, **extra)
-    if template.render(history[:1], tools=tools, add_generation_prompt=False, **extra) == prompt:
-        # the template always writes the next turn's opening (Command R7B): cut it, as test_template_coverage does
-        k = 0
-        while k < min(len(full), len(prompt)) and full[-1 - k] == prompt[-1 - k]:
-            k += 1
-        while k and full[len(full) - k] != "<":
-            k -= 1
-        full = full[: len(full) - k]
-    return full, prompt
+    return render_turn(style, template, conversation, turn, template_variables(conversation, True))
 
 
 def _after_resume(text: str, reasoning: Reasoning) -> str:

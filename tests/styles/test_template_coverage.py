@@ -32,7 +32,7 @@ from oaiproxy.conversation.tools import plan_tools
 from oaiproxy.dialects import detect_style
 from oaiproxy.dialects.base import Style
 from oaiproxy.dialects.native import DialectStyle
-from oaiproxy.dialects.prompting import history_for_template, openai_tool
+from oaiproxy.dialects.prompting import history_for_template, openai_tool, with_reasoning_fields
 from oaiproxy.dialects.registry import fallback_style, sampled_styles
 from oaiproxy.templating.chat_template import ChatTemplate, TemplateError
 from tests._processes import REPO
@@ -136,14 +136,19 @@ def _style_for(source: str, template: ChatTemplate) -> Style:
     return detect_style(source)(template)
 
 
-def _rendered_call(style: Style, template: ChatTemplate, conversation: Conversation) -> str:
-    """The call text the template writes for :data:`CALL_TURN`, prepared as the dialect prepares a history."""
+def render_turn(style: Style, template: ChatTemplate, conversation: Conversation, turn: dict[str, Any],
+                variables: dict[str, Any] | None = None) -> tuple[str, str]:
+    """The history :data:`QUESTION` + ``turn`` rendered as the dialect prepares a history (past reasoning where
+    the template reads it), and the generation prompt after the question alone; ``variables``: template variables.
+    """
     map_call_id = style.map_call_id if isinstance(style, DialectStyle) else None
     extra: dict[str, Any] = style.render_extra(plan_tools(conversation)) if isinstance(style, DialectStyle) else {}
+    extra = {**(variables or {}), **extra}
     tools = [openai_tool(WEATHER)]
-    history = history_for_template([QUESTION, CALL_TURN], map_call_id)
+    history = history_for_template([QUESTION, turn], map_call_id)
     if isinstance(style, DialectStyle):
         history = style.adjust_history(history)
+    history = with_reasoning_fields(template, history)
     full = template.render(history, tools=tools, add_generation_prompt=False, **extra)
     prompt = template.render(history[:1], tools=tools, add_generation_prompt=True, **extra)
     if template.render(history[:1], tools=tools, add_generation_prompt=False, **extra) == prompt:
@@ -155,7 +160,12 @@ def _rendered_call(style: Style, template: ChatTemplate, conversation: Conversat
         while k and full[len(full) - k] != "<":
             k -= 1
         full = full[: len(full) - k]
-    return _strip_end(_after_generation_prompt(full, prompt))
+    return full, prompt
+
+
+def _rendered_call(style: Style, template: ChatTemplate, conversation: Conversation) -> str:
+    """The call text the template writes for :data:`CALL_TURN`."""
+    return _strip_end(_after_generation_prompt(*render_turn(style, template, conversation, CALL_TURN)))
 
 
 def _trigger_starts(style: Style, text: str) -> Iterator[int]:
