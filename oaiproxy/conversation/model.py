@@ -24,6 +24,14 @@ class ToolSpec:
     #: default an object that declares ``properties`` admits only those
     extra_keys: bool = False
 
+    @classmethod
+    def from_request(cls, name: str, description: str | None, parameters: dict[str, Any] | None,
+                     strict: bool | None, *, extra_keys: bool) -> ToolSpec:
+        """A tool as an API request sends it: no description, no parameters (a tool without arguments) or
+        no ``strict`` take the defaults."""
+        return cls(name=name, description=description or "", strict=bool(strict), extra_keys=extra_keys,
+                   **({"parameters": parameters} if parameters is not None else {}))
+
     @property
     def objects(self) -> Literal["open", "declared", "all"]:
         """How :func:`oaiproxy.grammar.enforced_schema` closes this tool's objects (grammar and check alike)."""

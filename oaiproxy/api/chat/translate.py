@@ -61,10 +61,8 @@ def to_conversation(req: ChatCompletionRequest, *, tool_extra_keys: bool = False
     that declares ``properties`` admits only those (small models invent keys otherwise).
     """
     tools = [
-        ToolSpec(name=t.function.name, description=t.function.description or "",
-                 parameters=t.function.parameters if t.function.parameters is not None
-                 else {"type": "object", "properties": {}},
-                 strict=bool(t.function.strict), extra_keys=tool_extra_keys)
+        ToolSpec.from_request(t.function.name, t.function.description, t.function.parameters, t.function.strict,
+                              extra_keys=tool_extra_keys)
         for t in req.tools or []
     ]
     choice: ToolChoice

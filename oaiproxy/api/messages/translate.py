@@ -279,9 +279,7 @@ def to_translation(req: CountTokensRequest, *, tool_extra_keys: bool = False) ->
     a schema does not declare only when this is on.
     """
     messages, origins = _messages(req)
-    tools = [ToolSpec(name=t.name, description=t.description or "",
-                      parameters=t.input_schema or {"type": "object", "properties": {}},
-                      strict=bool(t.strict), extra_keys=tool_extra_keys)
+    tools = [ToolSpec.from_request(t.name, t.description, t.input_schema or None, t.strict, extra_keys=tool_extra_keys)
              for t in req.tools or []]
     choice, parallel = _tool_choice(req, bool(tools))
     fmt = ResponseFormat()

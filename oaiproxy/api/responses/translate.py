@@ -97,9 +97,7 @@ def _response_format(req: ResponsesRequest) -> ResponseFormat:
 
 
 def _tools_and_choice(req: ResponsesRequest, tool_extra_keys: bool) -> tuple[list[ToolSpec], ToolChoice]:
-    tools = [ToolSpec(name=t.name, description=t.description or "",
-                      parameters=t.parameters if t.parameters is not None else {"type": "object", "properties": {}},
-                      strict=bool(t.strict), extra_keys=tool_extra_keys)
+    tools = [ToolSpec.from_request(t.name, t.description, t.parameters, t.strict, extra_keys=tool_extra_keys)
              for t in req.function_tools()]
     choice = req.tool_choice
     if choice is None:
