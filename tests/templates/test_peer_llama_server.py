@@ -11,7 +11,7 @@ All 71 llama.cpp templates were compared by hand once (see docs/chat-templates.m
 both conversations. Not compared here, because llama.cpp preprocesses their input itself:
 * google-gemma-4-31B-it-interleaved: llama.cpp rewrites tool messages into the assistant turn
   for this older Gemma 4 template (`convert_tool_responses_gemma4`).
-* DeepSeek V4: its dedicated handler rebuilds the messages before rendering.
+* DeepSeek V4 (and V4 Flash): its dedicated handler rebuilds the messages before rendering.
 * Apertus: llama-server passes enable_thinking=false for it (no thinking support detected).
 * templates without a system role (Gemma 2): llama.cpp silently merges the system message into
   the first user turn; we raise a TemplateError and leave the choice to the dialect, which
@@ -49,9 +49,12 @@ OTHERS = [
     "openai-gpt-oss-120b.jinja",
     "Qwen3-Coder.jinja",
 ]
-COMPARED = list(dict.fromkeys(
+#: the templates whose input llama.cpp preprocesses itself (see the module docstring): not comparable
+PREPROCESSED = {"google-gemma-4-31B-it-interleaved.jinja", "deepseek-ai-DeepSeek-V4.jinja",
+                "deepseek-ai-DeepSeek-V4-Flash-0731.jinja", "Apertus-8B-Instruct.jinja"}
+COMPARED = [t for t in dict.fromkeys(
     [t for cls in sampled_styles() if cls.samples is not None for t in cls.samples.templates if t != "default"]
-    + OTHERS))
+    + OTHERS) if t not in PREPROCESSED]
 NO_SYSTEM_ROLE = {"google-gemma-2-2b-it.jinja"}
 
 
