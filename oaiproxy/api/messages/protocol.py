@@ -159,7 +159,14 @@ class ThinkingDisabled(LenientModel):
     type: Literal["disabled"]
 
 
-ThinkingParam = Annotated[ThinkingEnabled | ThinkingDisabled, Field(discriminator="type")]
+class ThinkingAdaptive(LenientModel):
+    """The model decides whether and how long to think, within ``output_config.effort`` (Claude Code 2.1 sends
+    it on every request)."""
+
+    type: Literal["adaptive"]
+
+
+ThinkingParam = Annotated[ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive, Field(discriminator="type")]
 
 
 class JSONOutputFormat(LenientModel):
@@ -171,6 +178,8 @@ class OutputConfig(LenientModel):
     """Anthropic's structured outputs: the answer's text is JSON that validates against ``format.schema``."""
 
     format: JSONOutputFormat | None = None
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = Field(
+        default=None, description="With adaptive thinking: how much a thinking model may reason (default high).")
 
 
 class Metadata(LenientModel):

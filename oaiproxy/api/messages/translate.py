@@ -42,6 +42,7 @@ from oaiproxy.api.messages.protocol import (
     OtherBlockParam,
     RedactedThinkingBlockParam,
     TextBlockParam,
+    ThinkingAdaptive,
     ThinkingBlockParam,
     ThinkingDisabled,
     ThinkingEnabled,
@@ -241,10 +242,19 @@ def _messages(req: CountTokensRequest) -> tuple[list[dict[str, Any]], list[Origi
 # ---------------------------------------------------------------- thinking
 
 
-def reasoning_effort(thinking: ThinkingEnabled | ThinkingDisabled | None) -> str:
-    """Anthropic's ``thinking`` as the conversation's reasoning effort: "none" unless enabled, else the
-    smallest effort whose budget (:data:`~oaiproxy.settings.REASONING_EFFORT_BUDGETS`) holds
-    ``budget_tokens`` ("high": no budget of its own)."""
+#: adaptive thinking's ``output_config.effort`` as the conversation's reasoning effort (Anthropic's two levels
+#: above "high" have no bound of their own either)
+ADAPTIVE_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+
+def reasoning_effort(thinking: ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive | None,
+                     effort: str | None = None) -> str:
+    """Anthropic's ``thinking`` as the conversation's reasoning effort: "none" unless enabled or adaptive;
+    enabled: the smallest effort whose budget (:data:`~oaiproxy.settings.REASONING_EFFORT_BUDGETS`) holds
+    ``budget_tokens`` ("high": no budget of its own); adaptive: ``output_config.effort``, "high" by default
+    as Anthropic's."""
+    if isinstance(thinking, ThinkingAdaptive):
+        return ADAPTIVE_EFFORTS[effort or "high"]
     if not isinstance(thinking, ThinkingEnabled):
         return "none"
     fitting = [(budget, effort) for effort, budget in REASONING_EFFORT_BUDGETS.items()
@@ -283,11 +293,13 @@ def to_translation(req: CountTokensRequest, *, tool_extra_keys: bool = False) ->
              for t in req.tools or []]
     choice, parallel = _tool_choice(req, bool(tools))
     fmt = ResponseFormat()
-    output = req.output_config.format if isinstance(req, MessagesRequest) and req.output_config else None
+    config = req.output_config if isinstance(req, MessagesRequest) else None
+    output = config.format if config else None
+    effort = reasoning_effort(req.thinking, config.effort if config else None)
     if output is not None:
         fmt = ResponseFormat(type="json_schema", schema=output.schema_, name="output")
     conv = Conversation(messages=messages, tools=tools, tool_choice=choice, parallel_tool_calls=parallel,
-                        response_format=fmt, reasoning_effort=reasoning_effort(req.thinking))
+                        response_format=fmt, reasoning_effort=effort)
     try:
         conv = check_conversation(conv)
     except APIError as exc:

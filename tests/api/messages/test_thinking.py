@@ -95,6 +95,26 @@ def test_thinking_streams_as_a_thinking_block(templates_dir: Path) -> None:
     assert upstream.bodies[0]["n_predict"] == 4096  # 2000 tokens: the "medium" effort's budget holds them
 
 
+def test_adaptive_thinking_reasons_within_its_effort(templates_dir: Path) -> None:
+    """Claude Code 2.1's request: ``thinking: adaptive`` (with ``display``) and ``output_config.effort``."""
+    upstream = PhasedUpstream((REASONING, CLOSED), (CALL, ANSWERED))
+    msg = asyncio.run(_engine(templates_dir, upstream).complete(_req(
+        thinking={"type": "adaptive", "display": "omitted"}, output_config={"effort": "low"}))).model_dump()
+    assert [b["type"] for b in msg["content"]] == ["thinking", "tool_use"]
+    assert msg["content"][1]["input"] == {"city": "Paris"}
+    assert upstream.bodies[0]["n_predict"] == 1024  # the "low" effort's budget
+
+
+def test_adaptive_effort_defaults_to_high() -> None:
+    adaptive = {"type": "adaptive"}
+    assert [reasoning_effort(_req(thinking=adaptive, output_config={"effort": e}).thinking, e)  # type: ignore[arg-type]
+            for e in ("low", "medium", "high", "xhigh", "max")] == ["low", "medium", "high", "high", "high"]
+    assert reasoning_effort(_req(thinking=adaptive).thinking) == "high"  # type: ignore[arg-type]
+    with pytest.raises(BadRequest) as err:
+        _req(thinking=adaptive, output_config={"effort": "extreme"})
+    assert err.value.param == "output_config.effort"
+
+
 def test_thinking_is_off_unless_enabled(templates_dir: Path) -> None:
     upstream = PhasedUpstream((CALL, ANSWERED))
     msg = asyncio.run(_engine(templates_dir, upstream).complete(_req())).model_dump()
