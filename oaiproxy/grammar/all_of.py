@@ -6,6 +6,7 @@ from typing import Any
 
 from oaiproxy.grammar.errors import SchemaError
 from oaiproxy.grammar.keywords import ANNOTATIONS, TYPES, json_equal
+from oaiproxy.grammar.regex import length_only
 
 _MERGE_MIN = ("minLength", "minItems", "minimum", "exclusiveMinimum")
 _MERGE_MAX = ("maxLength", "maxItems", "maximum", "exclusiveMaximum")
@@ -65,6 +66,15 @@ def merge_schemas(a: Any, b: Any, where: str) -> Any:
         elif key in ("items", "additionalProperties", "additionalItems") and isinstance(av, (dict, bool)) \
                 and isinstance(bv, (dict, bool)):
             out[key] = {"allOf": [av, bv]}
+        elif key == "pattern" and isinstance(av, str) and isinstance(bv, str) \
+                and (length := length_only(av) or length_only(bv)) is not None:
+            out[key] = bv if length_only(av) == length else av  # the other pattern; the length as keywords
+            lo, hi = length
+            out["minLength"] = max(out.get("minLength", 0), lo)
+            if hi is not None:
+                out["maxLength"] = min(out.get("maxLength", hi), hi)
+            if length_only(out[key]) == (0, None):
+                del out[key]
         elif key in ("anyOf", "oneOf"):
             out.setdefault("allOf", [])
             out["allOf"] = list(out.get("allOf", [])) + [{key: bv}]

@@ -354,6 +354,31 @@ def length_bounds(node: Node) -> tuple[int, int | None]:
     return 0, 0
 
 
+_ANY = cs.complement(cs.normalize([]))
+
+
+def length_only(pattern: str) -> tuple[int, int | None] | None:
+    """``(minLength, maxLength)`` when a pattern says nothing but a length (``^[\\s\\S]{0,300}$``), else None.
+
+    Schemas generated from validators (zod's ``.max(300)`` beside ``.regex(...)``) write a length as a
+    pattern; as a length it merges with another pattern in ``allOf``, where two patterns cannot.
+    """
+    try:
+        branches = split_anchors(parse(pattern))
+    except RegexError:
+        return None
+    if len(branches) != 1:
+        return None
+    start, body, end = branches[0]
+    if not (start and end):
+        return None
+    if isinstance(body, Chars) and body.set == _ANY:
+        return 1, 1
+    if isinstance(body, Repeat) and isinstance(body.item, Chars) and body.item.set == _ANY:
+        return body.lo, body.hi
+    return None
+
+
 # --- the same language as a Python regex (for the validator) ----------------------------------
 
 def _py_char(cp: int) -> str:

@@ -3,6 +3,7 @@
 import pytest
 
 from oaiproxy.grammar import schema_to_gbnf
+from oaiproxy.grammar.errors import SchemaError
 from tests.gbnf_oracle import accepts
 from tests.grammar.helpers import check
 
@@ -256,6 +257,18 @@ def test_all_of_merges_objects():
           invalid=[{"a": "x"}, {"a": "long", "b": 1}, {"a": "x", "b": -1}])
     check({"allOf": [{"type": "integer", "minimum": 0}, {"maximum": 5}]}, valid=[0, 5], invalid=[-1, 6])
     check({"allOf": [{"type": ["string", "integer"]}, {"type": "integer"}]}, valid=[1], invalid=["a"])
+
+
+def test_all_of_a_pattern_and_a_length_pattern():
+    """Claude Code's SendMessage.to (zod's ``.regex()`` beside ``.max(300)``): the length-only pattern merges as
+    maxLength; two patterns that are not lengths are still refused."""
+    one_line = {"type": "string", "allOf": [{"pattern": "^[^\\n\\r]*$"}, {"pattern": "^[\\s\\S]{0,5}$"}]}
+    check(one_line, valid=["", "main", "a b c"], invalid=["a\nb", "sixsix", "x\r"])
+    check({"allOf": [{"type": "string", "pattern": "^[\\s\\S]{2,}$"}, {"pattern": "^a+$"}]},
+          valid=["aa", "aaaa"], invalid=["a", "ab"])
+    with pytest.raises(SchemaError) as err:
+        schema_to_gbnf({"allOf": [{"type": "string", "pattern": "^a"}, {"pattern": "b$"}]})
+    assert err.value.keyword == "pattern"
 
 
 def test_refs_defs_and_recursion():
