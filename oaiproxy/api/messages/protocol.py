@@ -80,7 +80,10 @@ ContentBlockParam = Annotated[
 
 
 class MessageParam(LenientModel):
-    role: Literal["user", "assistant"]
+    """A turn; ``system`` is a mid-conversation system message (text only), as Claude Code 2.1 sends after the
+    first user turn."""
+
+    role: Literal["user", "assistant", "system"]
     content: str | list[ContentBlockParam]
 
     @model_validator(mode="after")
@@ -93,6 +96,8 @@ class MessageParam(LenientModel):
                 raise ValueError(f"a user message cannot hold a '{block.type}' block (the assistant's)")
             if self.role == "assistant" and isinstance(block, (ToolResultBlockParam, ImageBlockParam)):
                 raise ValueError(f"an assistant message cannot hold a '{block.type}' block")
+            if self.role == "system" and not isinstance(block, TextBlockParam):
+                raise ValueError(f"a system message holds text blocks only, not a '{block.type}' block")
         return self
 
 

@@ -211,6 +211,9 @@ def _messages(req: CountTokensRequest) -> tuple[list[dict[str, Any]], list[Origi
     call_names: dict[str, str] = {}
     turns: list[_Turn] = []
     for i, msg in enumerate(req.messages):
+        if msg.role == "system" and (not turns or turns[-1].role != "user"):
+            raise BadRequest("a system message in 'messages' must follow a user turn (the first instructions "
+                             "go in 'system')", param=f"messages[{i}].role", code="invalid_value")
         turn = _read_turn(i, msg, call_names)
         if turns and turns[-1].role == turn.role:  # Anthropic merges consecutive turns of one role
             last = turns[-1]
@@ -234,7 +237,7 @@ def _messages(req: CountTokensRequest) -> tuple[list[dict[str, Any]], list[Origi
             messages.append(out)
             origins.append(Origin(turn.where, tuple(at for _, at in turn.calls)))
         elif turn.texts:
-            messages.append({"role": "user", "content": TURN_SEPARATOR.join(turn.texts)})
+            messages.append({"role": turn.role, "content": TURN_SEPARATOR.join(turn.texts)})
             origins.append(Origin(turn.where))
     return messages, origins
 

@@ -126,6 +126,22 @@ async def test_history_with_tool_use_and_results(stand_in_proxy: Proxy) -> None:
     assert "Error: no such city" in stand_in_proxy.script.bodies[-1]["prompt"]
 
 
+async def test_a_system_message_after_a_user_turn(stand_in_proxy: Proxy) -> None:
+    """Claude Code 2.1 sends its environment as a ``system`` message after the first user turn."""
+    await stand_in_proxy.sdk.messages.create(model=MODEL, max_tokens=9, messages=[
+        {"role": "user", "content": "List the files."},
+        {"role": "system", "content": [{"type": "text", "text": "# Environment: /tmp/work"}]}],
+        system="Be terse.")
+    prompt = stand_in_proxy.script.bodies[-1]["prompt"]
+    assert prompt.index("Be terse.") < prompt.index("List the files.") < prompt.index("# Environment: /tmp/work")
+    status, error = await _error(stand_in_proxy, {"model": MODEL, "max_tokens": 5, "messages": [
+        *USER, {"role": "assistant", "content": "ok"}, {"role": "system", "content": "x"}]})
+    assert status == 400 and "messages[2].role" in error["message"]
+    status, error = await _error(stand_in_proxy, {"model": MODEL, "max_tokens": 5, "messages": [
+        *USER, {"role": "system", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "x"}]}]})
+    assert status == 400 and "messages[1]" in error["message"]
+
+
 async def test_count_tokens_counts_the_planned_prompt(stand_in_proxy: Proxy) -> None:
     plain = await stand_in_proxy.sdk.messages.count_tokens(model=MODEL, messages=USER)
     with_tools = await stand_in_proxy.sdk.messages.count_tokens(model=MODEL, messages=USER, tools=[WEATHER])
@@ -221,7 +237,7 @@ async def test_a_failure_mid_stream_is_an_error_event(stand_in_proxy: Proxy) -> 
     assert payload["type"] == "error" and payload["error"]["type"] == "api_error"
     with pytest.raises(anthropic.APIStatusError):
         async with stand_in_proxy.sdk.messages.stream(model=MODEL, max_tokens=50, messages=USER,
-                                                      tools=[WEATHER]) as stream:  # type: ignore[list-item]
+                                                      tools=[WEATHER]) as stream:
             await stream.get_final_message()
 
 
