@@ -12,8 +12,9 @@ MAX_SCHEMA_NODES = 100_000
 MAX_RULES = 5_000
 MAX_GRAMMAR_CHARS = 1_000_000
 MAX_ENUM = 1_000
-MAX_COUNT = 100_000
-"""Largest minLength/maxLength/minItems/maxItems honoured."""
+MAX_COUNT = 1_000_000
+"""Largest minLength/maxLength/minItems/maxItems honoured: at most DIRECT_REPEAT chunks of DIRECT_REPEAT, so
+each ``x{m,n}`` stays within llama.cpp's 2000 (Claude Code's Workflow tool bounds a script at 524 288)."""
 MAX_BOUND_DIGITS = 40
 """Longest integer/decimal bound (digits) accepted for minimum/maximum."""
 DIRECT_REPEAT = 1_000
