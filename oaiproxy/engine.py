@@ -143,6 +143,8 @@ class Result:
     logprobs: tuple[TokenProb, ...] = ()
     #: a thinking model's reasoning, apart from the content (None: it did not reason)
     reasoning: str | None = None
+    #: the client's stop string that ended generation, when one did (Anthropic's ``stop_sequence``)
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,8 @@ class Finished:
 
     finish_reason: str
     usage: TokenUsage
+    #: as :attr:`Result.stop_sequence`
+    stop_sequence: str | None = None
 
 
 StreamEvent = Started | ReasoningStep | Step | CallDone | Finished
@@ -216,9 +220,15 @@ def _cut_by(data: dict[str, Any], client_stops: tuple[str, ...]) -> str | None:
     """
     if _cut_short(data):
         return "length"
-    if data.get("stop_type") == "word" and data.get("stopping_word") in client_stops:
+    if client_stop(data, client_stops) is not None:
         return "stop"
     return None
+
+
+def client_stop(data: dict[str, Any], client_stops: tuple[str, ...]) -> str | None:
+    """The client's stop string llama-server stopped on, if it stopped on one."""
+    word = data.get("stopping_word")
+    return word if data.get("stop_type") == "word" and isinstance(word, str) and word in client_stops else None
 
 
 @dataclass(frozen=True)
@@ -449,7 +459,8 @@ class Engine:
         parsed, finish = self._settle(conv, parsed, _cut_by(data, sampling.stop))
         usage = _usage(data) if before is None else before.then(_usage(data))
         return Result(parsed=parsed, finish_reason=finish, usage=usage,
-                      logprobs=token_probs(data.get("completion_probabilities")), reasoning=reasoning)
+                      logprobs=token_probs(data.get("completion_probabilities")), reasoning=reasoning,
+                      stop_sequence=client_stop(data, sampling.stop))
 
     async def complete(self, conv: Conversation, sampling: Sampling, n: int = 1) -> list[Result]:
         """``n`` answers to one conversation, generated side by side (each its own seed when one is given)."""
@@ -543,7 +554,8 @@ class Engine:
             if not incremental:
                 for i, call in enumerate(settled.tool_calls):
                     yield CallDone(i, call)
-            yield Finished(finish, _usage(last) if before is None else before.then(_usage(last)))
+            yield Finished(finish, _usage(last) if before is None else before.then(_usage(last)),
+                           client_stop(last, sampling.stop))
         finally:
             await upstream.aclose()
 

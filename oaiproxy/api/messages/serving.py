@@ -78,13 +78,6 @@ def tool_use(call: ToolCall) -> ToolUseBlock:
     return ToolUseBlock(id=call.id, name=call.name, input=arguments)
 
 
-def _stop_sequence(item: object) -> str | None:
-    # Result.stop_sequence / Finished.stop_sequence: the engine patch in /work/notes/messages.md; until it
-    # lands there is no such field and a stop sequence reads as end_turn
-    value = getattr(item, "stop_sequence", None)
-    return value if isinstance(value, str) else None
-
-
 class MessagesEngine:
     """Serves Anthropic Messages for one model through its :class:`Engine` (the one Chat Completions uses)."""
 
@@ -112,7 +105,7 @@ class MessagesEngine:
         if result.parsed.content:
             content.append(TextBlock(text=result.parsed.content))
         content.extend(tool_use(call) for call in result.parsed.tool_calls)
-        sequence = _stop_sequence(result)
+        sequence = result.stop_sequence
         return Message(id=new_message_id(), content=content, model=self.core.model_id,
                        stop_reason=stop_reason(result.finish_reason, sequence), stop_sequence=sequence,
                        usage=usage(result.usage))
@@ -143,7 +136,7 @@ class MessagesEngine:
                     for out in blocks.close():
                         yield out
                     counts = usage(event.usage)
-                    sequence = _stop_sequence(event)
+                    sequence = event.stop_sequence
                     yield MessageDeltaEvent(
                         delta=MessageDelta(stop_reason=stop_reason(event.finish_reason, sequence),
                                            stop_sequence=sequence),

@@ -97,9 +97,11 @@ async def test_max_tokens_and_stop_sequences(stand_in_proxy: Proxy) -> None:
                                                    extra_body={"temperature": 0.5, "top_p": 0.9, "top_k": 7})
     body = stand_in_proxy.script.bodies[-1]
     assert "END" in body["stop"] and (body["temperature"], body["top_p"], body["top_k"]) == (0.5, 0.9, 7)
-    assert msg.stop_reason in ("stop_sequence", "end_turn")  # stop_sequence once the engine reports it
-    if msg.stop_reason == "stop_sequence":
-        assert msg.stop_sequence == "END"
+    assert msg.stop_reason == "stop_sequence" and msg.stop_sequence == "END"
+    async with stand_in_proxy.sdk.messages.stream(model=MODEL, max_tokens=9, messages=USER,
+                                                  stop_sequences=["END"]) as stream:
+        streamed = await stream.get_final_message()
+    assert streamed.stop_reason == "stop_sequence" and streamed.stop_sequence == "END"
 
 
 async def test_history_with_tool_use_and_results(stand_in_proxy: Proxy) -> None:
