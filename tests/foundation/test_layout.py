@@ -22,7 +22,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "dialects": ("api", "engine", "runtime", "server"),
     "validation": ("api", "dialects", "engine", "runtime", "server"),
     "runtime": ("api", "conversation", "dialects", "engine", "grammar", "server", "templating", "validation"),
-    "engine": ("api", "server"),
+    "engine": ("api", "server", "server_tools"),
+    # server-side tools (sources, executor, the loop) run on the engine; the API surfaces call them
+    "server_tools": ("api", "server", "cli"),
     "api": ("server", "cli"),
 }
 
