@@ -147,6 +147,14 @@ class LlamaServerClient:
             total_slots=data.get("total_slots"),
         )
 
+    async def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        """llama-server's ``/tokenize``: the token ids of ``text`` (BOS included when the model adds one)."""
+        answer = await self._post_json("/tokenize", {"content": text, "add_special": add_special})
+        tokens = answer.get("tokens") if isinstance(answer, dict) else None
+        if not isinstance(tokens, list):
+            raise UpstreamError("llama-server /tokenize answered without 'tokens'")
+        return tokens
+
     async def _post_json(self, path: str, body: dict[str, Any]) -> Any:
         try:
             async with self.session.post(self.base_url + path, json=body) as resp:

@@ -17,7 +17,6 @@ import asyncio
 import json
 import secrets
 from collections.abc import AsyncGenerator
-from typing import Any
 
 from oaiproxy.api.messages.protocol import (
     BlockDelta,
@@ -49,7 +48,7 @@ from oaiproxy.api.messages.translate import Translation, to_translation
 from oaiproxy.conversation.model import ToolCall
 from oaiproxy.dialects.base import ContentDelta, ToolCallDelta
 from oaiproxy.engine import CallDone, Engine, Finished, ReasoningStep, Started, Step, TokenUsage
-from oaiproxy.errors import APIError, UpstreamError
+from oaiproxy.errors import APIError
 
 #: the engine's finish reasons in Anthropic's terms ("stop" is end_turn or stop_sequence, see _stop_reason)
 STOP_REASONS: dict[str, StopReason] = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
@@ -158,11 +157,7 @@ class MessagesEngine:
         except APIError as exc:
             raise t.renamed(exc) from None
         # /completion adds BOS itself when the model asks for it, and the plan's prompt goes without it
-        data: Any = await self.core.client._post_json("/tokenize", {"content": plan.prompt, "add_special": True})
-        tokens = data.get("tokens") if isinstance(data, dict) else None
-        if not isinstance(tokens, list):
-            raise UpstreamError("llama-server /tokenize answered without 'tokens'")
-        return CountTokensResponse(input_tokens=len(tokens))
+        return CountTokensResponse(input_tokens=len(await self.core.client.tokenize(plan.prompt)))
 
 
 class _Blocks:
