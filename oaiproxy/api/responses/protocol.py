@@ -12,7 +12,7 @@ the offending field named; errors are OpenAI's error JSON
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, Discriminator, Field, Tag, field_validator
 
@@ -75,6 +75,12 @@ class FunctionCallItem(LenientModel):
     name: str
     arguments: str
     id: str | None = None
+    #: the namespace tool group the function belongs to, when it does
+    namespace: str | None = None
+
+    def tool_name(self) -> str:
+        """The conversation's name for the called tool (a namespaced one is ``namespace.name``)."""
+        return qualified_name(self.namespace, self.name) if self.namespace else self.name
 
     _arguments_as_json_text = field_validator("arguments", mode="before")(arguments_as_json_text)
 
@@ -143,6 +149,21 @@ class FunctionTool(LenientModel):
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+
+
+class NamespaceTool(LenientModel):
+    """Function tools grouped under one name (Codex CLI sends its sub-agent tools so); a call to one comes back
+    with the group's name as its ``namespace``."""
+
+    type: Literal["namespace"]
+    name: str = Field(pattern=_TOOL_NAME)
+    description: str | None = None
+    tools: list[dict[str, Any]] = Field(min_length=1)
+
+
+def qualified_name(namespace: str, name: str) -> str:
+    """The one tool name the conversation (and the model) knows a namespaced function by."""
+    return f"{namespace}.{name}"
 
 
 class HostedTool(LenientModel):
@@ -235,22 +256,54 @@ class ResponsesRequest(FieldRules, LenientModel):
         self.check_metadata()
 
     def function_tools(self) -> list[FunctionTool]:
-        """The function tools; any other tool type is a 400 naming it (the proxy cannot run it)."""
-        tools: list[FunctionTool] = []
+        """The function tools, a namespace's under their qualified names (:func:`qualified_name`); any other
+        tool type is a 400 naming it (the proxy cannot run it)."""
+        return [tool for tool, _, _ in self._function_tools()]
+
+    def namespaced(self) -> dict[str, tuple[str, str]]:
+        """Each namespaced function's qualified name → (namespace, name), to answer its calls as sent."""
+        return {tool.name: spelled for tool, spelled, _ in self._function_tools() if spelled is not None}
+
+    def tool_fields(self) -> dict[str, str]:
+        """Each function tool's name → where the request declares it (``tools[2]``, ``tools[4].tools[1]``)."""
+        return {tool.name: where for tool, _, where in self._function_tools()}
+
+    def _function_tools(self) -> list[tuple[FunctionTool, tuple[str, str] | None, str]]:
+        tools: list[tuple[FunctionTool, tuple[str, str] | None, str]] = []
         for i, raw in enumerate(self.tools or []):
             kind = raw.get("type") if isinstance(raw, dict) else None
-            if kind != "function":
-                raise BadRequest(f"tools[{i}] is a '{kind}' tool, which oaiproxy cannot run: only 'function' "
-                                 "tools are supported (the client runs them)", param=f"tools[{i}].type",
-                                 code="unsupported_tool")
-            try:
-                tools.append(parse_request(FunctionTool, raw))
-            except BadRequest as bad:
-                param = f"tools[{i}].{bad.param}"
-                raise BadRequest(bad.message.replace(f"'{bad.param}'", f"'{param}'", 1), param=param,
-                                 code=bad.code) from None
+            if kind == "namespace":
+                group = _parse_tool(NamespaceTool, raw, f"tools[{i}]")
+                for j, inner in enumerate(group.tools):
+                    where = f"tools[{i}].tools[{j}]"
+                    tool = _function_tool(inner, where)
+                    spelled = (group.name, tool.name)
+                    tools.append((tool.model_copy(update={"name": qualified_name(*spelled)}), spelled, where))
+            else:
+                tools.append((_function_tool(raw, f"tools[{i}]"), None, f"tools[{i}]"))
         return tools
 
+
+def _function_tool(raw: Any, where: str) -> FunctionTool:
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind != "function":
+        raise BadRequest(f"{where} is a '{kind}' tool, which oaiproxy cannot run: only 'function' tools "
+                         "(alone or in a 'namespace') are supported (the client runs them)", param=f"{where}.type",
+                         code="unsupported_tool")
+    return _parse_tool(FunctionTool, raw, where)
+
+
+_Tool = TypeVar("_Tool", FunctionTool, NamespaceTool)
+
+
+def _parse_tool(model: type[_Tool], raw: Any, where: str) -> _Tool:
+    try:
+        parsed: _Tool = parse_request(model, raw)
+    except BadRequest as bad:
+        param = f"{where}.{bad.param}"
+        raise BadRequest(bad.message.replace(f"'{bad.param}'", f"'{param}'", 1), param=param,
+                         code=bad.code) from None
+    return parsed
 
 
 # ---------------------------------------------------------------- response
@@ -277,6 +330,8 @@ class OutputFunctionCall(BaseModel):
     name: str
     arguments: str
     status: Literal["in_progress", "completed", "incomplete"]
+    #: the namespace tool group of the called function (left out for a plain function tool)
+    namespace: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class ReasoningText(BaseModel):

@@ -62,9 +62,21 @@ def _usage(usage: TokenUsage) -> ResponseUsage:
                          total_tokens=usage.prompt_tokens + usage.completion_tokens)
 
 
-def _call_item(call: ToolCall, status: str = "completed", item_id: str | None = None) -> OutputFunctionCall:
-    return OutputFunctionCall(id=item_id or _new_id("fc"), call_id=call.id, name=call.name,
-                              arguments=call.arguments, status=status)  # type: ignore[arg-type]
+#: a namespaced function's qualified name → (namespace, name), from :meth:`ResponsesRequest.namespaced`
+Namespaced = dict[str, tuple[str, str]]
+
+
+def _call_item(call: ToolCall, namespaced: Namespaced, status: str = "completed") -> OutputFunctionCall:
+    item = OutputFunctionCall(id=_new_id("fc"), call_id=call.id, name=call.name, arguments=call.arguments,
+                              status=status)  # type: ignore[arg-type]
+    return _spelled(item, namespaced)
+
+
+def _spelled(item: OutputFunctionCall, namespaced: Namespaced) -> OutputFunctionCall:
+    """A call to a namespaced function as the client declared it: its own name and the ``namespace``."""
+    if item.name in namespaced:
+        item.namespace, item.name = namespaced[item.name]
+    return item
 
 
 class ResponsesEngine:
@@ -103,7 +115,8 @@ class ResponsesEngine:
         if result.parsed.content:
             output.append(OutputMessage(id=_new_id("msg"), status=status,  # type: ignore[arg-type]
                                         content=[OutputText(text=result.parsed.content)]))
-        output.extend(_call_item(call) for call in result.parsed.tool_calls)
+        namespaced = req.namespaced()
+        output.extend(_call_item(call, namespaced) for call in result.parsed.tool_calls)
         response = self._shell(req, _new_id("resp"), int(time.time()), status)
         response.output = output
         response.incomplete_details = IncompleteDetails(reason="max_output_tokens") if incomplete else None
@@ -115,7 +128,7 @@ class ResponsesEngine:
     async def stream(self, req: ResponsesRequest) -> AsyncGenerator[StreamEvent, None]:
         """The Responses event sequence; a failure after the start is an ``error`` event, then the end."""
         conv, sampling = await asyncio.to_thread(self.translate, req)
-        writer = _StreamWriter(self._shell(req, _new_id("resp"), int(time.time()), "in_progress"))
+        writer = _StreamWriter(self._shell(req, _new_id("resp"), int(time.time()), "in_progress"), req.namespaced())
         events = self.core.stream(conv, sampling)
         try:
             async for event in events:
@@ -133,8 +146,9 @@ class ResponsesEngine:
 class _StreamWriter:
     """Turns the engine's neutral events into Responses events, keeping the output items open in order."""
 
-    def __init__(self, shell: Response) -> None:
+    def __init__(self, shell: Response, namespaced: Namespaced) -> None:
         self.response = shell
+        self.namespaced = namespaced
         self.started = False
         self._number = 0
         #: the open message item (its index in output, its text so far)
@@ -239,8 +253,9 @@ class _StreamWriter:
         out: list[StreamEvent] = []
         if ev.index not in self._calls:
             out += self._close_reasoning() + self._close_message()
-            item = OutputFunctionCall(id=_new_id("fc"), call_id=ev.id or _new_id("call"), name=ev.name or "",
-                                      arguments="", status="in_progress")
+            item = _spelled(OutputFunctionCall(id=_new_id("fc"), call_id=ev.id or _new_id("call"),
+                                               name=ev.name or "", arguments="", status="in_progress"),
+                            self.namespaced)
             index, added = self._add_item(item)
             self._calls[ev.index] = (index, item)
             out.append(added)
@@ -260,7 +275,7 @@ class _StreamWriter:
 
     def _whole_call(self, call: ToolCall) -> list[StreamEvent]:
         out = self._close_reasoning() + self._close_message()
-        item = _call_item(call, "in_progress")
+        item = _call_item(call, self.namespaced, "in_progress")
         item.arguments = ""
         index, added = self._add_item(item)
         out.append(added)

@@ -70,7 +70,7 @@ def _messages(req: ResponsesRequest) -> tuple[list[dict[str, Any]], Sources]:
                 sources.append(i)
             open_turn.setdefault("tool_calls", []).append(
                 {"id": item.call_id, "type": "function",
-                 "function": {"name": item.name, "arguments": item.arguments}})
+                 "function": {"name": item.tool_name(), "arguments": item.arguments}})
         elif isinstance(item, FunctionCallOutputItem):
             try:
                 text = item.text()
@@ -121,13 +121,14 @@ _TOOL_PARAM = re.compile(r"^tools\[(\d+)\]\.function")
 _RENAMED = {"reasoning_effort": "reasoning.effort"}
 
 
-def _renamed(param: str | None, sources: Sources, req: ResponsesRequest) -> str | None:
-    """A Chat Completions field name from the shared checks, as this API names it."""
+def _renamed(param: str | None, sources: Sources, tool_fields: list[str], req: ResponsesRequest) -> str | None:
+    """A Chat Completions field name from the shared checks, as this API names it (``tool_fields``: where the
+    request declares each of the conversation's tools)."""
     if param is None:
         return None
     if param in _RENAMED:
         return _RENAMED[param]
-    param = _TOOL_PARAM.sub(lambda m: f"tools[{m.group(1)}]", param)
+    param = _TOOL_PARAM.sub(lambda m: tool_fields[int(m.group(1))], param)
     found = _MESSAGE_PARAM.match(param)
     if found:
         source = sources[int(found.group(1))]
@@ -155,7 +156,8 @@ def to_conversation(req: ResponsesRequest, *, tool_extra_keys: bool = False) -> 
     try:
         return check_conversation(conv)
     except BadRequest as exc:
-        renamed = _renamed(exc.param, sources, req)
+        fields = req.tool_fields()
+        renamed = _renamed(exc.param, sources, [fields[t.name] for t in conv.tools], req)
         if renamed != exc.param and exc.param is not None and renamed is not None:
             exc.message = exc.message.replace(exc.param, renamed)
             exc.param = renamed

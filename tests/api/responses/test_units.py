@@ -90,6 +90,11 @@ def test_text_format_json_schema_is_the_response_format() -> None:
     ({"tools": [{**WEATHER, "parameters": {"type": "object", "properties": {"city": {"type": "nope"}}}}]},
      "tools[0].parameters", "tools[0].parameters"),
     ({"tools": [{**WEATHER, "name": "bad name"}]}, "tools[0].name", "tools[0].name"),
+    ({"tools": [{"type": "namespace", "name": "crm", "tools": [WEATHER, {"type": "custom", "name": "x"}]}]},
+     "tools[0].tools[1].type", "'custom' tool"),
+    ({"tools": [{"type": "namespace", "name": "crm", "tools": [{**WEATHER, "parameters": {"type": "nope"}}]}]},
+     "tools[0].tools[0].parameters", "tools[0].tools[0].parameters"),
+    ({"tools": [{"type": "namespace", "name": "crm", "tools": []}]}, "tools[0].tools", "tools[0].tools"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "name": "missing"}}, "tool_choice", "missing"),
     ({"tools": [WEATHER], "tool_choice": {"type": "allowed_tools", "mode": "auto",
                                           "tools": [{"type": "function", "name": "nope"}]}},
@@ -121,7 +126,8 @@ class _Core:
 
 def writer(**body: Any) -> _StreamWriter:
     req = parse_request(ResponsesRequest, {"input": "x", **body})
-    return _StreamWriter(ResponsesEngine(_Core())._shell(req, "resp_1", 0, "in_progress"))  # type: ignore[arg-type]
+    return _StreamWriter(ResponsesEngine(_Core())._shell(req, "resp_1", 0, "in_progress"),  # type: ignore[arg-type]
+                         req.namespaced())
 
 
 def run(w: _StreamWriter, events: list[Any]) -> list[Any]:
@@ -194,3 +200,35 @@ def test_reasoning_comes_first_as_its_own_item() -> None:
     assert [i.type for i in final.output] == ["reasoning", "message"]
     assert final.output[0].content[0].text == "Let me think." and final.output[1].content[0].text == "Hi"
     assert final.usage.output_tokens_details.reasoning_tokens == 6
+
+
+AGENTS = {"type": "namespace", "name": "agents", "description": "Sub-agents",
+          "tools": [{**WEATHER, "name": "spawn"}, WEATHER]}
+
+
+def test_a_namespace_tool_lends_its_functions_qualified_names() -> None:
+    """Codex CLI's sub-agent tools: a namespace's functions are tools of their own, named ``namespace.name``, so
+    they never clash with a plain tool of the same name; a past call carries its namespace back."""
+    c = conv(input=[{"role": "user", "content": "Go"},
+                    {"type": "function_call", "call_id": "c1", "name": "spawn", "namespace": "agents",
+                     "arguments": '{"city": "Paris"}'},
+                    {"type": "function_call_output", "call_id": "c1", "output": "ok"}],
+             tools=[WEATHER, AGENTS], tool_choice={"type": "function", "name": "agents.get_weather"})
+    assert [t.name for t in c.tools] == ["get_weather", "agents.spawn", "agents.get_weather"]
+    assert c.messages[1]["tool_calls"][0]["function"]["name"] == "agents.spawn"
+    assert c.tool_choice == NamedToolChoice("agents.get_weather")
+
+
+def test_calls_to_namespaced_functions_come_back_with_their_namespace() -> None:
+    w = writer(tools=[WEATHER, AGENTS])
+    events = run(w, [Started(), CallDone(0, ToolCall("call_1", "agents.spawn", '{"city": "Paris"}')),
+                     CallDone(1, ToolCall("call_2", "get_weather", '{"city": "Rome"}')),
+                     Finished("tool_calls", TokenUsage(3, 9))])
+    done = [e.item.model_dump(mode="json") for e in events if e.type == "response.output_item.done"]
+    assert [(d["name"], d.get("namespace")) for d in done] == [("spawn", "agents"), ("get_weather", None)]
+    assert "namespace" not in done[1]  # a plain function's call has no namespace key
+    incremental = run(writer(tools=[AGENTS]), [Started(), Step((ToolCallDelta(0, id="call_1", name="agents.spawn",
+                                                                              arguments='{"city": "P"}'),)),
+                                               Finished("tool_calls", TokenUsage(3, 9))])
+    added = next(e for e in incremental if e.type == "response.output_item.added")
+    assert (added.item.name, added.item.namespace) == ("spawn", "agents")
