@@ -126,8 +126,6 @@ CODEX_CONFIG = """\
 model = "{model}"
 model_provider = "local"
 web_search = "disabled"
-[agents]
-enabled = false
 [model_providers.local]
 name = "local"
 base_url = "{base_url}/v1"
