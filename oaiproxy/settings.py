@@ -123,6 +123,9 @@ class Settings(BaseSettings):
         "Most tokens a thinking model may reason before its answer; then the reasoning is closed and the "
         "answer or call follows (0: no reasoning; default: unlimited within max_tokens). A request's "
         "reasoning_effort lowers it: minimal 256, low 1024, medium 4096, none 0."))
+    tools: Path | None = Field(default=None, description=(
+        "YAML file of server-side tools (OpenAPI services, MCP servers) and the brains that run them; "
+        "watched and reloaded on change (docs/server-tools.md)."))
     config: Path | None = Field(default=None, description=(
         "YAML file with any of these options (command line and environment win)."))
 
