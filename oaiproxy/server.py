@@ -19,6 +19,7 @@ from oaiproxy.runtime.default_model import default_model_path
 from oaiproxy.runtime.gguf_meta import read_metadata
 from oaiproxy.runtime.llama_server import ManagedServer, ServerOptions, find_server_binary, plan_context
 from oaiproxy.runtime.upstream import Admission, LlamaServerClient
+from oaiproxy.server_tools.catalog import ToolCatalog
 from oaiproxy.settings import ConfigError, Settings
 from oaiproxy.templating.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate, TemplateError
 
@@ -104,6 +105,7 @@ class Proxy:
         self.client: LlamaServerClient | None = None
         self.runner: web.AppRunner | None = None
         self.state: ProxyState | None = None
+        self.catalog: ToolCatalog | None = None
         self.embedding_backend = EmbeddingBackend.from_settings(settings)
 
     async def start(self) -> None:
@@ -138,12 +140,21 @@ class Proxy:
         log.info("model %s, style %s, %s template", info.model_id, engine.style.name,
                  "default" if info.is_default_template else "model's own")
         ids = [info.model_id]
+        if s.tools is not None:
+            self.catalog = await ToolCatalog.open(s.tools)
+            clash = sorted(set(self.catalog.snapshot.brains) & {info.model_id})
+            if clash:
+                raise ConfigError(f"--tools: brain '{clash[0]}' has the served model's id; rename the brain")
+            await self.catalog.start()
+            log.info("server tools: %d from %s, brains: %s", len(self.catalog.snapshot.tools), s.tools,
+                     ", ".join(self.catalog.snapshot.brains) or "none")
         if self.embedding_backend is not None:
             await self.embedding_backend.start(model_path, self.client)
         self.state = ProxyState(engine=engine, client=self.client, model_ids=ids, managed=self.managed,
                                 api_key=s.api_key, cors_origins=s.cors_origin, request_timeout=s.request_timeout,
                                 embeddings=self.embedding_backend.engine if self.embedding_backend else None,
-                                embedding_managed=self.embedding_backend.managed if self.embedding_backend else None)
+                                embedding_managed=self.embedding_backend.managed if self.embedding_backend else None,
+                                catalog=self.catalog)
         self.runner = web.AppRunner(create_app(self.state, max_body_bytes=s.max_body_bytes),
                                     handler_cancellation=True, access_log=None)
         await self.runner.setup()
@@ -166,6 +177,8 @@ class Proxy:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.catalog is not None:
+            await self.catalog.stop()
         if self.client is not None:
             await self.client.close()
         if self.managed is not None:

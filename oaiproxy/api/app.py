@@ -44,6 +44,7 @@ from oaiproxy.errors import (
 )
 from oaiproxy.runtime.llama_server import ManagedServer
 from oaiproxy.runtime.upstream import LlamaServerClient
+from oaiproxy.server_tools.catalog import ToolCatalog
 
 log = logging.getLogger("oaiproxy.app")
 
@@ -66,6 +67,8 @@ class ProxyState:
     #: None when neither --embedding-model nor --embedding-endpoint is set
     embeddings: EmbeddingEngine | None = None
     embedding_managed: ManagedServer | None = None
+    #: the ``--tools`` file's sources and brains (None: no server tools)
+    catalog: ToolCatalog | None = None
 
     def __post_init__(self) -> None:
         if self.completions is None:
@@ -73,11 +76,15 @@ class ProxyState:
 
     @property
     def all_model_ids(self) -> list[str]:
-        """Chat model first, then the embedding model if it is a different one."""
+        """Chat model first, then the embedding model if it is a different one, then the brains."""
         ids = list(self.model_ids)
         if self.embeddings is not None and self.embeddings.model_id not in ids:
             ids.append(self.embeddings.model_id)
-        return ids
+        return ids + [b for b in self.brain_names if b not in ids]
+
+    @property
+    def brain_names(self) -> list[str]:
+        return list(self.catalog.snapshot.brains) if self.catalog is not None else []
 
     def check_model(self, model: str | None) -> None:
         """A 404 unless ``model`` (when given) is the chat model."""
@@ -219,7 +226,8 @@ def _key_matches(request: web.Request, key: str) -> bool:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.app[STATE].api_key
-    if key and request.path.startswith("/v1/") and request.method != "OPTIONS" and not _key_matches(request, key):
+    guarded = request.path.startswith("/v1/")
+    if key and guarded and request.method != "OPTIONS" and not _key_matches(request, key):
         if wire_for(request.path) is ANTHROPIC_WIRE:
             raise AuthenticationFailed("Incorrect or missing API key. Send it as 'x-api-key: KEY' "
                                        "(or 'Authorization: Bearer KEY').")
@@ -402,6 +410,14 @@ def api_route(route: APIRoute) -> Handler:
     return handler
 
 
+async def list_tools(request: web.Request) -> web.Response:
+    """``GET /v1/tools``: the server tools loaded, where from, what failed, and the brains."""
+    catalog = request.app[STATE].catalog
+    if catalog is None:
+        return json_response({"object": "list", "file": None, "sources": [], "data": [], "brains": []})
+    return json_response(catalog.listing())
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     from oaiproxy.api.openapi import openapi_document  # built on first use: it walks every pydantic model
 
@@ -415,6 +431,7 @@ def create_app(state: ProxyState, *, max_body_bytes: int) -> web.Application:
     app[MAX_BODY] = max_body_bytes
     app.on_response_prepare.append(add_cors_headers)
     app.router.add_get("/health", health)
+    app.router.add_get("/v1/tools", list_tools)
     app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model_id:.+}", get_model)

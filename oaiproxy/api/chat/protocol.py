@@ -174,6 +174,11 @@ class ChatCompletionRequest(SamplingChecks, FieldRules, LenientModel):
     chat_template_kwargs: dict[str, Any] | None = Field(
         default=None, description="Extra variables for the model's chat template (e.g. `enable_thinking: false`), "
                                   "as llama-server and vLLM accept them.")
+    server_tools: list[str] | None = Field(
+        default=None, description="oaiproxy extension: server-side tools (source namespaces or tool names of the "
+                                  "`--tools` file, as `GET /v1/tools` lists them) the proxy runs itself in a loop "
+                                  "before it answers; the steps come back in `steps`. A brain's model id does the "
+                                  "same with the brain's tools. See docs/server-tools.md.")
 
     # -- the pre-tools fields: translated to tools/tool_choice, answered in their own shape
     functions: list[FunctionDefinition] | None = Field(
@@ -317,6 +322,31 @@ class Choice(BaseModel):
     finish_reason: FinishReason
 
 
+class StepResult(BaseModel):
+    """What one server call gave back."""
+
+    tool_call_id: str
+    name: str
+    content: str
+    content_type: str
+    is_error: bool
+    duration_ms: int
+
+
+def _absent_when_none(value: Any) -> bool:
+    return value is None
+
+
+class ToolStep(BaseModel):
+    """oaiproxy extension: one step of the proxy's agent loop. ``tool_calls``: round ``round`` called these
+    server tools, which run next; ``tool_results``: what they gave back, fed to the model's next round."""
+
+    type: Literal["tool_calls", "tool_results"]
+    round: int
+    tool_calls: list[ResponseToolCall] | None = Field(default=None, exclude_if=_absent_when_none)
+    results: list[StepResult] | None = Field(default=None, exclude_if=_absent_when_none)
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -325,6 +355,8 @@ class ChatCompletion(BaseModel):
     system_fingerprint: str | None = None
     choices: list[Choice]
     usage: Usage
+    #: oaiproxy extension: the server-tool steps that led to the answer (only when server tools ran)
+    steps: list[ToolStep] | None = Field(default=None, exclude_if=_absent_when_none)
 
 
 class DeltaFunction(BaseModel):
@@ -367,6 +399,8 @@ class ChatCompletionChunk(BaseModel):
     system_fingerprint: str | None = None
     choices: list[ChunkChoice]
     usage: Usage | None = None
+    #: oaiproxy extension: a server-tool step as it happens (in a chunk of its own, with no choices)
+    step: ToolStep | None = Field(default=None, exclude_if=_absent_when_none)
 
 
 __all__ = [
@@ -374,5 +408,5 @@ __all__ = [
     "ContentPart", "Delta", "DeltaFunction", "DeltaToolCall", "FinishReason", "FunctionCall",
     "FunctionDefinition", "JSONSchemaFormat", "Message", "MessageToolCall", "NamedFunction",
     "NamedToolChoiceModel", "OtherPart", "ResponseFormatModel", "ResponseFunction", "ResponseMessage",
-    "ResponseToolCall", "TextPart", "TokenLogprob", "Tool", "TopLogprob",
+    "ResponseToolCall", "StepResult", "TextPart", "TokenLogprob", "Tool", "ToolStep", "TopLogprob",
 ]

@@ -1,5 +1,6 @@
 """``POST /v1/chat/completions``: the body checked and translated (legacy ``functions`` included),
-then handed to :class:`oaiproxy.api.chat.serving.ChatEngine`; :mod:`oaiproxy.api.app` sends the reply."""
+then handed to :class:`oaiproxy.api.chat.serving.ChatEngine`, with the agent loop's plan when the model is
+a brain or the request names ``server_tools``; :mod:`oaiproxy.api.app` sends the reply."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aiohttp import web
 from oaiproxy.api.chat import legacy_functions
 from oaiproxy.api.chat.protocol import ChatCompletionRequest
 from oaiproxy.api.protocol import parse_request
+from oaiproxy.server_tools.plan import plan_loop
 
 if TYPE_CHECKING:
     from oaiproxy.api.app import ProxyState, Reply
@@ -17,14 +19,17 @@ if TYPE_CHECKING:
 
 async def chat_completions(request: web.Request, state: ProxyState, body: Any) -> Reply:
     req: ChatCompletionRequest = parse_request(ChatCompletionRequest, body)
-    state.check_model(req.model)
+    snapshot = state.catalog.snapshot if state.catalog is not None else None  # once: a reload changes nothing here
+    loop = plan_loop(snapshot, req.model, req.server_tools)
+    if loop is None or loop.brain is None:
+        state.check_model(req.model)
     req.check_supported()
     state.log_bookkeeping(request, req.bookkeeping())
     legacy = req.functions is not None
     req = legacy_functions.to_tools_request(req)
     state.check_upstream(state.managed)
     if not req.stream:
-        work = state.engine.complete(req)
+        work = state.engine.complete(req, loop)
         return legacy_functions.complete(work) if legacy else work
-    chunks = state.engine.stream(req)
+    chunks = state.engine.stream(req, loop)
     return legacy_functions.stream(chunks) if legacy else chunks

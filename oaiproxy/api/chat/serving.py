@@ -27,7 +27,9 @@ from oaiproxy.api.chat.protocol import (
     ResponseFunction,
     ResponseMessage,
     ResponseToolCall,
+    StepResult,
     TokenLogprob,
+    ToolStep,
     TopLogprob,
 )
 from oaiproxy.api.chat.translate import to_conversation
@@ -37,6 +39,8 @@ from oaiproxy.dialects.base import ContentDelta, GenerationPlan, Style, ToolCall
 from oaiproxy.engine import CallDone, Engine, Finished, ReasoningStep, Sampling, Started, Step, TokenProb, TokenUsage
 from oaiproxy.errors import BadRequest
 from oaiproxy.runtime.upstream import LlamaServerClient
+from oaiproxy.server_tools.loop import LoopStep, ToolCallsStep, ToolLoop, ToolResultsStep
+from oaiproxy.server_tools.plan import LoopPlan
 from oaiproxy.templating.chat_template import ChatTemplate
 
 
@@ -65,6 +69,19 @@ def _usage(usage: TokenUsage, completion_tokens: int | None = None) -> Usage:
     return Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=completion,
                  total_tokens=usage.prompt_tokens + completion,
                  prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens))
+
+
+def tool_step(step: LoopStep) -> ToolStep:
+    """A step of the agent loop in the extension's shape."""
+    if isinstance(step, ToolCallsStep):
+        return ToolStep(type="tool_calls", round=step.round, tool_calls=[
+            ResponseToolCall(id=c.id, function=ResponseFunction(name=c.name, arguments=c.arguments))
+            for c in step.calls])
+    return ToolStep(type="tool_results", round=step.round, results=[
+        StepResult(tool_call_id=r.call.id, name=r.call.name, content=r.result.content,
+                   content_type=r.result.content_type, is_error=r.result.is_error,
+                   duration_ms=round(r.duration * 1000))
+        for r in step.runs])
 
 
 class ChatEngine:
@@ -99,8 +116,16 @@ class ChatEngine:
 
     # ------------------------------------------------------------ planning
 
-    def translate(self, req: ChatCompletionRequest) -> tuple[Conversation, Sampling]:
-        return to_conversation(req, tool_extra_keys=self.core.tool_extra_keys), to_sampling(req)
+    def translate(self, req: ChatCompletionRequest, loop: LoopPlan | None = None) -> tuple[Conversation, Sampling]:
+        """The request in the engine's terms; with a ``loop``, its server tools and brain added."""
+        conv = to_conversation(req, tool_extra_keys=self.core.tool_extra_keys,
+                               server_tools=loop.specs if loop is not None else ())
+        if loop is not None:
+            if req.n > 1:
+                raise BadRequest("n > 1 is not supported with server tools", param="n")
+            conv = loop.conversation(conv, user=req.user, choice_given=req.tool_choice is not None)
+            return conv, loop.sampling(to_sampling(req))
+        return conv, to_sampling(req)
 
     def plan(self, req: ChatCompletionRequest) -> tuple[Conversation, GenerationPlan, dict[str, Any]]:
         """The conversation, the style's plan and the exact ``/completion`` body for ``req``."""
@@ -108,15 +133,22 @@ class ChatEngine:
         plan, body = self.core.plan(conv, sampling)
         return conv, plan, body
 
-    async def _translate_async(self, req: ChatCompletionRequest) -> tuple[Conversation, Sampling]:
+    async def _translate_async(self, req: ChatCompletionRequest,
+                               loop: LoopPlan | None = None) -> tuple[Conversation, Sampling]:
         # a worker thread: checking a big schema may take a while, and the event loop keeps serving
-        return await asyncio.to_thread(self.translate, req)
+        return await asyncio.to_thread(self.translate, req, loop)
 
     # ------------------------------------------------------------ answers
 
-    async def complete(self, req: ChatCompletionRequest) -> ChatCompletion:
-        conv, sampling = await self._translate_async(req)
-        results = await self.core.complete(conv, sampling, req.n)
+    async def complete(self, req: ChatCompletionRequest, loop: LoopPlan | None = None) -> ChatCompletion:
+        """The answer; with a ``loop``, the one the model reached after the proxy ran its server tools."""
+        conv, sampling = await self._translate_async(req, loop)
+        steps: list[ToolStep] | None = None
+        if loop is None:
+            results = await self.core.complete(conv, sampling, req.n)
+        else:
+            run = await ToolLoop(self.core, loop.tools, max_iterations=loop.max_iterations).complete(conv, sampling)
+            results, steps = [run.result], [tool_step(step) for step in run.steps]
         choices = []
         for i, res in enumerate(results):
             calls = [ResponseToolCall(id=tc.id, function=ResponseFunction(name=tc.name, arguments=tc.arguments))
@@ -129,16 +161,22 @@ class ChatEngine:
                 finish_reason=res.finish_reason,  # type: ignore[arg-type]
             ))
         completion = sum(r.usage.completion_tokens for r in results)
-        return ChatCompletion(id=new_completion_id(), created=int(time.time()), model=self.core.model_id,
-                              choices=choices, usage=_usage(results[0].usage, completion))
+        return ChatCompletion(id=new_completion_id(), created=int(time.time()), model=self._answering(loop),
+                              choices=choices, usage=_usage(results[0].usage, completion), steps=steps)
 
-    async def stream(self, req: ChatCompletionRequest) -> AsyncGenerator[ChatCompletionChunk, None]:
+    def _answering(self, loop: LoopPlan | None) -> str:
+        """The model id an answer names: the brain's when one answered."""
+        return loop.brain_name if loop is not None and loop.brain_name else self.core.model_id
+
+    async def stream(self, req: ChatCompletionRequest,
+                     loop: LoopPlan | None = None) -> AsyncGenerator[ChatCompletionChunk, None]:
         """Chunks in OpenAI's order: role, reasoning deltas (a thinking model's ``reasoning_content``),
-        content/tool-call deltas, finish_reason, optional usage."""
+        content/tool-call deltas, finish_reason, optional usage; with a ``loop``, a ``step`` chunk (no
+        choices) for each step of the server tools as it happens."""
         if req.n > 1:
             raise BadRequest("n > 1 is not supported with stream: true", param="n")
-        conv, sampling = await self._translate_async(req)
-        cid, created, model = new_completion_id(), int(time.time()), self.core.model_id
+        conv, sampling = await self._translate_async(req, loop)
+        cid, created, model = new_completion_id(), int(time.time()), self._answering(loop)
 
         def chunk(delta: Delta, finish: str | None = None,
                   logprobs: ChoiceLogprobs | None = None) -> ChatCompletionChunk:
@@ -154,7 +192,8 @@ class ChatEngine:
                 index=ev.index, id=ev.id, type="function" if first else None,
                 function=DeltaFunction(name=ev.name, arguments=ev.arguments))]))
 
-        events = self.core.stream(conv, sampling)
+        events = (self.core.stream(conv, sampling) if loop is None
+                  else ToolLoop(self.core, loop.tools, max_iterations=loop.max_iterations).stream(conv, sampling))
         try:
             async for event in events:
                 if isinstance(event, Started):
@@ -178,6 +217,9 @@ class ChatEngine:
                     if req.stream_options and req.stream_options.include_usage:
                         yield ChatCompletionChunk(id=cid, created=created, model=model, choices=[],
                                                   usage=_usage(event.usage))
+                elif isinstance(event, ToolCallsStep | ToolResultsStep):
+                    yield ChatCompletionChunk(id=cid, created=created, model=model, choices=[],
+                                              step=tool_step(event))
         finally:
             await events.aclose()
 

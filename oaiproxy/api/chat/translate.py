@@ -8,6 +8,7 @@ same for every API surface.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from oaiproxy.api.chat.protocol import ChatCompletionRequest
@@ -53,18 +54,26 @@ def _response_format(req: ChatCompletionRequest) -> ResponseFormat:
                           name=js.name if js else None, strict=bool(js.strict) if js else False)
 
 
-def to_conversation(req: ChatCompletionRequest, *, tool_extra_keys: bool = False) -> Conversation:
+def to_conversation(req: ChatCompletionRequest, *, tool_extra_keys: bool = False,
+                    server_tools: Sequence[ToolSpec] = ()) -> Conversation:
     """The request as a checked :class:`Conversation` (a :class:`BadRequest` naming the field otherwise).
 
     ``tool_extra_keys`` (the ``--tool-extra-keys`` setting) lets tool arguments carry keys a
     schema does not declare where it omits ``additionalProperties``; by default an object
     that declares ``properties`` admits only those (small models invent keys otherwise).
+    ``server_tools`` (the proxy runs them, :mod:`oaiproxy.server_tools`) come after the client's own.
     """
     tools = [
         ToolSpec.from_request(t.function.name, t.function.description, t.function.parameters, t.function.strict,
                               extra_keys=tool_extra_keys)
         for t in req.tools or []
     ]
+    clients = {t.name: i for i, t in enumerate(tools)}
+    for spec in server_tools:
+        if spec.name in clients:
+            raise BadRequest(f"tool '{spec.name}' is also a server tool of this request; rename the client's tool",
+                             param=f"tools[{clients[spec.name]}].function.name")
+    tools += server_tools
     choice: ToolChoice
     if req.tool_choice is None:
         choice = "auto" if tools else "none"
