@@ -30,6 +30,7 @@ from oaiproxy.api.embeddings.routes import embeddings
 from oaiproxy.api.embeddings.serving import EmbeddingEngine
 from oaiproxy.api.messages.protocol import ErrorResponse as AnthropicErrorResponse
 from oaiproxy.api.messages.routes import count_tokens, messages
+from oaiproxy.api.plain.routes import answer, plain
 from oaiproxy.api.protocol import ErrorResponse, Model, ModelList
 from oaiproxy.api.responses.protocol import ErrorEvent as ResponsesErrorEvent
 from oaiproxy.api.responses.routes import create_response, get_response
@@ -226,7 +227,7 @@ def _key_matches(request: web.Request, key: str) -> bool:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.app[STATE].api_key
-    guarded = request.path.startswith("/v1/")
+    guarded = request.path.startswith("/v1/") or request.path == "/"
     if key and guarded and request.method != "OPTIONS" and not _key_matches(request, key):
         if wire_for(request.path) is ANTHROPIC_WIRE:
             raise AuthenticationFailed("Incorrect or missing API key. Send it as 'x-api-key: KEY' "
@@ -410,6 +411,12 @@ def api_route(route: APIRoute) -> Handler:
     return handler
 
 
+async def plain_root(request: web.Request) -> web.Response:
+    """``POST /``, PikoBrain's plain interface (:mod:`oaiproxy.api.plain.routes`), within the deadline."""
+    completion, context, start = await _within(request, _deadline(request), plain(request, request.app[STATE]))
+    return answer(completion, context, start)
+
+
 async def list_tools(request: web.Request) -> web.Response:
     """``GET /v1/tools``: the server tools loaded, where from, what failed, and the brains."""
     catalog = request.app[STATE].catalog
@@ -431,6 +438,7 @@ def create_app(state: ProxyState, *, max_body_bytes: int) -> web.Application:
     app[MAX_BODY] = max_body_bytes
     app.on_response_prepare.append(add_cors_headers)
     app.router.add_get("/health", health)
+    app.router.add_post("/", plain_root)
     app.router.add_get("/v1/tools", list_tools)
     app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/v1/models", list_models)

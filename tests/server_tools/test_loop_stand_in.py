@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -225,3 +226,47 @@ async def test_server_tools_on_the_served_model(setup: Setup) -> None:
 async def test_bad_requests_name_the_field(setup: Setup, body: dict[str, Any], param: str) -> None:
     status, answer = await chat(setup, **body)
     assert status in (400, 404) and answer["error"]["param"] == param, answer
+
+
+# ---------------------------------------------------------------- the plain interface
+
+
+async def test_plain_text_gets_the_answer_and_run_headers(setup: Setup) -> None:
+    setup.rounds.texts = [call("pets_getPet", {"path": {"pet_id": 7}}), "Rex it is."]
+    resp = await setup.http.post("/", data=b"What is pet 7?", headers=AUTH)
+    assert resp.status == 200 and await resp.text() == "Rex it is."
+    assert resp.content_type == "text/plain"
+    assert resp.headers["X-Run-Context"] == "1" and float(resp.headers["X-Run-Duration"]) >= 0
+    assert (resp.headers["X-Run-Input-Tokens"], resp.headers["X-Run-Output-Tokens"],
+            resp.headers["X-Run-Total-Tokens"]) == ("80", "10", "90")
+    assert "You help with pets" in setup.rounds.bodies[0]["prompt"]  # the first brain
+
+
+async def test_plain_multipart_history_roles_and_user(setup: Setup) -> None:
+    setup.rounds.texts = ["Your name is Ann."]
+    with aiohttp.MultipartWriter("form-data") as mp:
+        mp.append("My name is Ann.", {"X-User": "ann"})
+        mp.append("Hello Ann.", {"X-Role": "assistant"})
+        mp.append("What is my name?")
+    resp = await setup.http.post("/?brain=petbot", data=mp, headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["X-Run-Context"] == "3"
+    prompt = setup.rounds.bodies[0]["prompt"]
+    assert "User: ann." in prompt
+    assert prompt.index("My name is Ann.") < prompt.index("<|im_start|>assistant\nHello Ann.") < prompt.index(
+        "What is my name?")
+
+
+async def test_plain_form_and_bad_input(setup: Setup) -> None:
+    setup.rounds.texts = ["ok"]
+    resp = await setup.http.post("/", data={"q": "hi there"}, headers=AUTH)
+    assert resp.status == 200 and "hi there" in setup.rounds.bodies[-1]["prompt"]
+    resp = await setup.http.post("/", data=b"\x89PNG...", headers={**AUTH, "Content-Type": "image/png"})
+    err = await resp.json()
+    assert resp.status == 400 and err["error"]["param"] == "body" and "vision" in err["error"]["message"]
+    resp = await setup.http.post("/", data=b"", headers=AUTH)
+    assert resp.status == 400 and (await resp.json())["error"]["param"] == "body"
+    resp = await setup.http.post("/?brain=ghost", data=b"hi", headers=AUTH)
+    assert resp.status == 404 and (await resp.json())["error"]["param"] == "brain"
+    resp = await setup.http.post("/", data=b"hi")
+    assert resp.status == 401

@@ -1,0 +1,135 @@
+"""``POST /``: PikoBrain's plain interface, for callers that are not OpenAI clients (curl, scripts).
+
+The body is the question: ``text/plain`` (or no content type: UTF-8 text), ``application/json``
+(its text, as PikoBrain takes it), ``application/x-www-form-urlencoded`` (the decoded values, one
+message each), or ``multipart/form-data``, whose parts are messages in order, each with an optional
+``X-Role`` (``user``, the default, or ``assistant``) and ``X-User``; the ``user`` and ``role``
+query parameters give the defaults. ``?brain=NAME`` picks a brain (default: the tools file's first;
+none: the served model without tools).
+
+The messages become one Chat Completions request to that brain, so the loop, the grammar and every
+check are the same as on ``/v1/chat/completions``. The answer is the response body (``text/plain``),
+with PikoBrain's headers: ``X-Run-Duration`` (seconds), ``X-Run-Context`` (messages in),
+``X-Run-Input-Tokens``, ``X-Run-Output-Tokens``, ``X-Run-Total-Tokens``. Errors are OpenAI's error JSON.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from aiohttp import BodyPartReader, web
+
+from oaiproxy.api.chat.protocol import ChatCompletion, ChatCompletionRequest
+from oaiproxy.api.protocol import parse_request
+from oaiproxy.errors import BadRequest, NotFound
+from oaiproxy.server_tools.plan import plan_loop
+
+if TYPE_CHECKING:
+    from oaiproxy.api.app import ProxyState
+
+ROLES = ("user", "assistant")
+#: image types PikoBrain accepts: refused here with a clear 400 until a vision model can be configured
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+
+
+def _role(value: str | None, where: str) -> str:
+    role = (value or "user").strip().lower()
+    if role not in ROLES:
+        raise BadRequest(f"{where}: role {value!r} is not 'user' or 'assistant'", param=where, code="invalid_value")
+    return role
+
+
+def _text(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"{where} is not UTF-8 text", param=where, code="invalid_value") from None
+
+
+def _refuse_image(content_type: str, where: str) -> None:
+    if content_type.startswith("image/"):
+        raise BadRequest(f"{where} is an image ({content_type}): this server has no vision model (a vision GGUF "
+                         "with --mmproj is not supported yet); send text", param=where, code="unsupported_content")
+
+
+async def read_messages(request: web.Request) -> tuple[list[dict[str, Any]], str | None]:
+    """The request's messages (OpenAI-shaped) and its user, in the order the caller sent them."""
+    user = request.query.get("user")
+    role = _role(request.query.get("role"), "role")
+    ctype = request.content_type if request.headers.get("Content-Type") else "text/plain"
+    if ctype == "multipart/form-data":
+        messages = []
+        reader = await request.multipart()
+        i = 0
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise BadRequest(f"part {i}: nested multipart is not supported", param=f"part[{i}]")
+            where = f"part[{i}]"
+            part_type = (part.headers.get("Content-Type") or "text/plain").split(";")[0].strip().lower()
+            _refuse_image(part_type, where)
+            raw = await part.read(decode=True)
+            if part_type == "application/x-www-form-urlencoded":
+                texts = [v for _, v in parse_qsl(_text(raw, where), keep_blank_values=False)]
+            else:
+                texts = [_text(raw, where)]
+            part_role = _role(part.headers.get("X-Role") or role, f"{where}.X-Role")
+            user = part.headers.get("X-User") or user
+            messages += [{"role": part_role, "content": t} for t in texts if t]
+            i += 1
+    else:
+        _refuse_image(ctype, "body")
+        raw = await request.read()
+        if ctype == "application/x-www-form-urlencoded":
+            texts = [v for _, v in parse_qsl(_text(raw, "body"), keep_blank_values=False)]
+        else:
+            texts = [_text(raw, "body")]
+        messages = [{"role": role, "content": t} for t in texts if t.strip()]
+    if not messages:
+        raise BadRequest("the request has no text: send the question as the body", param="body", code="empty_body")
+    if messages[-1]["role"] != "user":
+        raise BadRequest("the last message must be the user's (X-Role: user)", param="X-Role", code="invalid_value")
+    return messages, user
+
+
+def brain_for(request: web.Request, state: ProxyState) -> str | None:
+    """The brain named by ``?brain=``, else the first one declared; None: no brains (the plain model)."""
+    names = state.brain_names
+    wanted = request.query.get("brain")
+    if wanted is None:
+        return names[0] if names else None
+    if wanted not in names:
+        raise NotFound(f"brain {wanted!r} does not exist" + (f"; this server has {', '.join(names)}" if names
+                                                              else "; this server has no brains (--tools)"),
+                       param="brain", code="model_not_found")
+    return wanted
+
+
+async def plain(request: web.Request, state: ProxyState) -> tuple[ChatCompletion, int, float]:
+    """The answer to a plain request, how many messages went in, and when it started."""
+    start = time.monotonic()
+    messages, user = await read_messages(request)
+    brain = brain_for(request, state)
+    req: ChatCompletionRequest = parse_request(ChatCompletionRequest, {
+        "model": brain, "messages": messages, **({"user": user} if user else {})})
+    snapshot = state.catalog.snapshot if state.catalog is not None else None
+    loop = plan_loop(snapshot, brain, None)
+    state.check_upstream(state.managed)
+    return await state.engine.complete(req, loop), len(messages), start
+
+
+def answer(completion: ChatCompletion, context: int, start: float) -> web.Response:
+    """The answer's text as the body, with PikoBrain's X-Run headers."""
+    usage = completion.usage
+    message = completion.choices[0].message
+    return web.Response(text=message.content or "", content_type="text/plain", charset="utf-8", headers={
+        "X-Run-Duration": f"{time.monotonic() - start:.3f}",
+        "X-Run-Context": str(context),
+        "X-Run-Input-Tokens": str(usage.prompt_tokens),
+        "X-Run-Output-Tokens": str(usage.completion_tokens),
+        "X-Run-Total-Tokens": str(usage.total_tokens),
+    })
+
+
+__all__ = ["answer", "brain_for", "plain", "read_messages"]
