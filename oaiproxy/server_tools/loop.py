@@ -159,6 +159,8 @@ class ToolLoop:
         steps: list[LoopStep] = []
         usage = TokenUsage()
         done = 0
+        #: what earlier rounds wrote beside their calls: part of the answer, as a stream shows it
+        said = ""
         while True:
             result = (await self.engine.complete(self._round(conv, done, messages), sampling))[0]
             usage = add_usage(usage, result.usage)
@@ -170,11 +172,12 @@ class ToolLoop:
                 steps.append(ToolResultsStep(done, runs))
                 if not client and result.finish_reason == "tool_calls":
                     messages += [calls_message(result.parsed.content, server), *map(result_message, runs)]
+                    said += result.parsed.content or ""
                     continue
-            if server:  # past the limit (cannot happen: the server tools are gone) or beside client calls
-                result.parsed = ParsedOutput(content=result.parsed.content, tool_calls=client)
-                if not client and result.finish_reason == "tool_calls":
-                    result.finish_reason = "stop"
+            content = said + (result.parsed.content or "") if said else result.parsed.content
+            result.parsed = ParsedOutput(content=content, tool_calls=client)
+            if server and not client and result.finish_reason == "tool_calls":
+                result.finish_reason = "stop"
             result.usage = usage
             return LoopResult(result, steps, rounds=done + 1, hit_limit=done >= self.max_iterations)
 

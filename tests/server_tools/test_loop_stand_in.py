@@ -270,3 +270,17 @@ async def test_plain_form_and_bad_input(setup: Setup) -> None:
     assert resp.status == 404 and (await resp.json())["error"]["param"] == "brain"
     resp = await setup.http.post("/", data=b"hi")
     assert resp.status == 401
+
+
+async def test_text_beside_a_call_is_part_of_the_answer_streamed_or_not(setup: Setup) -> None:
+    texts = ["Let me look. " + call("pets_getPet", {"path": {"pet_id": 7}}), "It is Rex."]
+    setup.rounds.texts = list(texts)
+    status, body = await chat(setup, model="petbot")
+    assert status == 200 and body["choices"][0]["message"]["content"] == "Let me look. It is Rex."
+    setup.rounds.texts = list(texts)
+    resp = await setup.http.post("/v1/chat/completions", headers=AUTH,
+                                 json={"model": "petbot", "messages": ASK, "stream": True})
+    chunks = [json.loads(line[6:]) for line in (await resp.text()).splitlines()
+              if line.startswith("data: ") and line != "data: [DONE]"]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == \
+        "Let me look. It is Rex."
