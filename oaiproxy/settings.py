@@ -11,6 +11,7 @@ The CLI fills :class:`Settings`; everything else reads only this object.
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import Annotated, Any
@@ -126,6 +127,14 @@ class Settings(BaseSettings):
     tools: Path | None = Field(default=None, description=(
         "YAML file of server-side tools (OpenAPI services, MCP servers) and the brains that run them; "
         "watched and reloaded on change (docs/server-tools.md)."))
+    # the XDG base directory rule, read when the settings are built
+    data_dir: Path = Field(default_factory=lambda: Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share")
+                           / "oaiproxy", description=(
+        "Folder for oaiproxy's own files: the default SQLite database of stored responses and threads "
+        "(default: $XDG_DATA_HOME/oaiproxy, else ~/.local/share/oaiproxy)."))
+    db_url: str | None = Field(default=None, repr=False, description=(
+        "Database of stored responses and threads, as a SQLAlchemy async URL: sqlite+aiosqlite:///PATH or "
+        "postgresql+asyncpg://USER:PASS@HOST/DB (default: sqlite+aiosqlite:///DATA_DIR/oaiproxy.db)."))
     config: Path | None = Field(default=None, description=(
         "YAML file with any of these options (command line and environment win)."))
 
