@@ -21,6 +21,7 @@ from oaiproxy.runtime.llama_server import ManagedServer, ServerOptions, find_ser
 from oaiproxy.runtime.upstream import Admission, LlamaServerClient
 from oaiproxy.server_tools.catalog import ToolCatalog
 from oaiproxy.settings import ConfigError, Settings
+from oaiproxy.store import Store
 from oaiproxy.templating.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate, TemplateError
 
 log = logging.getLogger("oaiproxy")
@@ -106,10 +107,12 @@ class Proxy:
         self.runner: web.AppRunner | None = None
         self.state: ProxyState | None = None
         self.catalog: ToolCatalog | None = None
+        self.store: Store | None = None
         self.embedding_backend = EmbeddingBackend.from_settings(settings)
 
     async def start(self) -> None:
         s = self.settings
+        self.store = await Store.from_settings(s)  # first: a bad --db-url fails before a model loads
         if s.endpoint:
             # not ours to restart: a stalled generation is failed and counted, nothing more
             self.client = LlamaServerClient(s.endpoint, stall_timeout=s.stall_timeout)
@@ -154,7 +157,7 @@ class Proxy:
                                 api_key=s.api_key, cors_origins=s.cors_origin, request_timeout=s.request_timeout,
                                 embeddings=self.embedding_backend.engine if self.embedding_backend else None,
                                 embedding_managed=self.embedding_backend.managed if self.embedding_backend else None,
-                                catalog=self.catalog)
+                                catalog=self.catalog, store=self.store)
         self.runner = web.AppRunner(create_app(self.state, max_body_bytes=s.max_body_bytes),
                                     handler_cancellation=True, access_log=None)
         await self.runner.setup()
@@ -179,6 +182,8 @@ class Proxy:
             await self.runner.cleanup()
         if self.catalog is not None:
             await self.catalog.stop()
+        if self.store is not None:
+            await self.store.close()
         if self.client is not None:
             await self.client.close()
         if self.managed is not None:

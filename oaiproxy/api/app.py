@@ -33,7 +33,7 @@ from oaiproxy.api.messages.routes import count_tokens, messages
 from oaiproxy.api.plain.routes import answer, plain
 from oaiproxy.api.protocol import ErrorResponse, Model, ModelList
 from oaiproxy.api.responses.protocol import ErrorEvent as ResponsesErrorEvent
-from oaiproxy.api.responses.routes import create_response, get_response
+from oaiproxy.api.responses.routes import create_response, delete_response, get_response, list_input_items
 from oaiproxy.errors import (
     APIError,
     AuthenticationFailed,
@@ -46,6 +46,7 @@ from oaiproxy.errors import (
 from oaiproxy.runtime.llama_server import ManagedServer
 from oaiproxy.runtime.upstream import LlamaServerClient
 from oaiproxy.server_tools.catalog import ToolCatalog
+from oaiproxy.store import Store
 
 log = logging.getLogger("oaiproxy.app")
 
@@ -70,6 +71,8 @@ class ProxyState:
     embedding_managed: ManagedServer | None = None
     #: the ``--tools`` file's sources and brains (None: no server tools)
     catalog: ToolCatalog | None = None
+    #: stored responses (and threads); None: the proxy keeps no state
+    store: Store | None = None
 
     def __post_init__(self) -> None:
         if self.completions is None:
@@ -246,7 +249,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
             return error_response(request, BadRequest(f"origin {request.headers.get('Origin')!r} is not allowed "
                                                     "(see --cors-origin)", code="origin_not_allowed", status=403))
         return web.Response(status=204, headers={
-            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
             "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers")
             or "Authorization, Content-Type, x-api-key, anthropic-version",
             "Access-Control-Max-Age": "600",
@@ -450,6 +453,8 @@ def create_app(state: ProxyState, *, max_body_bytes: int) -> web.Application:
     app.router.add_post("/v1/messages/count_tokens", api_route(count_tokens))
     app.router.add_post("/v1/responses", api_route(create_response))
     app.router.add_get("/v1/responses/{response_id}", get_response)
+    app.router.add_delete("/v1/responses/{response_id}", delete_response)
+    app.router.add_get("/v1/responses/{response_id}/input_items", list_input_items)
     return app
 
 

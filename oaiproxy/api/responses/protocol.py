@@ -50,6 +50,7 @@ class MessageItem(LenientModel):
     type: Literal["message"] = "message"
     role: Literal["user", "assistant", "system", "developer"]
     content: str | list[InputPart]
+    id: str | None = None
 
     def text(self) -> str:
         """The content as text; non-text parts are a 400 (this proxy serves text models)."""
@@ -91,6 +92,7 @@ class FunctionCallOutputItem(LenientModel):
     type: Literal["function_call_output"]
     call_id: str = Field(min_length=1)
     output: str | list[InputPart]
+    id: str | None = None
 
     def text(self) -> str:
         if isinstance(self.output, str):
@@ -104,6 +106,7 @@ class ReasoningItem(LenientModel):
     type: Literal["reasoning"]
     summary: list[dict[str, Any]] = Field(default_factory=list)
     content: list[dict[str, Any]] | None = None
+    id: str | None = None
 
     def text(self) -> str:
         parts = self.content or self.summary
@@ -226,23 +229,21 @@ class ResponsesRequest(FieldRules, LenientModel):
     service_tier: str | None = None
     include: list[str] | None = None
 
-    # -- state, which the proxy does not keep yet
-    store: bool | None = Field(default=None, description="Only `false` (or omitted): responses are not stored.")
-    previous_response_id: str | None = Field(default=None, description="Refused: responses are not stored.")
-    conversation: str | dict[str, Any] | None = Field(default=None, description="Refused: no stored conversations.")
+    # -- state: kept in the proxy's store (oaiproxy.store)
+    store: bool | None = Field(default=None, description=(
+        "Keep the response (default: true, as OpenAI's) for `previous_response_id` and `GET /v1/responses/{id}`."))
+    previous_response_id: str | None = Field(default=None, description=(
+        "Continue a stored response: its chain's input and output items come before `input`."))
+    conversation: str | dict[str, Any] | None = Field(default=None, description="Refused: no Conversations yet.")
     background: bool | None = Field(default=None, description="Only `false` (or omitted).")
 
     BOOKKEEPING: ClassVar[tuple[str, ...]] = ("user", "safety_identifier", "prompt_cache_key", "metadata",
                                               "truncation", "service_tier", "include")
     UNSUPPORTED: ClassVar[dict[str, tuple[tuple[Any, ...], str]]] = {
-        "store": ((False,), "this server does not store responses yet; send store: false (or omit it) and "
-                            "the whole input with each request"),
-        "previous_response_id": ((), "this server does not store responses yet, so it cannot continue one; "
-                                     "send the whole conversation as input items"),
-        "conversation": ((), "this server does not store conversations yet; send the whole conversation as "
-                             "input items"),
-        "background": ((False,), "background responses need a response store, which this server does not "
-                                 "have yet"),
+        "conversation": ((), "Conversations are not served yet; continue with previous_response_id, or send the "
+                             "whole conversation as input items"),
+        "background": ((False,), "responses run while the request is open; background responses (and their "
+                                 "polling) are not served"),
     }
 
     def check_supported(self) -> None:
@@ -251,8 +252,8 @@ class ResponsesRequest(FieldRules, LenientModel):
         if isinstance(self.input, list):
             for i, item in enumerate(self.input):
                 if isinstance(item, ItemReference):
-                    raise BadRequest("item references need stored responses, which this server does not keep; "
-                                     "send the item itself", param=f"input[{i}]", code="unsupported_parameter")
+                    raise BadRequest("item references are not resolved yet; send the item itself, or continue "
+                                     "with previous_response_id", param=f"input[{i}]", code="unsupported_parameter")
         self.check_metadata()
 
     def function_tools(self) -> list[FunctionTool]:
@@ -393,10 +394,28 @@ class Response(BaseModel):
     tools: list[Any]
     text: dict[str, Any]
     store: bool = False
-    previous_response_id: None = None
+    previous_response_id: str | None = None
     truncation: str = "disabled"
     metadata: dict[str, str] = Field(default_factory=dict)
     usage: ResponseUsage | None = None
+
+
+class DeletedResponse(BaseModel):
+    """What ``DELETE /v1/responses/{id}`` answers."""
+
+    id: str
+    object: Literal["response"] = "response"
+    deleted: bool = True
+
+
+class InputItemList(BaseModel):
+    """``GET /v1/responses/{id}/input_items``: one page of a stored response's input items (the API's JSON)."""
+
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
 
 
 # ---------------------------------------------------------------- stream events
@@ -477,11 +496,11 @@ class ErrorEvent(StreamEvent):
 
 
 __all__ = [
-    "AllowedTools", "ArgumentsDeltaEvent", "ArgumentsDoneEvent", "ContentPartEvent", "ErrorEvent",
+    "AllowedTools", "ArgumentsDeltaEvent", "ArgumentsDoneEvent", "ContentPartEvent", "DeletedResponse", "ErrorEvent",
     "FunctionCallItem", "FunctionCallOutputItem", "FunctionTool", "FunctionToolChoice", "HostedTool",
-    "IncompleteDetails", "InputItem", "InputText", "InputTokensDetails", "ItemReference", "MessageItem",
-    "OtherInputPart", "OutputFunctionCall", "OutputItem", "OutputItemEvent", "OutputMessage", "OutputReasoning",
-    "OutputText", "OutputTokensDetails", "ReasoningConfig", "ReasoningItem", "ReasoningText", "Refusal", "Response",
-    "ResponseError", "ResponseLifecycleEvent", "ResponseUsage", "ResponsesRequest", "StreamEvent", "TextConfig",
-    "TextDeltaEvent", "TextDoneEvent", "TextFormat",
+    "IncompleteDetails", "InputItem", "InputItemList", "InputText", "InputTokensDetails", "ItemReference",
+    "MessageItem", "OtherInputPart", "OutputFunctionCall", "OutputItem", "OutputItemEvent", "OutputMessage",
+    "OutputReasoning", "OutputText", "OutputTokensDetails", "ReasoningConfig", "ReasoningItem", "ReasoningText",
+    "Refusal", "Response", "ResponseError", "ResponseLifecycleEvent", "ResponseUsage", "ResponsesRequest",
+    "StreamEvent", "TextConfig", "TextDeltaEvent", "TextDoneEvent", "TextFormat",
 ]

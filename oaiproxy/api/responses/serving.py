@@ -5,6 +5,12 @@ Nothing about prompts, grammars or parsing is decided here; only the Responses s
 is: output items (``reasoning``, ``message`` with ``output_text``, ``function_call``),
 ``status`` and ``incomplete_details``, usage in input/output tokens, and the stream's
 ``response.created`` … ``response.completed`` events, each numbered by ``sequence_number``.
+
+State: with a store (``oaiproxy.store``), ``previous_response_id``'s chain is read before the
+model runs (its items are the history), and a response kept (``store``, true unless false) is
+committed *before* the client is told it is complete: the JSON answer, or the stream's
+``response.completed`` event, goes out only after the commit. A response the store could not
+keep is a 503 (an ``error`` event in a stream), never an answer that later turns out unknown.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncGenerator, Callable
+from datetime import UTC, datetime
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from oaiproxy.api.responses.protocol import (
     ArgumentsDeltaEvent,
@@ -21,6 +30,7 @@ from oaiproxy.api.responses.protocol import (
     ContentPartEvent,
     ErrorEvent,
     IncompleteDetails,
+    InputItem,
     InputTokensDetails,
     OutputFunctionCall,
     OutputItem,
@@ -38,11 +48,12 @@ from oaiproxy.api.responses.protocol import (
     TextDeltaEvent,
     TextDoneEvent,
 )
-from oaiproxy.api.responses.translate import to_conversation
+from oaiproxy.api.responses.translate import input_items, to_conversation
 from oaiproxy.conversation.model import Conversation, ToolCall
 from oaiproxy.dialects.base import ContentDelta, ToolCallDelta
 from oaiproxy.engine import CallDone, Engine, Finished, ReasoningStep, Sampling, Started, Step, TokenUsage
-from oaiproxy.errors import APIError
+from oaiproxy.errors import APIError, BadRequest, InternalError, NotFound
+from oaiproxy.store.responses import ResponseRecord, ResponseStore
 
 
 def _new_id(prefix: str) -> str:
@@ -79,14 +90,83 @@ def _spelled(item: OutputFunctionCall, namespaced: Namespaced) -> OutputFunction
     return item
 
 
+#: the id prefix OpenAI gives each kind of item
+_ITEM_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+_ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
+
+
+def stored_input(req: ResponsesRequest) -> list[dict[str, Any]]:
+    """The request's own input items as ``input_items`` lists them: each with an id (the client's, or a new
+    one) and a status, a message's content as parts."""
+    out = []
+    for item in input_items(req):
+        data = item.model_dump(mode="json", by_alias=True, exclude_none=True)
+        kind = data["type"]
+        data = {"id": data.pop("id", None) or _new_id(_ITEM_PREFIX.get(kind, "item")), **data}
+        if kind == "message" and isinstance(data["content"], str):
+            part = "output_text" if data["role"] == "assistant" else "input_text"
+            data["content"] = [{"type": part, "text": data["content"]}]
+        if kind != "reasoning":
+            data.setdefault("status", "completed")
+        out.append(data)
+    return out
+
+
 class ResponsesEngine:
-    """Serves the Responses API for one model through its :class:`Engine` (shared with the other surfaces)."""
+    """Serves the Responses API for one model through its :class:`Engine` (shared with the other surfaces);
+    ``store``: where responses are kept (None: nowhere, ``store: true`` and ``previous_response_id`` are 400s)."""
 
-    def __init__(self, core: Engine):
+    def __init__(self, core: Engine, store: ResponseStore | None = None):
         self.core = core
+        self.store = store
 
-    def translate(self, req: ResponsesRequest) -> tuple[Conversation, Sampling]:
-        return to_conversation(req, tool_extra_keys=self.core.tool_extra_keys), to_sampling(req)
+    def check_state(self, req: ResponsesRequest) -> None:
+        """Without a store, asking for one is refused by name (omitting ``store`` just keeps nothing)."""
+        if self.store is not None:
+            return
+        for name in ("store", "previous_response_id"):
+            if getattr(req, name) not in (None, False):
+                raise BadRequest(f"'{name}' needs the response store, which this server runs without; send "
+                                 "store: false (or omit it) and the whole conversation as input items",
+                                 param=name, code="unsupported_parameter")
+
+    def keeps(self, req: ResponsesRequest) -> bool:
+        """Whether this response is stored: OpenAI's default is yes."""
+        return self.store is not None and req.store is not False
+
+    async def history(self, req: ResponsesRequest) -> list[InputItem]:
+        """The items of ``previous_response_id``'s chain, oldest first: each response's input, then its output."""
+        if req.previous_response_id is None:
+            return []
+        self.check_state(req)
+        assert self.store is not None
+        chain = await self.store.chain(req.previous_response_id)
+        if chain.missing is not None:
+            which = ("" if chain.missing == req.previous_response_id
+                     else f" (it continues '{chain.missing}', which is gone)")
+            raise NotFound(f"previous response '{req.previous_response_id}' not found{which}; "
+                           "it was never stored (store: false), or was deleted",
+                           param="previous_response_id", code="previous_response_not_found")
+        raw = [item for record in chain.records for item in (*record.input_items, *record.output_items)]
+        try:
+            return _ITEMS.validate_python(raw)
+        except ValidationError as exc:
+            raise InternalError(f"the stored chain of '{req.previous_response_id}' does not read back: {exc}",
+                                param="previous_response_id", code="stored_response_invalid") from None
+
+    async def _keep(self, req: ResponsesRequest, response: Response) -> None:
+        assert self.store is not None
+        dumped = response.model_dump(mode="json")
+        output, usage = dumped.pop("output"), dumped.pop("usage")
+        await self.store.save(ResponseRecord(
+            id=response.id, model=response.model, status=response.status, input_items=stored_input(req),
+            output_items=output, usage=usage, response=dumped, previous_response_id=req.previous_response_id,
+            user=req.user or req.safety_identifier, created_at=datetime.fromtimestamp(response.created_at, UTC)))
+
+    def translate(self, req: ResponsesRequest, history: list[InputItem] | None = None) -> tuple[Conversation,
+                                                                                                Sampling]:
+        return (to_conversation(req, history=history or [], tool_extra_keys=self.core.tool_extra_keys),
+                to_sampling(req))
 
     def _shell(self, req: ResponsesRequest, rid: str, created: int, status: str) -> Response:
         """The response object without output: what ``response.created`` carries, and the frame of the answer."""
@@ -100,12 +180,13 @@ class ResponsesEngine:
                         model=self.core.model_id, parallel_tool_calls=req.parallel_tool_calls,
                         temperature=req.temperature, top_p=req.top_p, max_output_tokens=req.max_output_tokens,
                         tool_choice=choice, tools=list(req.tools or []), text=text,
-                        metadata=dict(req.metadata or {}))
+                        metadata=dict(req.metadata or {}), store=self.keeps(req),
+                        previous_response_id=req.previous_response_id)
 
     # ------------------------------------------------------------ whole answers
 
     async def complete(self, req: ResponsesRequest) -> Response:
-        conv, sampling = await asyncio.to_thread(self.translate, req)
+        conv, sampling = await asyncio.to_thread(self.translate, req, await self.history(req))
         result = (await self.core.complete(conv, sampling))[0]
         output: list[OutputItem] = []
         if result.reasoning:
@@ -121,18 +202,23 @@ class ResponsesEngine:
         response.output = output
         response.incomplete_details = IncompleteDetails(reason="max_output_tokens") if incomplete else None
         response.usage = _usage(result.usage)
+        if self.keeps(req):
+            await self._keep(req, response)
         return response
 
     # ------------------------------------------------------------ streaming
 
     async def stream(self, req: ResponsesRequest) -> AsyncGenerator[StreamEvent, None]:
         """The Responses event sequence; a failure after the start is an ``error`` event, then the end."""
-        conv, sampling = await asyncio.to_thread(self.translate, req)
+        conv, sampling = await asyncio.to_thread(self.translate, req, await self.history(req))
         writer = _StreamWriter(self._shell(req, _new_id("resp"), int(time.time()), "in_progress"), req.namespaced())
         events = self.core.stream(conv, sampling)
         try:
             async for event in events:
-                for out in writer.on(event):
+                outs = writer.on(event)
+                if isinstance(event, Finished) and self.keeps(req):
+                    await self._keep(req, writer.response)  # committed before the client hears it is done
+                for out in outs:
                     yield out
         except APIError as exc:
             if not writer.started:
@@ -298,4 +384,4 @@ class _StreamWriter:
         return out
 
 
-__all__ = ["ResponsesEngine", "to_sampling"]
+__all__ = ["ResponsesEngine", "stored_input", "to_sampling"]

@@ -8,12 +8,14 @@ item the next assistant turn's reasoning), flat function tools, ``tool_choice``
 The rules are :func:`oaiproxy.conversation.checks.check_conversation`'s, as for every
 surface; its Chat Completions field names are renamed to this API's
 (``tools[2].parameters``, ``input[4].arguments``) so the client's error points at
-what it sent.
+what it sent. A stored chain's items (``previous_response_id``) come first, as history
+after the instructions; an error in them names ``previous_response_id``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from oaiproxy.api.responses.protocol import (
@@ -21,6 +23,7 @@ from oaiproxy.api.responses.protocol import (
     FunctionCallItem,
     FunctionCallOutputItem,
     FunctionToolChoice,
+    InputItem,
     MessageItem,
     ReasoningItem,
     ResponsesRequest,
@@ -29,29 +32,33 @@ from oaiproxy.conversation.checks import check_conversation
 from oaiproxy.conversation.model import Conversation, NamedToolChoice, ResponseFormat, ToolChoice, ToolSpec
 from oaiproxy.errors import BadRequest
 
-#: where each conversation message came from: the ``input`` index, or None for ``instructions``
-Sources = list[int | None]
+#: where each conversation message came from: the ``input`` index, or the field it came from otherwise
+#: (``instructions``, ``previous_response_id`` for a stored chain's items)
+Sources = list[int | str]
 
 
-def _messages(req: ResponsesRequest) -> tuple[list[dict[str, Any]], Sources]:
+def input_items(req: ResponsesRequest) -> list[InputItem]:
+    """``input`` as items: a string is one user message."""
+    return [MessageItem(role="user", content=req.input)] if isinstance(req.input, str) else list(req.input)
+
+
+def _messages(req: ResponsesRequest, history: Sequence[InputItem]) -> tuple[list[dict[str, Any]], Sources]:
     messages: list[dict[str, Any]] = []
     sources: Sources = []
     if req.instructions:
         messages.append({"role": "system", "content": req.instructions})
-        sources.append(None)
-    if isinstance(req.input, str):
-        messages.append({"role": "user", "content": req.input})
-        sources.append(0)
-        return messages, sources
+        sources.append("instructions")
     reasoning: str | None = None
     #: the assistant message the next function_call items join (None once another kind of item came)
     open_turn: dict[str, Any] | None = None
-    for i, item in enumerate(req.input):
+    items = [*history, *input_items(req)]
+    for n, item in enumerate(items):
+        i: int | str = n - len(history) if n >= len(history) else "previous_response_id"
         if isinstance(item, MessageItem):
             try:
                 text = item.text()
             except BadRequest as exc:
-                exc.param = f"input[{i}].content"
+                exc.param = _field(i, "content")
                 raise
             msg: dict[str, Any] = {"role": "system" if item.role == "developer" else item.role, "content": text}
             open_turn = None
@@ -75,7 +82,7 @@ def _messages(req: ResponsesRequest) -> tuple[list[dict[str, Any]], Sources]:
             try:
                 text = item.text()
             except BadRequest as exc:
-                exc.param = f"input[{i}].output"
+                exc.param = _field(i, "output")
                 raise
             messages.append({"role": "tool", "tool_call_id": item.call_id, "content": text})
             sources.append(i)
@@ -83,6 +90,11 @@ def _messages(req: ResponsesRequest) -> tuple[list[dict[str, Any]], Sources]:
         elif isinstance(item, ReasoningItem):
             reasoning = item.text()
     return messages, sources
+
+
+def _field(source: int | str, name: str) -> str:
+    """``input[3].content``, or the field a message came from when it is not an ``input`` item."""
+    return f"input[{source}].{name}" if isinstance(source, int) else source
 
 
 def _response_format(req: ResponsesRequest) -> ResponseFormat:
@@ -132,19 +144,21 @@ def _renamed(param: str | None, sources: Sources, tool_fields: list[str], req: R
     found = _MESSAGE_PARAM.match(param)
     if found:
         source = sources[int(found.group(1))]
-        if source is None:
-            return "instructions"
+        if isinstance(source, str):
+            return source
         where = f"input[{source}]"
-        if found.group(2) is not None and isinstance(req.input, list):
+        if found.group(2) is not None:
             # the j-th call of a turn is the j-th function_call item from the turn's first one
             where = f"input[{source + int(found.group(2))}]"
         return where + param[found.end():]
     return param
 
 
-def to_conversation(req: ResponsesRequest, *, tool_extra_keys: bool = False) -> Conversation:
-    """The request as a checked :class:`Conversation` (a :class:`BadRequest` naming this API's field otherwise)."""
-    messages, sources = _messages(req)
+def to_conversation(req: ResponsesRequest, *, history: Sequence[InputItem] = (),
+                    tool_extra_keys: bool = False) -> Conversation:
+    """The request as a checked :class:`Conversation` (a :class:`BadRequest` naming this API's field otherwise);
+    ``history``: the items of the stored chain it continues."""
+    messages, sources = _messages(req, history)
     if not messages:
         raise BadRequest("'input' holds no message", param="input", code="invalid_value")
     tools, choice = _tools_and_choice(req, tool_extra_keys)
@@ -164,4 +178,4 @@ def to_conversation(req: ResponsesRequest, *, tool_extra_keys: bool = False) -> 
         raise
 
 
-__all__ = ["to_conversation"]
+__all__ = ["input_items", "to_conversation"]

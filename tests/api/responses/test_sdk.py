@@ -130,8 +130,7 @@ async def test_async_stream_text(aclient: AsyncOpenAI) -> None:
 @pytest.mark.parametrize("extra, param", [
     ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
     ({"tools": [WEATHER, {"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools[1].type"),
-    ({"store": True}, "store"),
-    ({"previous_response_id": "resp_123"}, "previous_response_id"),
+    ({"background": True}, "background"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice"),
     ({"max_output_tokens": 0}, "max_output_tokens"),
 ])
@@ -142,10 +141,13 @@ def test_bad_input_is_a_typed_400_naming_the_field(client: OpenAI, extra: dict[s
     assert isinstance(body, dict) and body.get("param") == param, body
 
 
-def test_stored_responses_do_not_exist(client: OpenAI) -> None:
+def test_unknown_stored_responses_are_404s_naming_the_field(client: OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         client.responses.retrieve("resp_123")
-    assert "does not store" in str(info.value)
+    assert isinstance(info.value.body, dict) and info.value.body.get("param") == "response_id"
+    with pytest.raises(openai.NotFoundError) as info:
+        client.responses.create(model=MODEL, input="hi", previous_response_id="resp_123")
+    assert isinstance(info.value.body, dict) and info.value.body.get("param") == "previous_response_id"
 
 
 #: the README's Responses example, run as it is written (only the address differs)

@@ -81,9 +81,8 @@ def test_text_format_json_schema_is_the_response_format() -> None:
 @pytest.mark.parametrize("body, param, words", [
     ({"tools": [{"type": "web_search"}]}, "tools[0].type", "'web_search' tool"),
     ({"tools": [WEATHER, {"type": "file_search", "vector_store_ids": ["v"]}]}, "tools[1].type", "file_search"),
-    ({"store": True}, "store", "does not store"),
-    ({"previous_response_id": "resp_1"}, "previous_response_id", "does not store"),
-    ({"background": True}, "background", "store"),
+    ({"background": True}, "background", "background responses"),
+    ({"conversation": "conv_1"}, "conversation", "Conversations are not served"),
     ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]", "item references"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:"}]}]}, "input[0].content",
      "input_image"),
