@@ -106,6 +106,48 @@ def test_bad_input_names_this_apis_field(body: dict[str, Any], param: str, words
     assert exc.param == param and words in exc.message and exc.status == 400, (exc.param, exc.message)
 
 
+def test_a_stored_chain_is_history_and_errors_in_it_name_previous_response_id() -> None:
+    from pydantic import TypeAdapter
+
+    from oaiproxy.api.responses.protocol import InputItem
+
+    history = TypeAdapter(list[InputItem]).validate_python([
+        {"id": "msg_1", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "Paris?"}]},
+        {"id": "fc_1", "type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}",
+         "status": "completed"}])
+    req = parse_request(ResponsesRequest, {"input": [{"type": "function_call_output", "call_id": "c1",
+                                                      "output": "sunny"}], "instructions": "Be brief.",
+                                           "tools": [WEATHER], "previous_response_id": "resp_1"})
+    c = to_conversation(req, history=history)
+    assert [m["role"] for m in c.messages] == ["system", "user", "assistant", "tool"]
+    assert c.messages[2]["tool_calls"][0]["id"] == "c1" and c.messages[3]["content"] == "sunny"
+
+    bad = parse_request(ResponsesRequest, {"input": [{"role": "user", "content": [
+        {"type": "input_image", "image_url": "data:"}]}]})
+    with pytest.raises(BadRequest) as info:  # the client's own items keep their own indices after the history
+        to_conversation(bad, history=history)
+    assert info.value.param == "input[0].content"
+    broken = TypeAdapter(list[InputItem]).validate_python([
+        {"type": "message", "role": "user", "content": [{"type": "input_audio"}]}])
+    with pytest.raises(BadRequest) as info:
+        to_conversation(parse_request(ResponsesRequest, {"input": "x"}), history=broken)
+    assert info.value.param == "previous_response_id"
+
+
+def test_stored_input_gives_every_item_an_id_and_parts() -> None:
+    from oaiproxy.api.responses.serving import stored_input
+
+    req = parse_request(ResponsesRequest, {"input": [
+        {"role": "assistant", "content": "Earlier"}, {"type": "message", "id": "msg_x", "role": "user",
+                                                      "content": "Now"},
+        {"type": "function_call_output", "call_id": "c1", "output": "ok"}]})
+    items = stored_input(req)
+    assert items[0]["id"].startswith("msg_") and items[0]["content"] == [{"type": "output_text", "text": "Earlier"}]
+    assert items[1]["id"] == "msg_x" and items[1]["content"] == [{"type": "input_text", "text": "Now"}]
+    assert items[2]["id"].startswith("fco_") and items[2]["status"] == "completed"
+    assert stored_input(parse_request(ResponsesRequest, {"input": "Hi"}))[0]["role"] == "user"
+
+
 def test_parse_errors_name_the_field() -> None:
     with pytest.raises(BadRequest) as info:
         parse_request(ResponsesRequest, {"model": "m"})
