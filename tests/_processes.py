@@ -181,6 +181,11 @@ class LlamaServer(Child):
             raise RuntimeError(f"{path} -> {e.code}: {e.read().decode(errors='replace')}") from None
 
 
+#: where the proxies started here keep their default database: a folder of this run, not the user's
+#: ~/.local/share/oaiproxy (an explicit --data-dir, --db-url or env entry still wins)
+DATA_DIR = tempfile.mkdtemp(prefix="oaiproxy-test-data-")
+
+
 class ProxyProcess(Child):
     """``python -m oaiproxy`` as a user runs it, on a free port (healthy on return unless ``wait=False``)."""
 
@@ -189,6 +194,7 @@ class ProxyProcess(Child):
     def __init__(self, args: Sequence[str], *, env: dict[str, str] | None = None, wait: bool = True,
                  log_dir: Path | None = None, timeout: float = 180, keep_log: bool = True) -> None:
         port = free_port()
+        env = {"OAIPROXY_DATA_DIR": os.environ.get("OAIPROXY_DATA_DIR", DATA_DIR), **(env or {})}
         super().__init__([sys.executable, "-m", "oaiproxy", "--port", str(port), *args], port=port, env=env,
                          cwd=REPO, log_dir=log_dir, keep_log=keep_log)
         self.base_url = self.url + "/v1"
