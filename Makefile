@@ -16,11 +16,14 @@ ASSETS := .cache/llama-models
 # (OpenAI Responses), pinned, from the npm registry; each ships its program as a platform package.
 AGENTS := .cache/agents
 AGENT_CLIENTS := @anthropic-ai/claude-code@2.1.328 @openai/codex@0.169.0
+# A real PostgreSQL server for the store's tests (tests/store/postgres.py starts a throw-away cluster): the
+# Debian package's binaries, installed when /usr/lib/postgresql/*/bin has none (needs root or sudo-less apt).
+POSTGRES := .cache/postgresql
 PYTEST_ARGS ?=
 
 .PHONY: setup serve test lint fuzz bench eval clean
 
-setup: $(VENV)/.installed $(ASSETS)/.done $(AGENTS)/.done
+setup: $(VENV)/.installed $(ASSETS)/.done $(AGENTS)/.done $(POSTGRES)/.done
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +49,11 @@ $(AGENTS)/.done: Makefile
 	mkdir -p $(AGENTS)
 	cd $(AGENTS) && npm install --no-audit --no-fund --save-exact --loglevel=error $(AGENT_CLIENTS)
 	touch $@
+
+$(POSTGRES)/.done:
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; }
+	mkdir -p $(POSTGRES) && ls /usr/lib/postgresql/*/bin/initdb | tee $@
 
 serve: setup
 	$(PY) -m oaiproxy $(ARGS)
