@@ -68,6 +68,7 @@ class PostgresServer:
         self.log_path = self.dir / "postgres.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._as = _run_as()
+        self._created = 0
         if self._as:
             os.chown(self.dir, self._as["user"], self._as["group"])
         init = subprocess.run([str(self.bin / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "-A", "trust",
@@ -120,8 +121,11 @@ class PostgresServer:
             self.proc.kill()
             self.proc.wait()
 
-    def create_database(self, name: str) -> str:
-        """A new, empty database on the running server; its URL."""
+    def create_database(self, name: str | None = None) -> str:
+        """A new, empty database on the running server (``name``: else one not used before); its URL."""
+        if name is None:
+            self._created += 1
+            name = f"test{self._created}"
         psql = self.bin / "psql"
         done = subprocess.run([str(psql), "-q", "-h", str(self.dir), "-p", str(self.port), "-U", SUPERUSER,
                                "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", f'CREATE DATABASE "{name}"'],

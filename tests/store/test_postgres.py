@@ -9,7 +9,6 @@ stops the server has one of its own.
 
 from __future__ import annotations
 
-import itertools
 import shutil
 import subprocess
 import sys
@@ -38,13 +37,11 @@ from tests.api.messages.conftest import Script, stand_in
 from tests.store.postgres import PostgresServer
 from tests.store.test_store import NEXT_REVISION, REPO, record
 
-_names = itertools.count()
-
 
 @pytest.fixture
 def pg_url(postgres_server: PostgresServer) -> str:
     """A new, empty database on the session's server."""
-    return postgres_server.create_database(f"t{next(_names)}")
+    return postgres_server.create_database()
 
 
 async def scalar(url: str, sql: str) -> Any:
