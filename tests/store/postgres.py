@@ -39,8 +39,8 @@ def find_bin_dir() -> Path:
         if (folder / "initdb").is_file() and (folder / "postgres").is_file():
             return folder
     raise AssertionError("PostgreSQL server binaries (initdb, postgres) not found in $OAIPROXY_PG_BIN, "
-                         "/usr/lib/postgresql/*/bin or PATH: run `make setup` (it installs the Debian "
-                         "postgresql package)")
+                         "/usr/lib/postgresql/*/bin or PATH: run `make setup`, which installs the Debian "
+                         "postgresql package (after `rm .cache/postgresql/.done` if it ran before)")
 
 
 def _run_as() -> dict[str, Any]:
