@@ -31,6 +31,7 @@ from oaiproxy.api.embeddings.serving import EmbeddingEngine
 from oaiproxy.api.messages.protocol import ErrorResponse as AnthropicErrorResponse
 from oaiproxy.api.messages.routes import count_tokens, messages
 from oaiproxy.api.plain.routes import answer, plain
+from oaiproxy.api.plain.threads import add_to_thread, delete_thread, read_thread, run_thread
 from oaiproxy.api.protocol import ErrorResponse, Model, ModelList
 from oaiproxy.api.responses.protocol import ErrorEvent as ResponsesErrorEvent
 from oaiproxy.api.responses.routes import create_response, delete_response, get_response, list_input_items
@@ -227,10 +228,15 @@ def _key_matches(request: web.Request, key: str) -> bool:
     return matched
 
 
+#: the paths --api-key leaves open
+OPEN_PATHS = ("/health", "/openapi.json")
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.app[STATE].api_key
-    guarded = request.path.startswith("/v1/") or request.path == "/"
+    # /v1/..., POST / and the threads (/<thread>); health and the OpenAPI document stay open
+    guarded = request.path.startswith("/v1/") or (request.path.count("/") == 1 and request.path not in OPEN_PATHS)
     if key and guarded and request.method != "OPTIONS" and not _key_matches(request, key):
         if wire_for(request.path) is ANTHROPIC_WIRE:
             raise AuthenticationFailed("Incorrect or missing API key. Send it as 'x-api-key: KEY' "
@@ -249,7 +255,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
             return error_response(request, BadRequest(f"origin {request.headers.get('Origin')!r} is not allowed "
                                                     "(see --cors-origin)", code="origin_not_allowed", status=403))
         return web.Response(status=204, headers={
-            "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+            "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
             "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers")
             or "Authorization, Content-Type, x-api-key, anthropic-version",
             "Access-Control-Max-Age": "600",
@@ -420,6 +426,16 @@ async def plain_root(request: web.Request) -> web.Response:
     return answer(completion, context, start)
 
 
+def thread_route(route: Callable[[web.Request, ProxyState], Awaitable[web.Response]]) -> Handler:
+    """A ``/<thread>`` route (:mod:`oaiproxy.api.plain.threads`) within the request's deadline."""
+
+    async def handler(request: web.Request) -> web.Response:
+        response: web.Response = await _within(request, _deadline(request), route(request, request.app[STATE]))
+        return response
+
+    return handler
+
+
 async def list_tools(request: web.Request) -> web.Response:
     """``GET /v1/tools``: the server tools loaded, where from, what failed, and the brains."""
     catalog = request.app[STATE].catalog
@@ -455,6 +471,10 @@ def create_app(state: ProxyState, *, max_body_bytes: int) -> web.Application:
     app.router.add_get("/v1/responses/{response_id}", get_response)
     app.router.add_delete("/v1/responses/{response_id}", delete_response)
     app.router.add_get("/v1/responses/{response_id}/input_items", list_input_items)
+    # last: the proxy's own routes above match first (a thread cannot be named after them)
+    for method, route in (("POST", run_thread), ("PUT", add_to_thread), ("GET", read_thread),
+                          ("DELETE", delete_thread)):
+        app.router.add_route(method, "/{thread}", thread_route(route))
     return app
 
 

@@ -1,4 +1,4 @@
-"""State kept server-side, in one database: stored Responses now, threads and conversations next.
+"""State kept server-side, in one database: stored Responses, PikoBrain's threads (conversations next).
 
 :class:`Store` is what the proxy opens at start-up (``--db-url``, else a SQLite file in ``--data-dir``)
 and hands to the routes through ``ProxyState.store``; docs/store.md describes the schema and guarantees.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from oaiproxy.settings import Settings
 from oaiproxy.store.database import Database, StoreUnavailable, database_url
 from oaiproxy.store.responses import Chain, ResponseRecord, ResponseStore
+from oaiproxy.store.threads import ThreadBusy, ThreadStore
 
 
 class Store:
@@ -17,6 +18,7 @@ class Store:
     def __init__(self, db: Database):
         self.db = db
         self.responses = ResponseStore(db)
+        self.threads = ThreadStore(db)
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -31,4 +33,5 @@ class Store:
         await self.db.close()
 
 
-__all__ = ["Chain", "Database", "ResponseRecord", "ResponseStore", "Store", "StoreUnavailable", "database_url"]
+__all__ = ["Chain", "Database", "ResponseRecord", "ResponseStore", "Store", "StoreUnavailable", "ThreadBusy",
+           "ThreadStore", "database_url"]

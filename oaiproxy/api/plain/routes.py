@@ -54,8 +54,12 @@ def _refuse_image(content_type: str, where: str) -> None:
                          "with --mmproj is not supported yet); send text", param=where, code="unsupported_content")
 
 
-async def read_messages(request: web.Request) -> tuple[list[dict[str, Any]], str | None]:
-    """The request's messages (OpenAI-shaped) and its user, in the order the caller sent them."""
+async def read_messages(request: web.Request, *, optional: bool = False) -> tuple[list[dict[str, Any]], str | None]:
+    """The request's messages (OpenAI-shaped) and its user, in the order the caller sent them.
+
+    ``optional``: a thread's request, which may bring no text (it runs on the history) and may end with
+    an assistant message (the checks on what the model is given are then the caller's).
+    """
     user = request.query.get("user")
     role = _role(request.query.get("role"), "role")
     ctype = request.content_type if request.headers.get("Content-Type") else "text/plain"
@@ -86,11 +90,17 @@ async def read_messages(request: web.Request) -> tuple[list[dict[str, Any]], str
         else:
             texts = [_text(raw, "body")]
         messages = [{"role": role, "content": t} for t in texts if t.strip()]
+    if not optional:
+        check_last(messages)
+    return messages, user
+
+
+def check_last(messages: list[dict[str, Any]]) -> None:
+    """What the model is given must end with the user's message."""
     if not messages:
         raise BadRequest("the request has no text: send the question as the body", param="body", code="empty_body")
     if messages[-1]["role"] != "user":
         raise BadRequest("the last message must be the user's (X-Role: user)", param="X-Role", code="invalid_value")
-    return messages, user
 
 
 def brain_for(request: web.Request, state: ProxyState) -> str | None:
@@ -110,13 +120,17 @@ async def plain(request: web.Request, state: ProxyState) -> tuple[ChatCompletion
     """The answer to a plain request, how many messages went in, and when it started."""
     start = time.monotonic()
     messages, user = await read_messages(request)
-    brain = brain_for(request, state)
+    return await run(state, brain_for(request, state), messages, user), len(messages), start
+
+
+async def run(state: ProxyState, brain: str | None, messages: list[dict[str, Any]], user: str | None) -> ChatCompletion:
+    """``messages`` as one Chat Completions request to ``brain`` (None: the served model), its loop included."""
     req: ChatCompletionRequest = parse_request(ChatCompletionRequest, {
         "model": brain, "messages": messages, **({"user": user} if user else {})})
     snapshot = state.catalog.snapshot if state.catalog is not None else None
     loop = plan_loop(snapshot, brain, None)
     state.check_upstream(state.managed)
-    return await state.engine.complete(req, loop), len(messages), start
+    return await state.engine.complete(req, loop)
 
 
 def answer(completion: ChatCompletion, context: int, start: float) -> web.Response:
@@ -132,4 +146,4 @@ def answer(completion: ChatCompletion, context: int, start: float) -> web.Respon
     })
 
 
-__all__ = ["answer", "brain_for", "plain", "read_messages"]
+__all__ = ["answer", "brain_for", "check_last", "plain", "read_messages", "run"]
