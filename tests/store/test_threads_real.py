@@ -1,11 +1,16 @@
 """PikoBrain threads on two real proxy processes sharing one PostgreSQL database, in front of the session's
 llama-server and default model: a thread begun on one is run on the other (its history reaches the model),
-and runs sent to both at once each either answer or say ``thread_busy``, leaving whole turns in order."""
+and runs sent to both at once each either answer or say ``thread_busy``, leaving whole turns in order; and a
+proxy killed mid-run leaves its thread as it was."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +58,32 @@ def test_a_thread_is_shared_by_two_proxies_and_their_concurrent_runs_never_inter
     finally:
         one.stop()
         two.stop()
+
+
+def test_a_proxy_killed_mid_run_leaves_the_thread_as_it_was(upstream: LlamaServer, tmp_path: Path) -> None:
+    """kill -9 while the run is in progress (0.4 s after it was sent; such a run takes about 1 s): after a
+    restart on the same SQLite file the thread holds what it held before the run (the run's question is not
+    kept either: it is committed with the answer), and takes new messages."""
+    args = ["--endpoint", upstream.url, "--db-url", f"sqlite+aiosqlite:///{tmp_path / 'state.db'}",
+            "--default-max-tokens", "3000"]
+    proxy = ProxyProcess(args)
+    try:
+        assert http("PUT", proxy.url + "/count", b"Count with me.", TEXT)[0] == 200
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(http, "POST", proxy.url + "/count",
+                                  b"Count from 1 to 2000: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,", TEXT, 120)
+            time.sleep(0.4)
+            os.kill(proxy.pid, signal.SIGKILL)
+            proxy.proc.wait(10)
+            with pytest.raises(OSError):  # the client saw the connection die, not an answer
+                running.result(30)
+    finally:
+        proxy.stop()
+    again = ProxyProcess(args)
+    try:
+        data = json.loads(http("GET", again.url + "/count")[2])["data"]
+        assert [(m["role"], m["content"]) for m in data] == [("user", "Count with me.")]
+        status, _, raw = http("PUT", again.url + "/count", b"Still here?", TEXT)  # the thread is writable
+        assert status == 200 and json.loads(raw)["first_position"] == 1
+    finally:
+        again.stop()
