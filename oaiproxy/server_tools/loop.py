@@ -32,6 +32,7 @@ from oaiproxy.conversation.model import Conversation, ToolCall, ToolChoice
 from oaiproxy.dialects.base import ContentDelta, ParsedOutput
 from oaiproxy.engine import CallDone, Engine, Finished, Result, Sampling, Started, Step, StreamEvent, TokenUsage
 from oaiproxy.server_tools.base import ServerTool, ToolResult
+from oaiproxy.server_tools.trim import fit_context
 
 log = logging.getLogger("oaiproxy.server_tools")
 
@@ -119,7 +120,7 @@ class ToolLoop:
     bounds the rounds that call tools.
     """
 
-    def __init__(self, engine: Engine, tools: Sequence[ServerTool], *, max_iterations: int):
+    def __init__(self, engine: Engine, tools: Sequence[ServerTool], *, max_iterations: int, trim: bool = False):
         if engine.stream_tool_calls != "whole":
             # a server call must be whole before it runs, and its text never reaches the client: the
             # loop's rounds hold every call back until it is validated (the client's too)
@@ -128,6 +129,8 @@ class ToolLoop:
         self.engine = engine
         self.tools = {t.spec.name: t for t in tools}
         self.max_iterations = max_iterations
+        #: drop the oldest turns of each round's history until the prompt fits (a brain's, :mod:`.trim`)
+        self.trim = trim
 
     # ------------------------------------------------------------ rounds
 
@@ -144,6 +147,9 @@ class ToolLoop:
         elif conv.tool_choice == "none":
             choice = "none"
         return dataclasses.replace(conv, messages=messages, tools=tools, tool_choice=choice)
+
+    async def _fitted(self, conv: Conversation, sampling: Sampling) -> Conversation:
+        return await fit_context(self.engine, conv, sampling) if self.trim else conv
 
     def _split(self, calls: Sequence[ToolCall]) -> tuple[list[ToolCall], list[ToolCall]]:
         server = [c for c in calls if c.name in self.tools]
@@ -162,7 +168,8 @@ class ToolLoop:
         #: what earlier rounds wrote beside their calls: part of the answer, as a stream shows it
         said = ""
         while True:
-            result = (await self.engine.complete(self._round(conv, done, messages), sampling))[0]
+            round_conv = await self._fitted(self._round(conv, done, messages), sampling)
+            result = (await self.engine.complete(round_conv, sampling))[0]
             usage = add_usage(usage, result.usage)
             server, client = self._split(result.parsed.tool_calls)
             if server and done < self.max_iterations:
@@ -196,7 +203,7 @@ class ToolLoop:
             client_calls = 0
             content: list[str] = []
             finished: Finished | None = None
-            events = self.engine.stream(self._round(conv, done, messages), sampling)
+            events = self.engine.stream(await self._fitted(self._round(conv, done, messages), sampling), sampling)
             try:
                 async for event in events:
                     if isinstance(event, Started):

@@ -12,12 +12,13 @@ import dataclasses
 from dataclasses import dataclass
 
 from oaiproxy.conversation.model import Conversation, ToolSpec
-from oaiproxy.engine import Sampling
+from oaiproxy.engine import Engine, Sampling
 from oaiproxy.errors import BadRequest
 from oaiproxy.server_tools.base import ServerTool
 from oaiproxy.server_tools.brains import brain_messages
 from oaiproxy.server_tools.catalog import Snapshot
 from oaiproxy.server_tools.config import Brain
+from oaiproxy.server_tools.loop import ToolLoop
 
 #: rounds of calls for a request that names ``server_tools`` without a brain
 DEFAULT_MAX_ITERATIONS: int = Brain.model_fields["max_iterations"].default
@@ -31,6 +32,13 @@ class LoopPlan:
     max_iterations: int = DEFAULT_MAX_ITERATIONS
     brain: Brain | None = None
     brain_name: str | None = None
+    #: drop the oldest turns until each round's prompt fits the context (:mod:`.trim`): a brain's or a
+    #: thread's history is the server's to cut; a client's own messages never are
+    trim: bool = False
+
+    def tool_loop(self, engine: Engine) -> ToolLoop:
+        """The loop that runs this plan on ``engine``."""
+        return ToolLoop(engine, self.tools, max_iterations=self.max_iterations, trim=self.trim)
 
     @property
     def specs(self) -> list[ToolSpec]:
@@ -84,7 +92,7 @@ def plan_loop(snapshot: Snapshot | None, model: str | None, refs: list[str] | No
     if refs is not None:
         wanted = {t.spec.name for t in snapshot.tools_for(refs)}
         tools = [t for t in tools if t.spec.name in wanted]
-    return LoopPlan(tools=tools, max_iterations=brain.max_iterations, brain=brain, brain_name=model)
+    return LoopPlan(tools=tools, max_iterations=brain.max_iterations, brain=brain, brain_name=model, trim=True)
 
 
 __all__ = ["DEFAULT_MAX_ITERATIONS", "LoopPlan", "plan_loop"]

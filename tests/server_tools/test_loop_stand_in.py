@@ -61,8 +61,12 @@ def stand_in(rounds: Rounds) -> web.Application:
         await response.write(b"data: " + json.dumps(last).encode() + b"\n\n")
         return response
 
+    async def tokenize(request: web.Request) -> web.Response:  # one token per character
+        return web.json_response({"tokens": list(range(len((await request.json())["content"])))})
+
     app = web.Application()
     app.router.add_post("/completion", completion)
+    app.router.add_post("/tokenize", tokenize)
     return app
 
 
@@ -72,6 +76,7 @@ class Setup:
     http: TestClient[Any, Any]
     service: str
     catalog: ToolCatalog
+    upstream: LlamaServerClient
 
 
 def tools_file(tmp_path: Path, service: str, brains: dict[str, Any]) -> Path:
@@ -106,7 +111,7 @@ async def setup(aiohttp_client: Any, aiohttp_server: Any, templates_dir: Path, t
         state = ProxyState(engine=engine, client=upstream, model_ids=[MODEL], request_timeout=20, api_key=KEY,
                            cors_origins=[], catalog=catalog)
         http = await aiohttp_client(create_app(state, max_body_bytes=1 << 20))
-        yield Setup(rounds, http, service, catalog)
+        yield Setup(rounds, http, service, catalog, upstream)
         await upstream.close()
 
 
@@ -284,3 +289,32 @@ async def test_text_beside_a_call_is_part_of_the_answer_streamed_or_not(setup: S
               if line.startswith("data: ") and line != "data: [DONE]"]
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == \
         "Let me look. It is Rex."
+
+
+def long_history(turns: int) -> list[dict[str, str]]:
+    history = []
+    for i in range(turns):
+        history += [{"role": "user", "content": f"question {i:03d} " + "q" * 180},
+                    {"role": "assistant", "content": f"answer {i:03d} " + "a" * 180}]
+    return history + [{"role": "user", "content": "the latest question"}]
+
+
+async def test_a_brain_drops_the_oldest_turns_to_fit_the_context(setup: Setup) -> None:
+    setup.upstream.context_per_slot = 6000  # the stand-in counts a token per character
+    setup.rounds.texts = ["ok"]
+    status, body = await chat(setup, model="petbot", messages=long_history(30), max_tokens=100)
+    assert status == 200, body
+    prompt = setup.rounds.bodies[-1]["prompt"]
+    assert len(prompt) <= 5900 and "the latest question" in prompt and "You help with pets" in prompt
+    assert "question 000" not in prompt and "answer 029" in prompt
+    kept = [i for i in range(30) if f"question {i:03d}" in prompt]
+    assert kept == list(range(kept[0], 30)) and len(kept) >= 5  # the newest turns, as many as fit
+    assert len(prompt) + 2 * 190 > 5900  # one more turn (two messages of 190 characters and more) would not fit
+
+
+async def test_a_request_without_a_brain_is_never_trimmed(setup: Setup) -> None:
+    setup.upstream.context_per_slot = 3000
+    setup.rounds.texts = ["ok"]
+    status, body = await chat(setup, model=MODEL, server_tools=["pets"], messages=long_history(30), max_tokens=100)
+    assert status == 200, body
+    assert "question 000" in setup.rounds.bodies[-1]["prompt"]

@@ -39,7 +39,7 @@ from oaiproxy.dialects.base import ContentDelta, GenerationPlan, Style, ToolCall
 from oaiproxy.engine import CallDone, Engine, Finished, ReasoningStep, Sampling, Started, Step, TokenProb, TokenUsage
 from oaiproxy.errors import BadRequest
 from oaiproxy.runtime.upstream import LlamaServerClient
-from oaiproxy.server_tools.loop import LoopStep, ToolCallsStep, ToolLoop, ToolResultsStep
+from oaiproxy.server_tools.loop import LoopStep, ToolCallsStep, ToolResultsStep
 from oaiproxy.server_tools.plan import LoopPlan
 from oaiproxy.templating.chat_template import ChatTemplate
 
@@ -147,7 +147,7 @@ class ChatEngine:
         if loop is None:
             results = await self.core.complete(conv, sampling, req.n)
         else:
-            run = await ToolLoop(self.core, loop.tools, max_iterations=loop.max_iterations).complete(conv, sampling)
+            run = await loop.tool_loop(self.core).complete(conv, sampling)
             results, steps = [run.result], [tool_step(step) for step in run.steps]
         choices = []
         for i, res in enumerate(results):
@@ -193,7 +193,7 @@ class ChatEngine:
                 function=DeltaFunction(name=ev.name, arguments=ev.arguments))]))
 
         events = (self.core.stream(conv, sampling) if loop is None
-                  else ToolLoop(self.core, loop.tools, max_iterations=loop.max_iterations).stream(conv, sampling))
+                  else loop.tool_loop(self.core).stream(conv, sampling))
         try:
             async for event in events:
                 if isinstance(event, Started):

@@ -24,7 +24,7 @@ from aiohttp import BodyPartReader, web
 from oaiproxy.api.chat.protocol import ChatCompletion, ChatCompletionRequest
 from oaiproxy.api.protocol import parse_request
 from oaiproxy.errors import BadRequest, NotFound
-from oaiproxy.server_tools.plan import plan_loop
+from oaiproxy.server_tools.plan import LoopPlan, plan_loop
 
 if TYPE_CHECKING:
     from oaiproxy.api.app import ProxyState
@@ -123,12 +123,16 @@ async def plain(request: web.Request, state: ProxyState) -> tuple[ChatCompletion
     return await run(state, brain_for(request, state), messages, user), len(messages), start
 
 
-async def run(state: ProxyState, brain: str | None, messages: list[dict[str, Any]], user: str | None) -> ChatCompletion:
-    """``messages`` as one Chat Completions request to ``brain`` (None: the served model), its loop included."""
+async def run(state: ProxyState, brain: str | None, messages: list[dict[str, Any]], user: str | None, *,
+              trim: bool = False) -> ChatCompletion:
+    """``messages`` as one Chat Completions request to ``brain`` (None: the served model), its loop included;
+    ``trim``: the oldest turns go until the prompt fits the context (a stored thread's), brain or not."""
     req: ChatCompletionRequest = parse_request(ChatCompletionRequest, {
         "model": brain, "messages": messages, **({"user": user} if user else {})})
     snapshot = state.catalog.snapshot if state.catalog is not None else None
     loop = plan_loop(snapshot, brain, None)
+    if loop is None and trim:
+        loop = LoopPlan(tools=[], trim=True)
     state.check_upstream(state.managed)
     return await state.engine.complete(req, loop)
 

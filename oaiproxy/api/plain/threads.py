@@ -114,7 +114,7 @@ async def run_thread(request: web.Request, state: ProxyState) -> web.Response:
             raise BadRequest(f"thread {name!r} has no messages and the request no text: send the question as "
                              "the body", param="body", code="empty_body")
         check_last(given)
-        completion = await run(state, brain, given, user)
+        completion = await run(state, brain, given, user, trim=True)
         await store.threads.append(name, history, _new(messages, user) + run_messages(completion), user=user)
     context = len(recent([m for m in given if m["role"] != "system"], depth)) if depth else len(given)
     return answer(completion, context, start)

@@ -72,8 +72,12 @@ def stand_in(rounds: Rounds) -> web.Application:
         await response.write(b"data: " + json.dumps(last).encode() + b"\n\n")
         return response
 
+    async def tokenize(request: web.Request) -> web.Response:  # one token per character
+        return web.json_response({"tokens": list(range(len((await request.json())["content"])))})
+
     app = web.Application()
     app.router.add_post("/completion", completion)
+    app.router.add_post("/tokenize", tokenize)
     return app
 
 
@@ -90,6 +94,7 @@ class Setup:
     http: TestClient[Any, Any]
     store: Store
     db: Path
+    upstream: LlamaServerClient
 
 
 @pytest.fixture
@@ -114,7 +119,7 @@ async def setup(aiohttp_client: Any, aiohttp_server: Any, templates_dir: Path, t
         state = ProxyState(engine=engine, client=upstream, model_ids=[MODEL], request_timeout=20, api_key=KEY,
                            cors_origins=[], catalog=catalog, store=store)
         http = await aiohttp_client(create_app(state, max_body_bytes=1 << 20))
-        yield Setup(rounds, http, store, db)
+        yield Setup(rounds, http, store, db, upstream)
         await store.close()
         await upstream.close()
 
@@ -322,3 +327,22 @@ async def test_without_a_store_threads_are_a_clear_400(setup: Setup, aiohttp_cli
         resp = await http.request(method, "/t", data="hi")
         body = await resp.json()
         assert resp.status == 400 and body["error"]["code"] == "store_disabled", (method, body)
+
+
+async def test_a_thread_longer_than_the_context_runs_on_its_latest_turns_and_keeps_them_all(setup: Setup) -> None:
+    setup.upstream.context_per_slot = 8000  # the stand-in counts a token per character
+    with aiohttp.MultipartWriter("form-data") as mp:
+        for i in range(40):
+            mp.append(f"turn {i:03d} " + "x" * 300, {"X-Role": "user" if i % 2 == 0 else "assistant"})
+    status, _, text = await post(setup, "/long?brain=chat", mp, method="PUT")
+    assert status == 200, text
+    setup.rounds.texts = ["fine"]
+    status, _, text = await post(setup, "/long?brain=chat", b"the newest question",
+                                 **{"Content-Type": "text/plain"})
+    assert status == 200 and text == "fine"
+    prompt = setup.rounds.prompts[-1]
+    assert len(prompt) <= 8000 - 1024 and "the newest question" in prompt and "You are Chat." in prompt
+    assert "turn 000" not in prompt and "turn 039" in prompt
+    kept = [i for i in range(40) if f"turn {i:03d}" in prompt]
+    assert kept == list(range(kept[0], 40)) and len(kept) >= 3
+    assert len(await messages(setup, "long")) == 42  # the store keeps every turn; only the prompt is cut
