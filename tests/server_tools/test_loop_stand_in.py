@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from oaiproxy.api.app import ProxyState, create_app
@@ -28,46 +27,10 @@ from oaiproxy.server_tools.catalog import ToolCatalog
 from oaiproxy.settings import Settings
 from oaiproxy.templating.chat_template import ChatTemplate
 from tests.server_tools.service import SPEC, running_service
+from tests.server_tools.stand_in import Rounds, call, stand_in
 
 MODEL = "m"
 KEY = "sk-loop-test-91ab"
-
-
-def call(name: str, arguments: dict[str, Any]) -> str:
-    return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}) + "\n</tool_call>"
-
-
-@dataclass
-class Rounds:
-    """What the stand-in writes on each /completion, in order (the last one repeats), and what it was asked."""
-
-    texts: list[str] = field(default_factory=lambda: ["Hello."])
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-
-    def next(self) -> str:
-        return self.texts.pop(0) if len(self.texts) > 1 else self.texts[0]
-
-
-def stand_in(rounds: Rounds) -> web.Application:
-    async def completion(request: web.Request) -> web.StreamResponse:
-        rounds.bodies.append(await request.json())
-        text = rounds.next()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for i in range(0, len(text), 7):  # split anywhere
-            await response.write(b"data: " + json.dumps({"content": text[i:i + 7], "stop": False}).encode() + b"\n\n")
-        last = {"content": "", "stop": True, "stop_type": "eos", "tokens_predicted": 5, "tokens_evaluated": 40,
-                "timings": {"cache_n": 30}}
-        await response.write(b"data: " + json.dumps(last).encode() + b"\n\n")
-        return response
-
-    async def tokenize(request: web.Request) -> web.Response:  # one token per character
-        return web.json_response({"tokens": list(range(len((await request.json())["content"])))})
-
-    app = web.Application()
-    app.router.add_post("/completion", completion)
-    app.router.add_post("/tokenize", tokenize)
-    return app
 
 
 @dataclass

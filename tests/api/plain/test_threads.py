@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from oaiproxy.api.app import STATE, ProxyState, create_app
@@ -32,53 +31,11 @@ from oaiproxy.store import Store, ThreadBusy
 from oaiproxy.store.threads import NewMessage
 from oaiproxy.templating.chat_template import ChatTemplate
 from tests.server_tools.service import SPEC, running_service
+from tests.server_tools.stand_in import Rounds, call, stand_in
 
 MODEL = "m"
 KEY = "sk-thread-test-5c2d"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-def call(name: str, arguments: dict[str, Any]) -> str:
-    return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}) + "\n</tool_call>"
-
-
-@dataclass
-class Rounds:
-    """What the stand-in writes on each /completion (the last one repeats), what it was asked, and an
-    optional ``during`` hook awaited while a round is generated (another proxy's work, a failure)."""
-
-    texts: list[str] = field(default_factory=lambda: ["Hello."])
-    prompts: list[str] = field(default_factory=list)
-    during: Callable[[], Awaitable[None]] | None = None
-    fail: bool = False
-
-    def next(self) -> str:
-        return self.texts.pop(0) if len(self.texts) > 1 else self.texts[0]
-
-
-def stand_in(rounds: Rounds) -> web.Application:
-    async def completion(request: web.Request) -> web.StreamResponse:
-        rounds.prompts.append((await request.json())["prompt"])
-        if rounds.fail:
-            return web.json_response({"error": {"message": "the model fell over"}}, status=500)
-        text = rounds.next()
-        await asyncio.sleep(0.01)  # let concurrent requests pile up on the thread
-        if rounds.during is not None:
-            await rounds.during()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(b"data: " + json.dumps({"content": text, "stop": False}).encode() + b"\n\n")
-        last = {"content": "", "stop": True, "stop_type": "eos", "tokens_predicted": 5, "tokens_evaluated": 40}
-        await response.write(b"data: " + json.dumps(last).encode() + b"\n\n")
-        return response
-
-    async def tokenize(request: web.Request) -> web.Response:  # one token per character
-        return web.json_response({"tokens": list(range(len((await request.json())["content"])))})
-
-    app = web.Application()
-    app.router.add_post("/completion", completion)
-    app.router.add_post("/tokenize", tokenize)
-    return app
 
 
 BRAINS = {
