@@ -22,7 +22,7 @@ import pytest
 
 from tests._processes import REPO, LlamaServer, ProxyProcess
 from tests.hypothesis_profiles import load_profile
-from tests.store.postgres import PostgresServer
+from tests.store.postgres import PostgresServer, running_postgres
 
 load_profile()  # deterministic ("ci") unless HYPOTHESIS_PROFILE says otherwise, e.g. `make fuzz`
 
@@ -85,12 +85,8 @@ def postgres_server() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the session, on a Unix socket in a temporary folder (tests/store/postgres.py).
 
     Not an integration test (no llama-server); never skipped: missing binaries fail, naming `make setup`."""
-    server = PostgresServer()
-    try:
-        server.start()
+    with running_postgres() as server:
         yield server
-    finally:
-        server.remove()
 
 
 #: fixtures that start (or stand for) a real llama-server; a test that needs one, even through other

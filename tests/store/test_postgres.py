@@ -24,17 +24,14 @@ from openai import AsyncOpenAI
 from sqlalchemy import text
 
 from oaiproxy.api.app import ProxyState, create_app
-from oaiproxy.api.chat.serving import ChatEngine
-from oaiproxy.dialects import get_style
-from oaiproxy.engine import Engine
 from oaiproxy.runtime.upstream import Admission, LlamaServerClient
 from oaiproxy.settings import ConfigError, Settings
 from oaiproxy.store import Database, Store, StoreUnavailable
 from oaiproxy.store.database import MIGRATIONS, head_revision, migrate
 from oaiproxy.store.schema import Base
-from oaiproxy.templating.chat_template import ChatTemplate
 from tests.api.messages.conftest import Script, stand_in
-from tests.store.postgres import PostgresServer
+from tests.stand_in_app import hermes_engine
+from tests.store.postgres import PostgresServer, running_postgres
 from tests.store.test_store import NEXT_REVISION, REPO, record
 
 
@@ -157,12 +154,8 @@ def test_four_proxies_opening_a_fresh_database_migrate_it_once(pg_url: str) -> N
 @pytest.fixture
 def own_server() -> Iterator[PostgresServer]:
     """A server of the test's own: it is stopped and started again mid-test."""
-    server = PostgresServer()
-    try:
-        server.start()
+    with running_postgres() as server:
         yield server
-    finally:
-        server.remove()
 
 
 @pytest.fixture
@@ -173,10 +166,7 @@ async def api_on(own_server: PostgresServer, aiohttp_client: Any, aiohttp_server
     server = await aiohttp_server(stand_in(script))
     upstream = LlamaServerClient(str(server.make_url("")), admission=Admission(slots=2, max_queue=8))
     s = Settings()
-    path = templates_dir / "Qwen-Qwen2.5-7B-Instruct.jinja"
-    tpl = ChatTemplate(path.read_text(encoding="utf-8"), bos_token="", eos_token="<|im_end|>", name=path.name)
-    engine = ChatEngine(Engine.from_settings(s, template=tpl, style=get_style("hermes"), client=upstream,
-                                             model_id="m"))
+    engine = hermes_engine(templates_dir, upstream, "m", s)
     store = await Store.open(own_server.create_database("api"))
     state = ProxyState(engine=engine, client=upstream, model_ids=["m"], request_timeout=20, api_key=None,
                        cors_origins=[], store=store)

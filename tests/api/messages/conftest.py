@@ -19,12 +19,9 @@ from aiohttp.test_utils import TestClient
 from anthropic import AsyncAnthropic
 
 from oaiproxy.api.app import ProxyState, create_app
-from oaiproxy.api.chat.serving import ChatEngine
-from oaiproxy.dialects import get_style
-from oaiproxy.engine import Engine
 from oaiproxy.runtime.upstream import Admission, LlamaServerClient
 from oaiproxy.settings import Settings
-from oaiproxy.templating.chat_template import ChatTemplate
+from tests.stand_in_app import hermes_engine
 
 MODEL = "m"
 KEY = "sk-ant-test-5e1f"
@@ -78,10 +75,7 @@ async def _proxy(aiohttp_client: Any, aiohttp_server: Any, templates_dir: Path, 
     server = await aiohttp_server(stand_in(script))
     upstream = LlamaServerClient(str(server.make_url("")), admission=Admission(slots=2, max_queue=8))
     s = Settings(**settings)
-    path = templates_dir / "Qwen-Qwen2.5-7B-Instruct.jinja"
-    tpl = ChatTemplate(path.read_text(encoding="utf-8"), bos_token="", eos_token="<|im_end|>", name=path.name)
-    engine = ChatEngine(Engine.from_settings(s, template=tpl, style=get_style("hermes"), client=upstream,
-                                             model_id=MODEL))
+    engine = hermes_engine(templates_dir, upstream, MODEL, s)
     state = ProxyState(engine=engine, client=upstream, model_ids=[MODEL], request_timeout=20, api_key=s.api_key,
                        cors_origins=s.cors_origin)
     http = await aiohttp_client(create_app(state, max_body_bytes=s.max_body_bytes))

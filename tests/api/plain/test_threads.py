@@ -21,17 +21,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from oaiproxy.api.app import STATE, ProxyState, create_app
-from oaiproxy.api.chat.serving import ChatEngine
-from oaiproxy.dialects import get_style
-from oaiproxy.engine import Engine
 from oaiproxy.runtime.upstream import Admission, LlamaServerClient
 from oaiproxy.server_tools.catalog import ToolCatalog
-from oaiproxy.settings import Settings
 from oaiproxy.store import Store, ThreadBusy
 from oaiproxy.store.threads import NewMessage
-from oaiproxy.templating.chat_template import ChatTemplate
 from tests.server_tools.service import SPEC, running_service
 from tests.server_tools.stand_in import Rounds, call, stand_in
+from tests.stand_in_app import hermes_engine
 
 MODEL = "m"
 KEY = "sk-thread-test-5c2d"
@@ -60,10 +56,7 @@ async def setup(aiohttp_client: Any, aiohttp_server: Any, templates_dir: Path, t
         rounds = Rounds()
         server = await aiohttp_server(stand_in(rounds))
         upstream = LlamaServerClient(str(server.make_url("")), admission=Admission(slots=2, max_queue=16))
-        path = templates_dir / "Qwen-Qwen2.5-7B-Instruct.jinja"
-        tpl = ChatTemplate(path.read_text(encoding="utf-8"), bos_token="", eos_token="<|im_end|>", name=path.name)
-        engine = ChatEngine(Engine.from_settings(Settings(), template=tpl, style=get_style("hermes"), client=upstream,
-                                                 model_id=MODEL))
+        engine = hermes_engine(templates_dir, upstream, MODEL)
         (tmp_path / "pets.json").write_text(json.dumps(SPEC))
         tools = tmp_path / "tools.yaml"
         tools.write_text(json.dumps({"sources": [{"type": "openapi", "url": "pets.json", "namespace": "pets",

@@ -21,14 +21,11 @@ from aiohttp.test_utils import TestClient
 from openai import AsyncOpenAI
 
 from oaiproxy.api.app import ProxyState, create_app
-from oaiproxy.api.chat.serving import ChatEngine
-from oaiproxy.dialects import get_style
-from oaiproxy.engine import Engine
 from oaiproxy.runtime.upstream import Admission, LlamaServerClient
 from oaiproxy.settings import Settings
 from oaiproxy.store import Store
-from oaiproxy.templating.chat_template import ChatTemplate
 from tests.api.messages.conftest import CALL, Script, stand_in
+from tests.stand_in_app import hermes_engine
 
 MODEL = "m"
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in a city",
@@ -55,10 +52,7 @@ async def _proxy(aiohttp_client: Any, aiohttp_server: Any, templates_dir: Path, 
     server = await aiohttp_server(stand_in(script))
     upstream = LlamaServerClient(str(server.make_url("")), admission=Admission(slots=2, max_queue=8))
     s = Settings()
-    path = templates_dir / "Qwen-Qwen2.5-7B-Instruct.jinja"
-    tpl = ChatTemplate(path.read_text(encoding="utf-8"), bos_token="", eos_token="<|im_end|>", name=path.name)
-    engine = ChatEngine(Engine.from_settings(s, template=tpl, style=get_style("hermes"), client=upstream,
-                                             model_id=MODEL))
+    engine = hermes_engine(templates_dir, upstream, MODEL, s)
     store = await Store.open(f"sqlite+aiosqlite:///{db}") if db is not None else None
     state = ProxyState(engine=engine, client=upstream, model_ids=[MODEL], request_timeout=20, api_key=None,
                        cors_origins=[], store=store)
