@@ -72,10 +72,6 @@ class LoopResult:
 
     result: Result
     steps: list[LoopStep] = field(default_factory=list)
-    #: rounds generated (the final one included)
-    rounds: int = 1
-    #: True when ``max_iterations`` rounds called tools and the last round ran without server tools
-    hit_limit: bool = False
 
 
 def add_usage(total: TokenUsage, more: TokenUsage) -> TokenUsage:
@@ -186,7 +182,7 @@ class ToolLoop:
             if server and not client and result.finish_reason == "tool_calls":
                 result.finish_reason = "stop"
             result.usage = usage
-            return LoopResult(result, steps, rounds=done + 1, hit_limit=done >= self.max_iterations)
+            return LoopResult(result, steps)
 
     # ------------------------------------------------------------ streams
 
