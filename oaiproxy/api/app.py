@@ -46,7 +46,7 @@ from oaiproxy.errors import (
 )
 from oaiproxy.runtime.llama_server import ManagedServer
 from oaiproxy.runtime.upstream import LlamaServerClient
-from oaiproxy.server_tools.catalog import ToolCatalog
+from oaiproxy.server_tools.catalog import Snapshot, ToolCatalog
 from oaiproxy.store import Store
 
 log = logging.getLogger("oaiproxy.app")
@@ -88,8 +88,15 @@ class ProxyState:
         return ids + [b for b in self.brain_names if b not in ids]
 
     @property
+    def tools_snapshot(self) -> Snapshot | None:
+        """The server tools and brains now (None: no ``--tools``); a request reads it once, so a reload in
+        the middle changes nothing for it."""
+        return self.catalog.snapshot if self.catalog is not None else None
+
+    @property
     def brain_names(self) -> list[str]:
-        return list(self.catalog.snapshot.brains) if self.catalog is not None else []
+        snapshot = self.tools_snapshot
+        return list(snapshot.brains) if snapshot is not None else []
 
     def check_model(self, model: str | None) -> None:
         """A 404 unless ``model`` (when given) is the chat model."""

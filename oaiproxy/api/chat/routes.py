@@ -19,8 +19,7 @@ if TYPE_CHECKING:
 
 async def chat_completions(request: web.Request, state: ProxyState, body: Any) -> Reply:
     req: ChatCompletionRequest = parse_request(ChatCompletionRequest, body)
-    snapshot = state.catalog.snapshot if state.catalog is not None else None  # once: a reload changes nothing here
-    loop = plan_loop(snapshot, req.model, req.server_tools)
+    loop = plan_loop(state.tools_snapshot, req.model, req.server_tools)
     if loop is None or loop.brain is None:
         state.check_model(req.model)
     req.check_supported()

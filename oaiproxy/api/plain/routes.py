@@ -129,8 +129,7 @@ async def run(state: ProxyState, brain: str | None, messages: list[dict[str, Any
     ``trim``: the oldest turns go until the prompt fits the context (a stored thread's), brain or not."""
     req: ChatCompletionRequest = parse_request(ChatCompletionRequest, {
         "model": brain, "messages": messages, **({"user": user} if user else {})})
-    snapshot = state.catalog.snapshot if state.catalog is not None else None
-    loop = plan_loop(snapshot, brain, None)
+    loop = plan_loop(state.tools_snapshot, brain, None)
     if loop is None and trim:
         loop = LoopPlan(tools=[], trim=True)
     state.check_upstream(state.managed)
