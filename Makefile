@@ -19,11 +19,14 @@ AGENT_CLIENTS := @anthropic-ai/claude-code@2.1.328 @openai/codex@0.169.0
 # A real PostgreSQL server for the store's tests (tests/store/postgres.py starts a throw-away cluster): the
 # Debian package's binaries, installed when /usr/lib/postgresql/*/bin has none (needs root or sudo-less apt).
 POSTGRES := .cache/postgresql
+# Debian's Chromium for the UI's browser tests (tests/ui/: Playwright's Python API drives /usr/bin/chromium;
+# no browser download), installed when it is missing (root or sudo-less apt, like PostgreSQL).
+CHROMIUM := .cache/chromium
 PYTEST_ARGS ?=
 
 .PHONY: setup serve test lint fuzz bench eval clean
 
-setup: $(VENV)/.installed $(ASSETS)/.done $(AGENTS)/.done $(POSTGRES)/.done
+setup: $(VENV)/.installed $(ASSETS)/.done $(AGENTS)/.done $(POSTGRES)/.done $(CHROMIUM)/.done
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +57,11 @@ $(POSTGRES)/.done:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; }
 	mkdir -p $(POSTGRES) && ls /usr/lib/postgresql/*/bin/initdb | tee $@
+
+$(CHROMIUM)/.done:
+	test -x /usr/bin/chromium || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
+	mkdir -p $(CHROMIUM) && /usr/bin/chromium --headless --no-sandbox --version | tee $@
 
 serve: setup
 	$(PY) -m oaiproxy $(ARGS)
