@@ -35,6 +35,8 @@ from oaiproxy.api.plain.threads import add_to_thread, delete_thread, read_thread
 from oaiproxy.api.protocol import ErrorResponse, Model, ModelList
 from oaiproxy.api.responses.protocol import ErrorEvent as ResponsesErrorEvent
 from oaiproxy.api.responses.routes import create_response, delete_response, get_response, list_input_items
+from oaiproxy.api.ui import STATIC as UI_STATIC
+from oaiproxy.api.ui import grammar, index, inspected_chat, list_threads, sample, status, to_ui, watch_log
 from oaiproxy.errors import (
     APIError,
     AuthenticationFailed,
@@ -235,15 +237,18 @@ def _key_matches(request: web.Request, key: str) -> bool:
     return matched
 
 
-#: the paths --api-key leaves open
-OPEN_PATHS = ("/health", "/openapi.json")
+#: the paths --api-key leaves open (the UI's page holds no data: it asks for the key)
+OPEN_PATHS = ("/health", "/openapi.json", "/ui")
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.app[STATE].api_key
-    # /v1/..., POST / and the threads (/<thread>); health and the OpenAPI document stay open
-    guarded = request.path.startswith("/v1/") or (request.path.count("/") == 1 and request.path not in OPEN_PATHS)
+    # /v1/..., the UI's data (/ui/api/...), POST / and the threads (/<thread>); health, the OpenAPI document,
+    # the UI's page (GET / redirects to it) stay open
+    guarded = request.path.startswith(("/v1/", "/ui/api/")) or (
+        request.path.count("/") == 1 and request.path not in OPEN_PATHS
+        and not (request.path == "/" and request.method in ("GET", "HEAD")))
     if key and guarded and request.method != "OPTIONS" and not _key_matches(request, key):
         if wire_for(request.path) is ANTHROPIC_WIRE:
             raise AuthenticationFailed("Incorrect or missing API key. Send it as 'x-api-key: KEY' "
@@ -434,7 +439,7 @@ async def plain_root(request: web.Request) -> web.Response:
 
 
 def thread_route(route: Callable[[web.Request, ProxyState], Awaitable[web.Response]]) -> Handler:
-    """A ``/<thread>`` route (:mod:`oaiproxy.api.plain.threads`) within the request's deadline."""
+    """A ``/<thread>`` route (:mod:`oaiproxy.api.plain.threads`), or a UI one, within the request's deadline."""
 
     async def handler(request: web.Request) -> web.Response:
         response: web.Response = await _within(request, _deadline(request), route(request, request.app[STATE]))
@@ -478,6 +483,16 @@ def create_app(state: ProxyState, *, max_body_bytes: int) -> web.Application:
     app.router.add_get("/v1/responses/{response_id}", get_response)
     app.router.add_delete("/v1/responses/{response_id}", delete_response)
     app.router.add_get("/v1/responses/{response_id}/input_items", list_input_items)
+    # the operator UI (oaiproxy/api/ui): its page, its files and its JSON
+    watch_log()
+    app.router.add_get("/", to_ui)
+    app.router.add_get("/ui", index)
+    app.router.add_static("/ui/static", UI_STATIC)
+    app.router.add_get("/ui/api/status", thread_route(status))
+    app.router.add_get("/ui/api/threads", thread_route(list_threads))
+    app.router.add_post("/ui/api/grammar", thread_route(grammar))
+    app.router.add_post("/ui/api/grammar/sample", thread_route(sample))
+    app.router.add_post("/ui/api/chat", api_route(inspected_chat))
     # last: the proxy's own routes above match first (a thread cannot be named after them)
     for method, route in (("POST", run_thread), ("PUT", add_to_thread), ("GET", read_thread),
                           ("DELETE", delete_thread)):
