@@ -16,6 +16,7 @@ A database failure while serving is a :class:`StoreUnavailable`: a 503 in the AP
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,7 +30,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from oaiproxy.errors import APIError
@@ -114,6 +115,32 @@ async def migrate(engine: AsyncEngine, target: str = "head", scripts: Path = MIG
             await conn.run_sync(_upgrade, target, scripts)
 
 
+async def _first_contact(engine: AsyncEngine, migrate_to: str | None) -> None:
+    """Migrate to ``migrate_to`` (``None``: only connect), waiting out SQLite's lock at a new file.
+
+    Connections that open a new SQLite file together race to switch it to WAL, and the losers get
+    "database is locked" at once, whatever the busy timeout (SQLite does not wait on a journal-mode
+    change); each migration is one transaction, so trying again, for as long as a writer would wait,
+    is safe.
+    """
+    deadline = asyncio.get_running_loop().time() + _BUSY_TIMEOUT_MS / 1000
+    pause = 0.01
+    while True:
+        try:
+            if migrate_to is not None:
+                await migrate(engine, migrate_to)
+            else:
+                async with engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            return
+        except OperationalError as exc:
+            locked = engine.dialect.name == "sqlite" and "database is locked" in str(exc.orig)
+            if not locked or asyncio.get_running_loop().time() + pause > deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
 class Database:
     """An open, migrated database: sessions for the stores built on it (:mod:`oaiproxy.store.responses`)."""
 
@@ -148,11 +175,7 @@ class Database:
         if engine.dialect.name == "sqlite":
             _sqlite_setup(engine)
         try:
-            if migrate_to is not None:
-                await migrate(engine, migrate_to)
-            else:
-                async with engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
+            await _first_contact(engine, migrate_to)
         except (SQLAlchemyError, OSError) as exc:
             await engine.dispose()
             raise ConfigError(f"--db-url: cannot open the database {shown(url)}: {exc}") from None
