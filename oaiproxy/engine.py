@@ -29,6 +29,7 @@ from oaiproxy.dialects.base import (
     Style,
     StyleError,
 )
+from oaiproxy.dialects.plan_cache import PlanCache
 from oaiproxy.dialects.reasoning import reasoning_prompt
 from oaiproxy.dialects.streaming import partial_word_at_end
 from oaiproxy.errors import BadRequest, InternalError
@@ -315,6 +316,8 @@ class Engine:
         #: whether tool arguments may carry keys their schema does not declare (where it allows them);
         #: read by the surfaces when they build the conversation
         self.tool_extra_keys = tool_extra_keys
+        #: the grammar, triggers and stops of the tool lists planned lately (:mod:`oaiproxy.dialects.plan_cache`)
+        self.plan_cache = PlanCache()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, template: ChatTemplate, style: type[Style],
@@ -353,7 +356,7 @@ class Engine:
         if budget == 0 and conv.allow_reasoning:
             conv = dataclasses.replace(conv, allow_reasoning=False)
         try:
-            plan = self.style.plan(conv)
+            plan = self.plan_cache.plan(self.style, conv)
         except StyleError as exc:
             raise BadRequest(str(exc), param=exc.param) from None
         bos = self.template.bos_token

@@ -161,3 +161,14 @@ class Style:
         Raises :class:`StyleError` for a request this style cannot serve.
         """
         raise NotImplementedError
+
+    def prompt_plan(self, conversation: Conversation) -> GenerationPlan | None:
+        """The per-request part of :meth:`plan` alone: its prompt and a fresh parser, nothing else set.
+
+        A style implements it when everything else in its plan (grammar, lazy triggers, preserved
+        tokens, stops, reasoning) depends on the conversation's tools and options but never on its
+        messages; the engine's plan cache (:mod:`oaiproxy.dialects.plan_cache`) then reuses those
+        parts for the next request with the same tools and options. None (the default): the style
+        is planned whole on every request.
+        """
+        return None

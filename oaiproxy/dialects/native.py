@@ -99,6 +99,13 @@ class DialectStyle(Style):
 
     # -- the shared flow -------------------------------------------------------------------
 
+    def prompt_plan(self, conversation: Conversation) -> GenerationPlan:
+        """The prompt and a fresh parser; the grammar parts :meth:`plan` adds read only the tools
+        (:func:`plan_tools`), the response schema and the template, never the messages."""
+        tools = plan_tools(conversation)
+        return GenerationPlan(prompt=self.build_prompt(conversation, tools, response_schema(conversation)),
+                              parser=self.make_parser(tools))
+
     def plan(self, conversation: Conversation) -> GenerationPlan:
         tools = plan_tools(conversation)
         schema = response_schema(conversation)
