@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import sys
 import types
 import typing
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import typer
 from pydantic.fields import FieldInfo
 
+from oaiproxy.metrics import configure_logging
 from oaiproxy.runtime.default_model import DefaultModelError
 from oaiproxy.runtime.gguf_meta import GGUFError
 from oaiproxy.runtime.llama_server import ServerNotFoundError, ServerStartError
@@ -87,8 +87,7 @@ def serve(ctx: typer.Context, **options: Any) -> None:
             settings = build_settings({**given, PASSTHROUGH_FIELD: [*settings.server_args, *ctx.args]})
     except ConfigError as exc:
         _fail(str(exc))
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.log_level != "debug":
         logging.getLogger("oaiproxy.llama_server.output").setLevel(logging.INFO + 1)
     try:

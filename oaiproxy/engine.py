@@ -19,6 +19,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from oaiproxy import metrics
 from oaiproxy.conversation.model import Conversation, ToolCall
 from oaiproxy.dialects.base import (
     ContentDelta,
@@ -369,6 +370,8 @@ class Engine:
                 max_tokens = sampling.max_tokens or self.default_max_tokens
                 run = ReasoningRun(plan.reasoning, min(max_tokens, budget) if budget is not None else max_tokens,
                                    max_tokens)
+        metrics.note_generation(self.model_id, self.style.name,
+                                "none" if not plan.grammar else "lazy" if plan.grammar_lazy else "eager")
         body = plan.completion_fields()
         body.update(sampling_fields(sampling, self.default_max_tokens))
         stops = list(dict.fromkeys([*plan.stop, *self.extra_stops, *sampling.stop]))
@@ -409,17 +412,25 @@ class Engine:
         return {**body, "prompt": body["prompt"] + raw + reasoning.closer + reasoning.resume,
                 "n_predict": max(1, run.max_tokens - used)}
 
-    def _settle(self, conv: Conversation, parsed: ParsedOutput, cut: str | None) -> tuple[ParsedOutput, str]:
+    def _settle(self, conv: Conversation, parsed: ParsedOutput, cut: str | None,
+                plan: GenerationPlan | None = None) -> tuple[ParsedOutput, str]:
         """Check every call against the request's tools and choose the finish reason.
 
         A generation cut short (by the token limit, or by a client's stop string,
         see :func:`_cut_by`) may end inside a call: the complete calls are kept,
         the cut one is dropped, and the finish reason says ``length`` (or ``stop``).
         Any other invalid call is a bug in a grammar or parser: it is logged loudly
-        and becomes an error, never a bad call passed to the client.
+        and becomes an error, never a bad call passed to the client. What became of the
+        calls is counted (:func:`oaiproxy.metrics.note_tool_calls`).
         """
+        lazy = plan is not None and plan.grammar_lazy
+
+        def count(**outcomes: int) -> None:
+            metrics.note_tool_calls(self.model_id, self.style.name, lazy=lazy, **outcomes)
+
         if cut is not None:
             kept = [c for c in parsed.tool_calls if not validate_tool_calls([c], conv.tools)]
+            count(returned=len(kept), cut=len(parsed.tool_calls) - len(kept))
             if len(kept) < len(parsed.tool_calls):
                 log.info("dropped %d tool call(s) cut by %s", len(parsed.tool_calls) - len(kept),
                          "the token limit" if cut == "length" else "a stop string")
@@ -427,10 +438,12 @@ class Engine:
             return ParsedOutput(content=parsed.content, tool_calls=kept), finish
         problems = validate_tool_calls(parsed.tool_calls, conv.tools)
         if problems:
+            count(refused=sum(1 for c in parsed.tool_calls if validate_tool_calls([c], conv.tools)))
             log.error("BUG: invalid tool call produced by style %s: %s; output=%r",
                       self.style.name, problems, parsed)
             raise InternalError("the model produced a tool call that failed validation: " + "; ".join(problems),
                                 code="invalid_tool_call")
+        count(returned=len(parsed.tool_calls))
         return parsed, "tool_calls" if parsed.tool_calls else "stop"
 
     # ------------------------------------------------------------ whole answers
@@ -459,7 +472,7 @@ class Engine:
         parsed = plan.parser.result()
         if plan.reasoning is not None:
             parsed = _without_leading_space(parsed)
-        parsed, finish = self._settle(conv, parsed, _cut_by(data, sampling.stop))
+        parsed, finish = self._settle(conv, parsed, _cut_by(data, sampling.stop), plan)
         usage = _usage(data) if before is None else before.then(_usage(data))
         return Result(parsed=parsed, finish_reason=finish, usage=usage,
                       logprobs=token_probs(data.get("completion_probabilities")), reasoning=reasoning,
@@ -553,7 +566,7 @@ class Engine:
             parsed = plan.parser.result()
             if plan.reasoning is not None:
                 parsed = _without_leading_space(parsed)
-            settled, finish = self._settle(conv, parsed, _cut_by(last, sampling.stop))
+            settled, finish = self._settle(conv, parsed, _cut_by(last, sampling.stop), plan)
             if not incremental:
                 for i, call in enumerate(settled.tool_calls):
                     yield CallDone(i, call)

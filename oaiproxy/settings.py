@@ -50,6 +50,9 @@ REASONING_EFFORT_BUDGETS: dict[str, int | None] = {"none": 0, "minimal": 256, "l
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
+#: ``--log-format``: readable lines, or one JSON object per line (for log shippers)
+LOG_FORMATS = ("text", "json")
+
 #: the field whose command-line form is the arguments after ``--`` rather than an option of its own
 PASSTHROUGH_FIELD = "server_args"
 #: the field that names the YAML file; it is not a key of that file
@@ -89,6 +92,9 @@ class Settings(BaseSettings):
                                 description="Require 'Authorization: Bearer KEY' on /v1/* routes.")
     log_level: str = Field(default="info", description=(
         "debug, info, warning or error; debug includes llama-server's log."))
+    log_format: str = Field(default="text", description=(
+        "'text': readable log lines; 'json': one JSON object per line (time, level, logger, message, "
+        "request_id and each request's fields), for log shippers."))
     default_max_tokens: int = Field(default=1024, ge=1,
                                     description="Token limit for a request that sets no max_tokens.")
     startup_timeout: float = Field(default=300.0, gt=0, description=(
@@ -169,12 +175,12 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/") if value else value
 
-    @field_validator("stream_tool_calls", "embedding_pooling")
+    @field_validator("stream_tool_calls", "embedding_pooling", "log_format")
     @classmethod
     def _one_of(cls, value: str, info: ValidationInfo) -> str:
         """Case-insensitive choice among the option's fixed values."""
-        choices = {"stream_tool_calls": STREAM_TOOL_CALLS,
-                   "embedding_pooling": EMBEDDING_POOLINGS}[str(info.field_name)]
+        choices = {"stream_tool_calls": STREAM_TOOL_CALLS, "embedding_pooling": EMBEDDING_POOLINGS,
+                   "log_format": LOG_FORMATS}[str(info.field_name)]
         value = value.lower()
         if value not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}")

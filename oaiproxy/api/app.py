@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from oaiproxy import metrics
 from oaiproxy.api.chat.routes import chat_completions
 from oaiproxy.api.chat.serving import ChatEngine
 from oaiproxy.api.completions.routes import completions
@@ -46,6 +47,7 @@ from oaiproxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from oaiproxy.metrics import Metrics, PlanCacheView, RequestRecord, UpstreamView
 from oaiproxy.runtime.llama_server import ManagedServer
 from oaiproxy.runtime.upstream import LlamaServerClient
 from oaiproxy.server_tools.catalog import Snapshot, ToolCatalog
@@ -76,6 +78,8 @@ class ProxyState:
     catalog: ToolCatalog | None = None
     #: stored responses (and threads); None: the proxy keeps no state
     store: Store | None = None
+    #: this app's Prometheus metrics (``GET /metrics``), on a registry of its own
+    metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:
         if self.completions is None:
@@ -105,6 +109,7 @@ class ProxyState:
         if model is not None and model not in self.model_ids:
             raise NotFound(f"model '{model}' does not exist; this server serves '{self.model_ids[0]}'",
                            param="model", code="model_not_found")
+        metrics.note_model(model or self.model_ids[0])
 
     @staticmethod
     def check_upstream(managed: ManagedServer | None) -> None:
@@ -192,11 +197,52 @@ def error_response(request: web.Request, exc: APIError) -> web.Response:
     return json_response(wire_for(request.path).error(exc), exc.status, exc.headers)
 
 
+#: routes whose request line is logged at debug level: probes and scrapers call them all the time
+QUIET_PATHS = ("/health", "/metrics")
+
+
+@web.middleware
+async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The request's id (the client's ``X-Request-Id`` if sane, else a new one, sent back in the same header),
+    its record for the stages below, and its metrics and log line when it ends."""
+    record = RequestRecord(metrics.request_id(request.headers.get("X-Request-Id")), request.app[STATE].metrics,
+                           request.method, request.path, quiet=request.path in QUIET_PATHS)
+    token = metrics.begin(record)
+    record.metrics.in_flight.inc()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        if not response.prepared:  # else add_request_id did, as the stream began
+            response.headers["X-Request-Id"] = record.id
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        exc.headers["X-Request-Id"] = record.id
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        status = 499  # the client went away (nginx's number for it)
+        raise
+    finally:
+        record.metrics.in_flight.dec()
+        resource = request.match_info.route.resource
+        record.finish(resource.canonical if resource is not None else "unmatched", status)
+        metrics.end(token)
+
+
+async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare hook: ``X-Request-Id`` on a stream, whose headers go out before the handler returns."""
+    record = metrics.current()
+    if record is not None:
+        response.headers["X-Request-Id"] = record.id
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except APIError as exc:
+        metrics.note_error(exc.code or exc.type)
         if exc.status >= 500:
             log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.message)
         return error_response(request, exc)
@@ -293,7 +339,7 @@ async def add_cors_headers(request: web.Request, response: web.StreamResponse) -
     if allowed is None:
         return
     response.headers["Access-Control-Allow-Origin"] = allowed
-    response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+    response.headers["Access-Control-Expose-Headers"] = "Retry-After, X-Request-Id"
     if allowed != "*":
         response.headers.add("Vary", "Origin")
 
@@ -312,7 +358,7 @@ async def health(request: web.Request) -> web.Response:
     state = request.app[STATE]
     upstream_ok = await state.client.health()
     managed = state.managed
-    body = {
+    body: dict[str, Any] = {
         "status": "ok" if upstream_ok else "unavailable",
         "upstream": {"url": state.client.base_url, "healthy": upstream_ok,
                      "state": managed.state if managed else ("ready" if upstream_ok else "unreachable"),
@@ -328,6 +374,8 @@ async def health(request: web.Request) -> web.Response:
         "model": state.model_ids[0],
         "style": state.engine.style.name,
         "uptime_s": round(time.time() - state.started, 1),
+        "queue": {"waiting": state.client.admission.waiting, "generating": state.client.admission.active,
+                  "limit": state.client.admission.max_queue, "rejected": state.client.admission.rejected},
     }
     if state.embeddings is not None:
         emb_ok = await state.embeddings.client.health()
@@ -338,6 +386,26 @@ async def health(request: web.Request) -> web.Response:
                               "managed": emb_managed is not None,
                               "error": emb_managed.last_error if emb_managed else None}
     return json_response(body, 200 if upstream_ok else 503)
+
+
+def _upstream_view(client: LlamaServerClient, role: str, healthy: bool, managed: ManagedServer | None) -> UpstreamView:
+    admission = client.admission
+    return UpstreamView(url=client.base_url, role=role, healthy=healthy, in_flight=admission.active,
+                        waiting=admission.waiting, slots=admission.slots, rejected=admission.rejected,
+                        stalls=client.stalls, restarts=len(managed.restarts) if managed else None)
+
+
+async def metrics_text(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus' text format; upstream health is checked at the scrape."""
+    state = request.app[STATE]
+    upstreams = [_upstream_view(state.client, "chat", await state.client.health(), state.managed)]
+    if state.embeddings is not None and state.embeddings.client is not state.client:
+        emb = state.embeddings.client
+        upstreams.append(_upstream_view(emb, "embeddings", await emb.health(), state.embedding_managed))
+    cache = state.engine.core.plan_cache.stats()
+    caches = [PlanCacheView(model=state.model_ids[0], hits=cache.hits, misses=cache.misses, bypassed=cache.bypassed,
+                            entries=cache.entries, bytes=cache.bytes, max_bytes=cache.max_bytes)]
+    return web.Response(body=state.metrics.render(upstreams, caches), headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 def _model(model_id: str, state: ProxyState) -> Model:
@@ -404,9 +472,11 @@ async def stream_sse(request: web.Request, stream: AsyncGenerator[BaseModel, Non
                 await response.write(wire.event(last))
     except TimeoutError:
         exc = _timed_out(request)
+        metrics.note_error(exc.code or exc.type)
         log.warning("stream ended by error: %s", exc.message)
         await response.write(wire.error_event(exc, last))
     except APIError as exc:
+        metrics.note_error(exc.code or exc.type)
         log.warning("stream ended by error: %s", exc.message)
         await response.write(wire.error_event(exc, last))
     finally:
@@ -463,12 +533,14 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 def create_app(state: ProxyState, *, max_body_bytes: int) -> web.Application:
-    app = web.Application(middlewares=[cors_middleware, errors_middleware, auth_middleware],
+    app = web.Application(middlewares=[request_middleware, cors_middleware, errors_middleware, auth_middleware],
                           client_max_size=max_body_bytes)
     app[STATE] = state
     app[MAX_BODY] = max_body_bytes
     app.on_response_prepare.append(add_cors_headers)
+    app.on_response_prepare.append(add_request_id)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics_text)  # guarded by --api-key, as every route but OPEN_PATHS
     app.router.add_post("/", plain_root)
     app.router.add_get("/v1/tools", list_tools)
     app.router.add_get("/openapi.json", openapi_json)

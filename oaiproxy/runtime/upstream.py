@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from oaiproxy import metrics
 from oaiproxy.errors import BadRequest, Overloaded, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
 log = logging.getLogger("oaiproxy.upstream")
@@ -50,20 +52,25 @@ class Admission:
         self.max_queue = max_queue
         self.active = 0
         self.waiting = 0
+        #: requests refused because the queue was full, since start (for /metrics)
+        self.rejected = 0
         self._free = asyncio.Semaphore(slots)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         if self._free.locked() and self.waiting >= self.max_queue:
+            self.rejected += 1
             raise Overloaded(
                 f"server busy: {self.active} requests generating and {self.waiting} waiting "
                 f"(queue limit {self.max_queue}); retry shortly",
                 code="queue_full", headers={"Retry-After": "1"})
         self.waiting += 1
+        queued = time.perf_counter()
         try:
             await self._free.acquire()
         finally:
             self.waiting -= 1
+        metrics.note_queue_wait(time.perf_counter() - queued)
         self.active += 1
         try:
             yield
@@ -256,6 +263,11 @@ class LlamaServerClient:
                         raise UpstreamError(f"llama-server: {err.get('message') if isinstance(err, dict) else err}")
                     if "prompt_progress" in event and not event.get("stop") and not event.get("tokens_predicted"):
                         continue  # progress of the prompt's evaluation: no token yet
+                    metrics.note_first_token()
+                    if event.get("stop"):
+                        metrics.note_tokens(int(event.get("tokens_evaluated") or 0),
+                                            int(event.get("tokens_predicted") or 0),
+                                            int((event.get("timings") or {}).get("cache_n") or 0))
                     yield event
                     if event.get("stop"):
                         return

@@ -28,6 +28,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from oaiproxy import metrics
 from oaiproxy.conversation.model import Conversation, ToolCall, ToolChoice
 from oaiproxy.dialects.base import ContentDelta, ParsedOutput
 from oaiproxy.engine import CallDone, Engine, Finished, Result, Sampling, Started, Step, StreamEvent, TokenUsage
@@ -106,7 +107,9 @@ async def run_call(tool: ServerTool, call: ToolCall) -> ToolRun:
     except Exception as exc:  # noqa: BLE001 - a tool's bug is the model's error result, logged
         log.exception("server tool %s raised", call.name)
         result = ToolResult(f"{call.name} failed: {type(exc).__name__}: {exc}", is_error=True)
-    return ToolRun(call, result, time.monotonic() - start)
+    run = ToolRun(call, result, time.monotonic() - start)
+    metrics.note_server_tool(tool.source, run.duration, not result.is_error)
+    return run
 
 
 class ToolLoop:

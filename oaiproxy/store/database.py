@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from oaiproxy import metrics
 from oaiproxy.errors import APIError
 from oaiproxy.settings import ConfigError, Settings
 
@@ -202,6 +203,7 @@ class Database:
                 yield session
         except (SQLAlchemyError, OSError) as exc:
             log.warning("store: %s failed: %s", shown(self.url), exc)
+            metrics.note_store_error(self.engine.dialect.name)
             raise StoreUnavailable(f"the response store's database is unavailable ({type(exc).__name__}); "
                                    "try again later", code="store_unavailable",
                                    headers={"Retry-After": "2"}) from None

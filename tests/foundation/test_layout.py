@@ -26,6 +26,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     # server-side tools (sources, executor, the loop) run on the engine; the API surfaces call them
     "server_tools": ("api", "server", "cli"),
     "api": ("server", "cli"),
+    # counted and logged by every stage, so it knows none of them
+    "metrics": ("api", "cli", "conversation", "dialects", "engine", "grammar", "runtime", "server", "server_tools",
+                "settings", "store", "templating", "validation"),
 }
 
 
