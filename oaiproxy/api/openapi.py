@@ -3,7 +3,10 @@
 Generated from the same pydantic models (the ``protocol`` modules) that validate requests and
 build responses, errors and model lists included, so it cannot drift from what the server really accepts and sends
 (OpenAPI 3.1 schemas are JSON Schema 2020-12, which is what pydantic emits).
-Fuzzers such as schemathesis read it; every status a route can answer is listed.
+Fuzzers such as schemathesis read it; every status a route can answer is listed. The ``/v1/messages``
+paths answer Anthropic's error JSON (component ``Anthropic.ErrorResponse``), every other path OpenAI's.
+PikoBrain's ``POST /`` and threads (``/{thread}``) are left out: their bodies are plain text or JSON by
+content type, which a fuzzer would mostly send to the model as a thread name.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from oaiproxy import __version__
 from oaiproxy.api.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from oaiproxy.api.completions.protocol import CompletionRequest, TextCompletion
 from oaiproxy.api.embeddings.protocol import EmbeddingList, EmbeddingRequest
+from oaiproxy.api.messages import protocol as anthropic
 from oaiproxy.api.protocol import ErrorResponse, Model, ModelList
+from oaiproxy.api.responses.protocol import DeletedResponse, InputItemList, Response, ResponsesRequest
+from oaiproxy.api.responses.routes import PAGE_DEFAULT, PAGE_MAX
 
 REF = "#/components/schemas/{model}"
 
@@ -26,36 +32,47 @@ REF = "#/components/schemas/{model}"
 _ERRORS = {
     "400": "The request is invalid; `error.param` names the field.",
     "401": "Missing or wrong API key (only when the server runs with --api-key).",
-    "404": "Unknown model.",
+    "404": "Unknown model; on /v1/responses/{response_id}, a response that was not stored or was deleted.",
     "413": "The request body is larger than --max-body-bytes.",
     "500": "A bug in oaiproxy.",
     "502": "llama-server failed or answered something unusable.",
-    "503": "llama-server is starting, restarting or has given up.",
+    "503": "llama-server is starting, restarting or has given up; or the response store's database is unavailable.",
     "504": "The request took longer than --request-timeout.",
 }
 
 
-def _error_responses(*codes: str) -> dict[str, Any]:
+#: the prefix of Anthropic's components (every /v1/messages path answers its error JSON, not OpenAI's)
+ANTHROPIC = "Anthropic."
+ANTHROPIC_REF = "#/components/schemas/" + ANTHROPIC + "{model}"
+ANTHROPIC_ERROR = ANTHROPIC + "ErrorResponse"
+_GENERATION_ERRORS = ("400", "401", "404", "413", "500", "502", "503", "504")
+
+
+def _error_responses(*codes: str, model: str = "ErrorResponse") -> dict[str, Any]:
     return {code: {"description": _ERRORS[code],
-                   "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorResponse")}}}}
+                   "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}}}
             for code in codes}
+
+
+def _path_id(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": {"type": "string"}}
 
 
 def _json(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": ref}}}
 
 
-def _generation_route(summary: str, request_ref: str, response_ref: str, chunk_ref: str, op_id: str) -> dict[str, Any]:
+def _generation_route(summary: str, request_ref: str, response_ref: str, stream: str, op_id: str,
+                      errors: str = "ErrorResponse") -> dict[str, Any]:
     return {"post": {
         "operationId": op_id,
         "summary": summary,
         "requestBody": {"required": True, "content": _json(request_ref)},
         "responses": {
-            "200": {"description": f"The result; with `stream: true` server-sent events, each `data:` line a "
-                                   f"{chunk_ref.rsplit('/', 1)[-1]} object, ending with `data: [DONE]`.",
+            "200": {"description": f"The result; with `stream: true` server-sent events: {stream}.",
                     "content": {**_json(response_ref),
                                 "text/event-stream": {"schema": {"type": "string"}}}},
-            **_error_responses("400", "401", "404", "413", "500", "502", "503", "504"),
+            **_error_responses(*_GENERATION_ERRORS, model=errors),
         },
     }}
 
@@ -68,15 +85,26 @@ def openapi_document() -> dict[str, Any]:
         (ChatCompletion, "serialization"), (ChatCompletionChunk, "serialization"),
         (TextCompletion, "serialization"), (EmbeddingList, "serialization"),
         (ModelList, "serialization"), (Model, "serialization"), (ErrorResponse, "serialization"),
+        (ResponsesRequest, "validation"), (Response, "serialization"), (DeletedResponse, "serialization"),
+        (InputItemList, "serialization"),
     ]
     refs, top = models_json_schema(models, ref_template=REF)
     schemas = top.get("$defs", {})
+    # Anthropic's models apart, under "Anthropic.": their names (Message, Usage, ErrorResponse) are OpenAI's too
+    anthropic_models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+        (anthropic.MessagesRequest, "validation"), (anthropic.CountTokensRequest, "validation"),
+        (anthropic.Message, "serialization"), (anthropic.CountTokensResponse, "serialization"),
+        (anthropic.ErrorResponse, "serialization"),
+    ]
+    anthropic_refs, anthropic_top = models_json_schema(anthropic_models, ref_template=ANTHROPIC_REF)
+    refs.update(anthropic_refs)
+    schemas.update({f"{ANTHROPIC}{name}": schema for name, schema in anthropic_top.get("$defs", {}).items()})
 
     def ref(model: type[BaseModel], mode: str) -> str:
         return str(refs[(model, mode)]["$ref"])  # type: ignore[index]
 
     # the key is needed only when the server runs with --api-key
-    security: list[dict[str, list[str]]] = [{}, {"bearerAuth": []}]
+    security: list[dict[str, list[str]]] = [{}, {"bearerAuth": []}, {"apiKeyHeader": []}]
     paths: dict[str, Any] = {
         "/health": {"get": {
             "operationId": "health", "summary": "Proxy and llama-server state (never needs a key).",
@@ -106,11 +134,63 @@ def openapi_document() -> dict[str, Any]:
         "/v1/chat/completions": _generation_route(
             "Chat completion with tool calls that always name a requested tool and validate against its schema.",
             ref(ChatCompletionRequest, "validation"), ref(ChatCompletion, "serialization"),
-            ref(ChatCompletionChunk, "serialization"), "createChatCompletion"),
+            "each `data:` line a ChatCompletionChunk object, ending with `data: [DONE]`", "createChatCompletion"),
         "/v1/completions": _generation_route(
             "Legacy text completion: the prompt goes to the model as it is.",
             ref(CompletionRequest, "validation"), ref(TextCompletion, "serialization"),
-            ref(TextCompletion, "serialization"), "createCompletion"),
+            "each `data:` line a TextCompletion object, ending with `data: [DONE]`", "createCompletion"),
+        "/v1/messages": _generation_route(
+            "Anthropic Messages: `tool_use` blocks always name a requested tool and their `input` validates.",
+            ref(anthropic.MessagesRequest, "validation"), ref(anthropic.Message, "serialization"),
+            "Anthropic's sequence (`message_start`, `content_block_start` / `_delta` / `_stop`, `message_delta`, "
+            "`message_stop`; `error` on a failure after the start)", "createMessage", errors=ANTHROPIC_ERROR),
+        "/v1/messages/count_tokens": {"post": {
+            "operationId": "countMessageTokens",
+            "summary": "The prompt tokens the same Messages request would take (nothing is generated).",
+            "requestBody": {"required": True, "content": _json(ref(anthropic.CountTokensRequest, "validation"))},
+            "responses": {"200": {"description": "The count.",
+                                  "content": _json(ref(anthropic.CountTokensResponse, "serialization"))},
+                          **_error_responses("400", "401", "404", "413", "500", "502", "503", "504",
+                                             model=ANTHROPIC_ERROR)},
+        }},
+        "/v1/responses": _generation_route(
+            "OpenAI Responses: `function_call` items always name a requested tool and their arguments validate; "
+            "`store: true` keeps the response for `previous_response_id` and the routes below.",
+            ref(ResponsesRequest, "validation"), ref(Response, "serialization"),
+            "each event's `type` is also its SSE `event:` name (`response.created` ... `response.completed`)",
+            "createResponse"),
+        "/v1/responses/{response_id}": {
+            "parameters": [_path_id("response_id", "The id of a response created with `store: true`.")],
+            "get": {"operationId": "retrieveResponse", "summary": "A stored response, as it was answered.",
+                    "responses": {"200": {"description": "The response.",
+                                          "content": _json(ref(Response, "serialization"))},
+                                  **_error_responses("401", "404", "503")}},
+            "delete": {"operationId": "deleteResponse", "summary": "Delete a stored response.",
+                       "responses": {"200": {"description": "Deleted.",
+                                             "content": _json(ref(DeletedResponse, "serialization"))},
+                                     **_error_responses("401", "404", "503")}},
+        },
+        "/v1/responses/{response_id}/input_items": {"get": {
+            "operationId": "listInputItems", "summary": "One page of a stored response's own input items.",
+            "parameters": [
+                _path_id("response_id", "The id of a response created with `store: true`."),
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT}},
+                {"name": "order", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"}},
+                {"name": "after", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "An item id: the page starts after it."},
+            ],
+            "responses": {"200": {"description": "The page.", "content": _json(ref(InputItemList, "serialization"))},
+                          **_error_responses("400", "401", "404", "503")},
+        }},
+        "/v1/tools": {"get": {
+            "operationId": "listServerTools",
+            "summary": "The server tools loaded from --tools (OpenAPI and MCP sources), what failed, and the brains.",
+            "responses": {"200": {"description": "The catalog.",
+                                  "content": {"application/json": {"schema": {"type": "object"}}}},
+                          **_error_responses("401")},
+        }},
         "/v1/embeddings": {"post": {
             "operationId": "createEmbedding",
             "summary": "Embeddings from the embedding llama-server (400 `embeddings_not_configured` without one).",
@@ -130,7 +210,9 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
-                                               "description": "The --api-key value, when the server has one."}},
+                                               "description": "The --api-key value, when the server has one."},
+                                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "x-api-key",
+                                                 "description": "The same key as Anthropic's SDKs send it."}},
         },
         "security": security,
     }

@@ -126,7 +126,10 @@ def test_openapi_document_is_valid_and_matches_reality(endpoint_proxy: ProxyProc
     validate(doc)
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/health", "/openapi.json", "/v1/models", "/v1/models/{model_id}",
-                                 "/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
+                                 "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+                                 "/v1/messages", "/v1/messages/count_tokens", "/v1/responses",
+                                 "/v1/responses/{response_id}", "/v1/responses/{response_id}/input_items",
+                                 "/v1/tools"}
 
     def check(instance: object, name: str) -> None:
         schema = {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
@@ -142,3 +145,35 @@ def test_openapi_document_is_valid_and_matches_reality(endpoint_proxy: ProxyProc
     check({"messages": [{"role": "user", "content": "x"}], "max_tokens": 3}, "ChatCompletionRequest")
     with pytest.raises(jsonschema.ValidationError):
         check({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "ChatCompletionRequest")
+
+    # Anthropic's Messages: its own message and error shapes, under "Anthropic."
+    hi = [{"role": "user", "content": "Hi"}]
+    status, _, raw = http("POST", endpoint_proxy.base_url + "/messages",
+                          {"model": MODEL, "max_tokens": 2, "messages": hi})
+    assert status == 200
+    check(json.loads(raw), "Anthropic.Message")
+    status, _, raw = http("POST", endpoint_proxy.base_url + "/messages/count_tokens", {"model": MODEL, "messages": hi})
+    assert status == 200
+    check(json.loads(raw), "Anthropic.CountTokensResponse")
+    status, _, raw = http("POST", endpoint_proxy.base_url + "/messages", {"model": MODEL, "messages": hi})
+    assert status == 400  # max_tokens is required, as Anthropic's
+    check(json.loads(raw), "Anthropic.ErrorResponse")
+    with pytest.raises(jsonschema.ValidationError):
+        check(json.loads(raw), "ErrorResponse")
+    # OpenAI's Responses, stored and read back through every documented route
+    status, _, raw = http("POST", endpoint_proxy.base_url + "/responses",
+                          {"model": MODEL, "input": "Hi", "max_output_tokens": 16, "store": True})
+    assert status == 200
+    created = json.loads(raw)
+    check(created, "Response")
+    for path, component in (("", "Response"), ("/input_items", "InputItemList")):
+        status, _, raw = http("GET", f"{endpoint_proxy.base_url}/responses/{created['id']}{path}")
+        assert status == 200
+        check(json.loads(raw), component)
+    status, _, raw = http("DELETE", f"{endpoint_proxy.base_url}/responses/{created['id']}")
+    assert status == 200
+    check(json.loads(raw), "DeletedResponse")
+    status, _, raw = http("GET", f"{endpoint_proxy.base_url}/responses/{created['id']}")
+    assert status == 404
+    check(json.loads(raw), "ErrorResponse")
+    check({"model": MODEL, "input": [{"role": "user", "content": "x"}]}, "ResponsesRequest")

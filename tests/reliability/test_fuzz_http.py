@@ -33,11 +33,16 @@ def fuzz_proxy(default_model_path):
     p.stop()
 
 
-def check_error_shape(status: int, text: str) -> None:
+def check_error_shape(status: int, text: str, path: str = "/v1/chat/completions") -> None:
+    """Below 500, and an error in the API's own shape: Anthropic's on /v1/messages, OpenAI's elsewhere."""
     assert status < 500, f"{status}: {text[:500]}"
     if status >= 400:
-        err = json.loads(text)["error"]
-        assert {"message", "type", "param", "code"} <= set(err) and err["message"]
+        body = json.loads(text)
+        err = body["error"]
+        if path.startswith("/v1/messages"):
+            assert body["type"] == "error" and set(err) == {"type", "message"} and err["message"], body
+        else:
+            assert {"message", "type", "param", "code"} <= set(err) and err["message"], body
 
 
 @schema.parametrize()
@@ -47,13 +52,13 @@ def test_openapi_fuzz(case, fuzz_proxy: ProxyProcess) -> None:
     # llama-server honours any max_tokens a request asks for; keep generated ones short so the
     # run is bounded (invalid values, which are what a fuzzer is for, are left as they are)
     if isinstance(case.body, dict):
-        for key, most in (("max_tokens", 8), ("max_completion_tokens", 8), ("n", 2)):
+        for key, most in (("max_tokens", 8), ("max_completion_tokens", 8), ("max_output_tokens", 16), ("n", 2)):
             if isinstance(case.body.get(key), int) and not isinstance(case.body[key], bool) and case.body[key] > most:
                 case.body[key] = most
         if isinstance(case.body.get("prompt"), list) and len(case.body["prompt"]) > 2:
             case.body["prompt"] = case.body["prompt"][:2]
     response = case.call(base_url=fuzz_proxy.url, timeout=90)
-    check_error_shape(response.status_code, response.text)
+    check_error_shape(response.status_code, response.text, case.path)
 
 
 def raw_post(url: str, data: bytes, content_type: str = "application/json") -> tuple[int, str]:
