@@ -245,3 +245,54 @@ async def test_a_whole_chat_answer_comes_with_its_inspection_and_errors_keep_the
     assert_error(status, body, "tool_choice")
     status, body = await post(setup, "/ui/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]})
     assert status == 404 and body["error"]["param"] == "model"
+
+
+# ---------------------------------------------------------------- with a --tools file: a brain's rounds
+
+
+@pytest.fixture
+async def brain_setup(aiohttp_client: Any, aiohttp_server: Any, templates_dir: Path,
+                      tmp_path: Path) -> AsyncIterator[Setup]:
+    from oaiproxy.server_tools.catalog import ToolCatalog
+    from tests.server_tools.service import SPEC, running_service
+
+    async with running_service() as service:
+        rounds = Rounds()
+        server = await aiohttp_server(stand_in(rounds))
+        upstream = LlamaServerClient(str(server.make_url("")), admission=Admission(slots=2, max_queue=4))
+        (tmp_path / "pets.json").write_text(json.dumps(SPEC))
+        tools = tmp_path / "tools.yaml"
+        tools.write_text(json.dumps({"sources": [{"type": "openapi", "url": "pets.json", "namespace": "pets",
+                                                  "base_url": service + "/api", "timeout": 1,
+                                                  "headers": {"X-Api-Key": {"value": "s3cret"}}}],
+                                     "brains": {"petbot": {"tools": ["pets_getPet"], "max_iterations": 2}}}))
+        catalog = await ToolCatalog.open(tools)
+        store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'ui.db'}")
+        state = ProxyState(engine=hermes_engine(templates_dir, upstream, MODEL), client=upstream, model_ids=[MODEL],
+                           request_timeout=20, api_key=KEY, cors_origins=[], catalog=catalog, store=store)
+        http = await aiohttp_client(create_app(state, max_body_bytes=1 << 20))
+        yield Setup(rounds, http, store)
+        await store.close()
+        await upstream.close()
+
+
+async def test_a_brains_rounds_are_one_exchange_each_and_its_sources_show_in_the_status(brain_setup: Setup) -> None:
+    s = brain_setup
+    first = call("pets_getPet", {"path": {"pet_id": 7}})
+    s.rounds.texts = [first, "Pet 7 is Rex."]
+    resp = await s.http.post("/ui/api/chat", headers=AUTH, data=json.dumps({
+        "model": "petbot", "stream": True, "messages": [{"role": "user", "content": "What is pet 7?"}]}))
+    assert resp.status == 200
+    events = sse(await resp.text())
+    steps = [e["step"] for e in events if e.get("step")]
+    assert [st["type"] for st in steps] == ["tool_calls", "tool_results"]
+    inspection = events[-1]
+    assert [x["raw"] for x in inspection["exchanges"]] == [first, "Pet 7 is Rex."]
+    assert [x["prompt"] for x in inspection["exchanges"]] == s.rounds.prompts
+    # the second round's prompt holds the first round's call and the service's answer
+    assert "Rex" in inspection["exchanges"][1]["prompt"] and "pets_getPet" in inspection["exchanges"][1]["prompt"]
+    status = await (await s.http.get("/ui/api/status", headers=AUTH)).json()
+    assert status["brains"] == ["petbot"] and "petbot" in status["models"]
+    [source] = status["tools"]["sources"]
+    assert source["name"] == "pets" and source["error"] is None and "pets_getPet" in source["tools"]
+    assert isinstance(source["loaded_at"], float | int)
