@@ -30,6 +30,8 @@ from oaiproxy.runtime.upstream import Admission, LlamaServerClient
 from oaiproxy.server_tools.catalog import ToolCatalog
 from oaiproxy.settings import ConfigError, build_settings
 from oaiproxy.store import Store
+from tests.api.messages.conftest import Script
+from tests.api.messages.conftest import stand_in as messages_stand_in
 from tests.server_tools.service import SPEC, running_service
 from tests.server_tools.stand_in import Rounds, call, stand_in
 from tests.stand_in_app import hermes_engine
@@ -40,6 +42,7 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 ASK = [{"role": "user", "content": "Weather in Paris?"}]
+CALL_TEXT = call("get_weather", {"city": "Rome"})
 
 
 @dataclass
@@ -59,9 +62,10 @@ def with_health(app: web.Application) -> web.Application:
 
 
 async def _proxy(aiohttp_client: Any, aiohttp_server: Any, templates_dir: Path, *, slots: int = 2,
-                 catalog: ToolCatalog | None = None, store: Store | None = None) -> Proxy:
+                 catalog: ToolCatalog | None = None, store: Store | None = None,
+                 upstream_app: web.Application | None = None) -> Proxy:
     rounds = Rounds()
-    server = await aiohttp_server(with_health(stand_in(rounds)))
+    server = await aiohttp_server(with_health(upstream_app or stand_in(rounds)))
     upstream = LlamaServerClient(str(server.make_url("")), admission=Admission(slots=slots, max_queue=8))
     state = ProxyState(engine=hermes_engine(templates_dir, upstream, MODEL), client=upstream, model_ids=[MODEL],
                        request_timeout=20, api_key=KEY, cors_origins=[], catalog=catalog, store=store)
@@ -138,6 +142,37 @@ async def test_text_and_a_required_call_count_apart(served: Proxy) -> None:
     assert value(m, "oaiproxy_lazy_grammar_triggered_total", model=MODEL, dialect="hermes") == 0  # text only
     assert value(m, "oaiproxy_tool_calls_total", model=MODEL, dialect="hermes", outcome="returned") == 1
     assert value(m, "oaiproxy_requests_total", route=CHAT, method="POST", model=MODEL, status="200") == 3
+
+
+async def test_a_call_that_fails_validation_counts_as_refused(served: Proxy) -> None:
+    """The stand-in writes what no grammar would let through (the real llama-server enforces it): the
+    validator refuses the call, the client gets a 500, never the call, and the scrape says so."""
+    served.rounds.texts = [call("get_weather", {"city": 12})]
+    status, body, _ = await chat(served, tools=[WEATHER])
+    assert status == 500 and body["error"]["code"] == "invalid_tool_call"
+    m = await scrape(served)
+    assert value(m, "oaiproxy_tool_calls_total", model=MODEL, dialect="hermes", outcome="refused") == 1
+    assert value(m, "oaiproxy_tool_calls_total", model=MODEL, dialect="hermes", outcome="returned") == 0
+    assert value(m, "oaiproxy_requests_total", route=CHAT, method="POST", model=MODEL, status="500") == 1
+
+
+async def test_a_call_cut_by_the_token_limit_counts_as_cut(aiohttp_client: Any, aiohttp_server: Any,
+                                                            templates_dir: Path) -> None:
+    """llama-server stops at max_tokens inside the second call: the first is returned, the cut one dropped
+    (finish_reason "length"), and the scrape counts one of each."""
+    script = Script(pieces=[CALL_TEXT, '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par'],
+                    final={"stop_type": "limit"})
+    p = await _proxy(aiohttp_client, aiohttp_server, templates_dir, upstream_app=messages_stand_in(script))
+    try:
+        status, body, _ = await chat(p, tools=[WEATHER], max_tokens=30)
+        assert status == 200 and body["choices"][0]["finish_reason"] == "length", body
+        assert [c["function"]["arguments"] for c in body["choices"][0]["message"]["tool_calls"]] == [
+            '{"city": "Rome"}']
+        m = await scrape(p)
+        assert value(m, "oaiproxy_tool_calls_total", model=MODEL, dialect="hermes", outcome="returned") == 1
+        assert value(m, "oaiproxy_tool_calls_total", model=MODEL, dialect="hermes", outcome="cut") == 1
+    finally:
+        await p.upstream.close()
 
 
 async def test_a_400_and_a_404_count_with_their_status(served: Proxy) -> None:
