@@ -228,7 +228,8 @@ async def test_a_streamed_chat_ends_with_what_was_sent_to_llama_server_and_the_r
     exchange, sent = inspection["exchanges"][0], setup.rounds.bodies[0]
     assert exchange["prompt"] == sent["prompt"] and "Weather in Oslo?" in exchange["prompt"]
     assert exchange["grammar"] == sent["grammar"] and "get_weather" in exchange["grammar"]
-    assert exchange["grammar_triggers"] == sent.get("grammar_triggers", [])
+    assert [{k: v for k, v in t.items() if k != "kind"} for t in exchange["grammar_triggers"]] == \
+        sent.get("grammar_triggers", [])
     assert exchange["stop"] == sent.get("stop", []) and exchange["params"]["n_predict"] == sent["n_predict"]
     assert exchange["raw"] == raw and exchange["stop_type"] == "eos"
 
@@ -296,3 +297,18 @@ async def test_a_brains_rounds_are_one_exchange_each_and_its_sources_show_in_the
     [source] = status["tools"]["sources"]
     assert source["name"] == "pets" and source["error"] is None and "pets_getPet" in source["tools"]
     assert isinstance(source["loaded_at"], float | int)
+
+
+async def test_lazy_triggers_are_shown_as_sent_and_by_name(setup: Setup) -> None:
+    setup.rounds.texts = ["No call needed."]
+    status, body = await post(setup, "/ui/api/chat", {"model": MODEL, "tools": WEATHER, "tool_choice": "auto",
+                                                      "messages": [{"role": "user", "content": "Hi"}]})
+    assert status == 200, body
+    [exchange] = body["inspection"]["exchanges"]
+    sent = setup.rounds.bodies[0]
+    assert exchange["grammar_lazy"] is True and sent["grammar_lazy"] is True
+    assert sent["grammar_triggers"], "hermes with tool_choice auto sends lazy triggers"
+    assert [(t["type"], t["value"]) for t in exchange["grammar_triggers"]] == \
+        [(t["type"], t["value"]) for t in sent["grammar_triggers"]]
+    assert {t["kind"] for t in exchange["grammar_triggers"]} <= {"token", "word", "pattern", "pattern_full"}
+    assert any("<tool_call>" in t["value"] for t in exchange["grammar_triggers"])

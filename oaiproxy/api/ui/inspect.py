@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from oaiproxy.api.chat.routes import chat_completions
 from oaiproxy.api.chat.serving import ChatEngine
+from oaiproxy.dialects.base import TRIGGER_TYPES
 from oaiproxy.runtime.upstream import LlamaServerClient
 
 if TYPE_CHECKING:
@@ -29,6 +30,15 @@ if TYPE_CHECKING:
 
 #: the ``/completion`` fields an exchange shows apart; the rest go to ``params``
 PLANNED = ("prompt", "grammar", "grammar_lazy", "grammar_triggers", "preserved_tokens", "stop")
+#: llama-server's trigger type numbers, back to their names
+TRIGGER_NAMES = {number: name for name, number in TRIGGER_TYPES.items()}
+
+
+def _trigger(sent: Any) -> dict[str, Any]:
+    """A trigger as sent, with ``kind``: its type's name ("word", "pattern"...)."""
+    trigger = dict(sent) if isinstance(sent, dict) else {"value": sent}
+    kind = trigger.get("type")
+    return {**trigger, "kind": TRIGGER_NAMES.get(kind, kind) if isinstance(kind, int) else kind}
 
 
 class Exchange(BaseModel):
@@ -37,6 +47,7 @@ class Exchange(BaseModel):
     prompt: str
     grammar: str | None = None
     grammar_lazy: bool = False
+    #: as sent (``type`` as llama-server's number), with ``kind``, the type's name
     grammar_triggers: list[dict[str, Any]] = []
     preserved_tokens: list[str] = []
     stop: list[str] = []
@@ -72,7 +83,7 @@ class RecordingClient:
         self.exchanges.append(Exchange(
             prompt=str(body.get("prompt", "")), grammar=body.get("grammar"),
             grammar_lazy=bool(body.get("grammar_lazy", False)),
-            grammar_triggers=list(body.get("grammar_triggers") or []),
+            grammar_triggers=[_trigger(t) for t in body.get("grammar_triggers") or []],
             preserved_tokens=list(body.get("preserved_tokens") or []), stop=list(body.get("stop") or []),
             params={k: v for k, v in body.items() if k not in PLANNED}, raw=raw,
             stop_type=(last or {}).get("stop_type"), tokens_predicted=(last or {}).get("tokens_predicted")))

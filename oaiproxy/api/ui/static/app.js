@@ -245,7 +245,8 @@ function inspectionView(inspection) {
       el("h4", {text: `Request ${i + 1} of ${inspection.exchanges.length} to llama-server /completion`}),
       part("Prompt as rendered", x.prompt),
       part("Grammar (GBNF)" + (x.grammar_lazy ? ", lazy" : ""), x.grammar || "(none: free text)"),
-      part("Triggers", x.grammar_triggers.length ? pretty(x.grammar_triggers) : "(none)"),
+      part("Triggers", x.grammar_triggers.length ?
+        x.grammar_triggers.map((t) => `${t.kind}: ${JSON.stringify(t.value)}`).join("\n") : "(none)"),
       part("Preserved tokens", x.preserved_tokens.join("  ") || "(none)"),
       part("Stops", x.stop.length ? pretty(x.stop) : "(none)"),
       part("Raw model text", x.raw),
