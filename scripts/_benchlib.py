@@ -215,6 +215,15 @@ def load_tools() -> dict[str, dict[str, Any]]:
     return {t["name"]: t for t in tools}
 
 
+def many_tools(n: int) -> list[dict[str, Any]]:
+    """``n`` distinct tools in the OpenAI request shape: the eval's library over and over, renamed
+    (``get_weather_3``) and described apart, so no two tools share a name."""
+    library = list(load_tools().values())
+    return [{"type": "function", "function": {**t, "name": f"{t['name']}_{i // len(library)}",
+                                              "description": f"{t.get('description', '')} (copy {i // len(library)})"}}
+            for i, t in ((i, library[i % len(library)]) for i in range(n))]
+
+
 def tool_schemas() -> list[tuple[str, dict[str, Any]]]:
     """Every tool's parameter schema: the schema-conversion corpus of ``scripts/bench``."""
     return [(name, t["parameters"]) for name, t in load_tools().items()]

@@ -15,7 +15,7 @@ def test_bench_quick_prints_tables_and_writes_json(tmp_path: Path, llama_server_
 
     printed = tables(stdout)
     by_number = {title.split(".")[0]: rows for title, rows in printed.items()}
-    assert set(by_number) == {"1", "2", "3", "4", "5"}, f"sections printed: {list(printed)}"
+    assert set(by_number) == {"1", "2", "3", "4", "4b", "5"}, f"sections printed: {list(printed)}"
     for number, rows in by_number.items():
         assert rows, f"section {number} printed an empty table"
 
@@ -28,9 +28,16 @@ def test_bench_quick_prints_tables_and_writes_json(tmp_path: Path, llama_server_
     assert all(is_number(r["oaiproxy"]) and int(r["oaiproxy"]) > 0 for r in by_number["3"]), by_number["3"]
     assert all(is_number(r["p50 ms"]) for r in by_number["4"]), by_number["4"]
     assert all(is_number(r["requests/s"]) and float(r["requests/s"]) > 0 for r in by_number["5"]), by_number["5"]
+    plan = {r["dialect"]: r for r in by_number["4b"]}
+    assert all(is_number(r["cold"]) and is_number(r["cached"]) for r in plan.values()), plan
+    assert plan["hermes"]["cache bypassed"] == "False" and plan["generic"]["cache bypassed"] == "True"
+    ceiling = {r["request"]: r for r in by_number["5"]}
+    # the proxy's own /metrics says the repeated 128-tool list was served from the plan cache
+    assert float(ceiling["128 tools, same list (cache hits)"]["plan cache hit ratio"]) == 1.0, ceiling
+    assert float(ceiling["128 tools, changed each request (misses)"]["plan cache hit ratio"]) == 0.0, ceiling
 
     data = json.loads(out.read_text())
     assert data["config"]["quick"] is True
-    assert {"overhead", "decode", "schema", "ceiling"} <= set(data)
+    assert {"overhead", "decode", "schema", "plan", "ceiling"} <= set(data)
     assert len(data["overhead"]["rows"]) == len(overhead)
     assert data["schema"]["schemas"] > 0
