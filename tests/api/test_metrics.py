@@ -175,6 +175,50 @@ async def test_a_call_cut_by_the_token_limit_counts_as_cut(aiohttp_client: Any, 
         await p.upstream.close()
 
 
+def failing_mid_stream() -> web.Application:
+    """A llama-server that writes one token, then an error line (as llama-server reports a failure mid-stream)."""
+    async def completion(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: " + json.dumps({"content": "Hel", "stop": False}).encode() + b"\n\n")
+        await response.write(b"error: the slot fell over\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/completion", completion)
+    return app
+
+
+async def test_a_stream_ended_by_an_error_event_logs_its_code(aiohttp_client: Any, aiohttp_server: Any,
+                                                              templates_dir: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    p = await _proxy(aiohttp_client, aiohttp_server, templates_dir, upstream_app=failing_mid_stream())
+    try:
+        with caplog.at_level(logging.INFO, logger="oaiproxy.request"):
+            resp = await p.http.post(CHAT, json={"messages": ASK, "stream": True},
+                                     headers={**AUTH, "X-Request-Id": "mid-1", "Origin": "http://app.example"})
+            text = await resp.text()
+        assert resp.status == 200 and '"error"' in text and resp.headers["X-Request-Id"] == "mid-1"
+        line = next(r for r in caplog.records if r.name == "oaiproxy.request")
+        assert line.fields["status"] == 200 and line.fields["outcome"] == "upstream_error"  # type: ignore[attr-defined]
+        m = await scrape(p)
+        assert value(m, "oaiproxy_requests_total", route=CHAT, method="POST", model=MODEL, status="200") == 1
+        assert value(m, "oaiproxy_time_to_first_token_seconds_count", route=CHAT, model=MODEL) == 1
+    finally:
+        await p.upstream.close()
+
+
+async def test_cors_exposes_the_request_id(aiohttp_client: Any, aiohttp_server: Any, templates_dir: Path) -> None:
+    p = await _proxy(aiohttp_client, aiohttp_server, templates_dir)
+    p.state.cors_origins = ["http://app.example"]
+    try:
+        status, _, headers = await chat(p, headers={"Origin": "http://app.example", "X-Request-Id": "web-1"})
+        assert status == 200 and headers["X-Request-Id"] == "web-1"
+        assert "X-Request-Id" in headers["Access-Control-Expose-Headers"]
+    finally:
+        await p.upstream.close()
+
+
 async def test_a_400_and_a_404_count_with_their_status(served: Proxy) -> None:
     resp = await served.http.post(CHAT, json={"messages": "not a list"}, headers=AUTH)
     assert resp.status == 400
