@@ -112,16 +112,20 @@ class PlanCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
-        #: plans of a style that does not split (see :func:`splits`): built whole, never cached
+        #: plans of a style that does not split (see :func:`splits`), or with options JSON cannot spell:
+        #: built whole, never cached
         self.bypassed = 0
 
     def plan(self, style: Style, conv: Conversation) -> GenerationPlan:
         """``style.plan(conv)``, its tool parts reused when the same tools and options were planned before."""
-        if not splits(style):
+        try:
+            key = plan_key(style, conv) if splits(style) else None
+        except (TypeError, ValueError):  # a value JSON cannot spell: planned whole, as a style that does not split
+            key = None
+        if key is None:
             with self._lock:
                 self.bypassed += 1
             return style.plan(conv)
-        key = plan_key(style, conv)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:

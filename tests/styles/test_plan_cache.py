@@ -184,3 +184,11 @@ def test_a_plan_from_the_cache_owns_its_lists(templates_dir: Any) -> None:
     hit.grammar_triggers[0]["value"] = "changed"
     again = cache.plan(style, conv(HISTORY))
     assert "mine" not in again.stop and again.preserved_tokens and again.grammar_triggers[0]["value"] == "<tool_call>"
+
+
+def test_options_json_cannot_spell_are_planned_whole(templates_dir: Any) -> None:
+    style = make("hermes", templates_dir, "Qwen-Qwen2.5-7B-Instruct.jinja")
+    cache = PlanCache()
+    c = conv(FIRST, template_kwargs={"when": object()})  # not JSON: no key, so no cache, and no error
+    assert cache.plan(style, c).grammar == style.plan(c).grammar
+    assert cache.stats().bypassed == 1 and cache.stats().entries == 0
