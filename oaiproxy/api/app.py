@@ -49,6 +49,7 @@ from oaiproxy.errors import (
 )
 from oaiproxy.metrics import Metrics, PlanCacheView, RequestRecord, UpstreamView
 from oaiproxy.runtime.llama_server import ManagedServer
+from oaiproxy.runtime.pool import Member, UpstreamPool
 from oaiproxy.runtime.upstream import LlamaServerClient
 from oaiproxy.server_tools.catalog import Snapshot, ToolCatalog
 from oaiproxy.store import Store
@@ -292,7 +293,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     key = request.app[STATE].api_key
     # /v1/..., the UI's data (/ui/api/...), POST / and the threads (/<thread>); health, the OpenAPI document,
     # the UI's page (GET / redirects to it) stay open
-    guarded = request.path.startswith(("/v1/", "/ui/api/")) or (
+    guarded = request.path.startswith(("/v1/", "/ui/api/", "/admin/")) or (
         request.path.count("/") == 1 and request.path not in OPEN_PATHS
         and not (request.path == "/" and request.method in ("GET", "HEAD")))
     if key and guarded and request.method != "OPTIONS" and not _key_matches(request, key):
@@ -356,6 +357,9 @@ async def read_json(request: web.Request) -> Any:
 
 async def health(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    pool = state.client if isinstance(state.client, UpstreamPool) else None
+    if pool is not None:
+        await pool.check_all()  # never a stale state
     upstream_ok = await state.client.health()
     managed = state.managed
     body: dict[str, Any] = {
@@ -377,6 +381,21 @@ async def health(request: web.Request) -> web.Response:
         "queue": {"waiting": state.client.admission.waiting, "generating": state.client.admission.active,
                   "limit": state.client.admission.max_queue, "rejected": state.client.admission.rejected},
     }
+    if pool is not None:
+        # the pool as a whole above ("degraded": some upstream out), each of its upstreams here
+        routable = pool.routable_count()
+        body["upstream"].update(state="ready" if routable == len(pool.members) else "degraded" if routable
+                                else "unavailable", managed=any(m.managed is not None for m in pool.members),
+                                error=None if routable else pool.summary(), upstreams=len(pool.members),
+                                routable=routable, affinity={"enabled": pool.affinity, "hits": pool.affinity_hits,
+                                                             "misses": pool.affinity_misses},
+                                restarts_in_window=sum(len(m.managed.restarts) for m in pool.members if m.managed))
+        body["upstreams"] = pool.views()
+    else:
+        up = body["upstream"]
+        body["upstreams"] = [{"name": "default", "url": up["url"], "state": up["state"],
+                              "routable": upstream_ok, "in_flight": state.client.admission.active,
+                              "slots": state.client.admission.slots, "managed": up["managed"]}]
     if state.embeddings is not None:
         emb_ok = await state.embeddings.client.health()
         emb_managed = state.embedding_managed
@@ -395,10 +414,23 @@ def _upstream_view(client: LlamaServerClient, role: str, healthy: bool, managed:
                         stalls=client.stalls, restarts=len(managed.restarts) if managed else None)
 
 
+def _member_view(pool: UpstreamPool, member: Member) -> UpstreamView:
+    """One upstream of a pool: its own health, slots and in-flight; the queue is the pool's, shown on the first."""
+    first = member is pool.members[0]
+    return UpstreamView(url=member.client.base_url, role="chat", healthy=member.routable, in_flight=member.in_flight,
+                        waiting=pool.gate.waiting if first else 0, slots=member.slots,
+                        rejected=pool.gate.rejected if first else 0, stalls=member.client.stalls,
+                        restarts=len(member.managed.restarts) if member.managed else None)
+
+
 async def metrics_text(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus' text format; upstream health is checked at the scrape."""
     state = request.app[STATE]
-    upstreams = [_upstream_view(state.client, "chat", await state.client.health(), state.managed)]
+    if isinstance(state.client, UpstreamPool):
+        await state.client.check_all()
+        upstreams = [_member_view(state.client, m) for m in state.client.members]
+    else:
+        upstreams = [_upstream_view(state.client, "chat", await state.client.health(), state.managed)]
     if state.embeddings is not None and state.embeddings.client is not state.client:
         emb = state.embeddings.client
         upstreams.append(_upstream_view(emb, "embeddings", await emb.health(), state.embedding_managed))
@@ -526,6 +558,48 @@ async def list_tools(request: web.Request) -> web.Response:
     return json_response(catalog.listing())
 
 
+def _pool(request: web.Request) -> UpstreamPool:
+    client = request.app[STATE].client
+    if not isinstance(client, UpstreamPool):
+        raise NotFound("this proxy has one upstream: --replicas or a repeated --endpoint make a pool to drain "
+                       "upstreams of", code="not_found")
+    return client
+
+
+def _named_member(request: web.Request) -> str:
+    pool = _pool(request)
+    name = request.match_info["name"]
+    if pool.member(name) is None:
+        raise NotFound(f"no upstream '{name}'; the upstreams are " + ", ".join(m.name for m in pool.members),
+                       param="name", code="upstream_not_found")
+    return name
+
+
+async def list_upstreams(request: web.Request) -> web.Response:
+    """``GET /admin/upstreams``: every upstream of the pool, its state and in-flight generations."""
+    return json_response({"object": "list", "data": _pool(request).views()})
+
+
+async def drain_upstream(request: web.Request) -> web.Response:
+    """``POST /admin/upstreams/{name}/drain``: no new generation goes there; ``?wait=SECONDS`` answers once its
+    running ones are done (or the wait is over: ``drained`` says which)."""
+    name = _named_member(request)
+    pool = _pool(request)
+    member = pool.drain(name)
+    try:
+        wait = float(request.query.get("wait", "0"))
+    except ValueError:
+        raise BadRequest("wait must be a number of seconds", param="wait") from None
+    if wait > 0:
+        await pool.drained(name, min(wait, request.app[STATE].request_timeout))
+    return json_response({**member.view(), "drained": member.in_flight == 0})
+
+
+async def resume_upstream(request: web.Request) -> web.Response:
+    """``POST /admin/upstreams/{name}/resume``: back in rotation (once healthy)."""
+    return json_response(_pool(request).resume(_named_member(request)).view())
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     from oaiproxy.api.openapi import openapi_document  # built on first use: it walks every pydantic model
 
@@ -543,6 +617,10 @@ def create_app(state: ProxyState, *, max_body_bytes: int) -> web.Application:
     app.router.add_get("/metrics", metrics_text)  # guarded by --api-key, as every route but OPEN_PATHS
     app.router.add_post("/", plain_root)
     app.router.add_get("/v1/tools", list_tools)
+    # the pool's upstreams (--replicas, a repeated --endpoint), guarded by --api-key
+    app.router.add_get("/admin/upstreams", list_upstreams)
+    app.router.add_post("/admin/upstreams/{name}/drain", drain_upstream)
+    app.router.add_post("/admin/upstreams/{name}/resume", resume_upstream)
     app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model_id:.+}", get_model)
