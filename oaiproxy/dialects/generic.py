@@ -17,6 +17,7 @@ text, or JSON following the response_format schema.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from oaiproxy.conversation.model import Conversation
@@ -142,6 +143,8 @@ class GenericStyle(Style):
     tools_format = "typescript"
     #: upper bound on the thought, in characters: room to decide, not to ramble
     thought_max_length = 100
+    #: ``tool_choice: "none"`` keeps the ``auto`` prompt (tools included) and forbids the call in the grammar
+    none_keeps_tools = True
     #: at most this many calls per answer: a base model otherwise repeats one call until n_predict runs out
     max_parallel_calls = 4
     samples = Samples(
@@ -170,8 +173,12 @@ class GenericStyle(Style):
         tools = plan_tools(conversation)
         schema = response_schema(conversation)
         builder = GrammarBuilder()
-        uses_envelope = tools.mode != "none"
-        prompt = self._prompt(conversation, tools, schema, uses_envelope)
+        # ``none`` with tools offered keeps the tool section of ``auto`` (the prompt shares its prefix with the
+        # turns around it, so llama-server's cache serves it) and leaves only the answer in the grammar
+        shown = tools if tools.mode != "none" or not conversation.tools else \
+            ToolPlan((), tuple(conversation.tools), "none", tools.parallel)
+        uses_envelope = bool(shown.prompt_tools)
+        prompt = self._prompt(conversation, shown, schema, uses_envelope)
         # a thinking template's model reasons first (the engine's reasoning phase), then writes the envelope
         reasoning = detect_reasoning(self.template.source)
         if not uses_envelope:
@@ -185,7 +192,8 @@ class GenericStyle(Style):
     def _envelope_grammar(self, builder: GrammarBuilder, tools: ToolPlan, schema: dict[str, Any] | None) -> str:
         """The envelope: a bounded thought, then ``next_step``: calls (``tool_calls``) or the answer (``result``).
 
-        ``required`` leaves only the calls; ``result`` is the response_format schema, a string for free text.
+        ``required`` leaves only the calls, ``none`` only the answer; ``result`` is the response_format schema,
+        a string for free text.
         """
         ws = builder.add_rule("generic-ws", '" "?')
 
@@ -193,14 +201,17 @@ class GenericStyle(Style):
             return f'{lit(json.dumps(name))} {ws} ":" {ws}'
 
         thought = builder.add_schema({"type": "string", "maxLength": self.thought_max_length}, "generic-thought-text")
-        args = add_tool_args(builder, tools, "generic")
-        call = alternatives(builder, "generic-call", [
-            builder.add_rule(f"generic-tool{i}-call", json_call_body(spec.name, args[spec.name], ws))
-            for i, spec in tools.indexed])
-        more = min(tools.max_calls, self.max_parallel_calls) - 1
-        calls = builder.add_rule("generic-tool-calls", call + (f' ( "," {ws} {call} ){{0,{more}}}' if more else ""))
-        steps = [builder.add_rule("generic-calls-step",
-                                  f'"{{" {ws} {key("tool_calls")} "[" {ws} {calls} {ws} "]" {ws} "}}"')]
+        steps = []
+        if tools.indexed:  # ``none``: the answer only
+            args = add_tool_args(builder, tools, "generic")
+            call = alternatives(builder, "generic-call", [
+                builder.add_rule(f"generic-tool{i}-call", json_call_body(spec.name, args[spec.name], ws))
+                for i, spec in tools.indexed])
+            more = min(tools.max_calls, self.max_parallel_calls) - 1
+            calls = builder.add_rule("generic-tool-calls",
+                                     call + (f' ( "," {ws} {call} ){{0,{more}}}' if more else ""))
+            steps.append(builder.add_rule("generic-calls-step",
+                                          f'"{{" {ws} {key("tool_calls")} "[" {ws} {calls} {ws} "]" {ws} "}}"'))
         if tools.mode != "required":
             result = add_response_schema(builder, schema if schema is not None else {"type": "string"},
                                          "generic-response")
@@ -221,11 +232,11 @@ class GenericStyle(Style):
                 "tools-generic.jinja",
                 tools=[{"name": s.name, "description": s.description, "parameters": s.parameters,
                         "declaration": ts_signature(s)} for s in tools.prompt_tools],
-                tools_format=self.tools_format, mode=tools.mode, parallel=tools.parallel,
+                # ``none`` is told what ``auto`` is: the same text, the grammar alone forbids the call
+                tools_format=self.tools_format, mode="required" if tools.mode == "required" else "auto",
+                parallel=tools.parallel,
                 thought_max=self.thought_max_length, result_schema=schema, result_is_text=schema is None,
-                example=envelope(f"I will call {tools.prompt_tools[0].name}.", {"tool_calls": [
-                    {"name": tools.prompt_tools[0].name,
-                     "arguments": example_arguments(tools.prompt_tools[0].parameters)}]}),
+                examples=self._examples(tools, schema),
             ))
         elif schema is not None:
             notes.append(schema_note(schema))
@@ -236,6 +247,26 @@ class GenericStyle(Style):
             messages = merge_system_into_user(messages)
         variables = template_variables(conversation, detect_reasoning(template.source) is not None, template.source)
         return render(template, _alternate(messages), None, **variables)
+
+    def _examples(self, tools: ToolPlan, schema: dict[str, Any] | None) -> list[dict[str, str]]:
+        """The example exchanges the prompt shows: a call and, unless a call is required, an answer first.
+
+        The call is a fixed request to a made-up tool, its argument taken from the request's words: an
+        example call of the request's own tool had its values ("..." or any literal) copied into every
+        call. The answer comes first and the call last: a small model follows the example nearest to its
+        turn, and with the answer last it never called (docs/tool-calling-quality.md).
+        """
+        call = {"when": "For example, with a tool get_population(args: { city: string }):",
+                "user": "How many people live in Lima?",
+                "reply": "Assistant: " + envelope("get_population fits: the city is Lima.", {"tool_calls": [
+                    {"name": "get_population", "arguments": {"city": "Lima"}}]})}
+        if tools.mode == "required":
+            return [call]
+        answer = {"when": "When no tool fits (small talk, or a question you can answer yourself):",
+                  "user": "Hello, how are you?",
+                  "reply": "Assistant: " + envelope("No tool fits: I answer myself.", {
+                      "result": "Hello! How can I help you?" if schema is None else example_values(schema)})}
+        return [answer, call]
 
     def _history(self, messages: list[dict[str, Any]], uses_envelope: bool, json_result: bool) -> list[dict[str, Any]]:
         """Calls and answers as envelopes, tool results as user turns: any template can render that."""
@@ -258,22 +289,22 @@ def _json_or_text(text: str) -> Any:
         return text
 
 
-def example_arguments(schema: Any, depth: int = 0) -> Any:
-    """Placeholder arguments showing a tool's required shape (the grammar enforces the rest).
-
-    Any schema a client sends reaches here only after the meta-schema check, but the walk
-    does not rely on it: a ``required`` that is not a list of names, a ``type`` that is not a
-    name, or nesting past a bound give a placeholder, never an exception.
-    """
+def example_values(schema: Any, depth: int = 0) -> Any:
+    """Concrete example arguments of the right types for ``schema``: its own ``examples``, ``default``,
+    ``const`` or ``enum`` values first, then a value the description suggests ("e.g. Paris"), then a
+    plausible literal of the type. Required keys only, in the schema's order; never raises."""
     if not isinstance(schema, dict) or depth > 32:
         return {}
-    if "const" in schema:
-        return schema["const"]
+    for key in ("const", "default"):
+        if key in schema:
+            return schema[key]
+    if isinstance(schema.get("examples"), list) and schema["examples"]:
+        return schema["examples"][0]
     if isinstance(schema.get("enum"), list) and schema["enum"]:
         return schema["enum"][0]
     for key in ("anyOf", "oneOf"):
         if isinstance(schema.get(key), list) and schema[key]:
-            return example_arguments(schema[key][0], depth + 1)
+            return example_values(schema[key][0], depth + 1)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if isinstance(k, str) and k != "null"), "null")
@@ -284,14 +315,45 @@ def example_arguments(schema: Any, depth: int = 0) -> Any:
         props = props if isinstance(props, dict) else {}
         required = schema.get("required")
         names = [k for k in required if isinstance(k, str)] if isinstance(required, list) else []
-        return {k: example_arguments(props[k], depth + 1) for k in names if k in props}
-    if kind == "string" and isinstance(schema.get("format"), str) and schema["format"] in _FORMAT_EXAMPLES:
-        # a valid value: a small model copies the example, and "..." is no e-mail address
+        return {k: example_values(props[k], depth + 1) for k in names if k in props}
+    if kind == "array":
+        items = schema.get("items")
+        count = schema.get("minItems")
+        count = count if isinstance(count, int) and 0 < count <= 3 else 1
+        return [example_values(items, depth + 1) for _ in range(count)] if isinstance(items, dict) else []
+    if kind in ("integer", "number"):
+        low, high = schema.get("minimum"), schema.get("maximum")
+        value: float = 1
+        if isinstance(low, (int, float)) and not isinstance(low, bool):
+            value = max(value, low)
+        if isinstance(high, (int, float)) and not isinstance(high, bool):
+            value = min(value, high)
+        return int(value) if kind == "integer" and float(value).is_integer() else value
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    if isinstance(schema.get("format"), str) and schema["format"] in _FORMAT_EXAMPLES:
         return _FORMAT_EXAMPLES[schema["format"]]
-    placeholders: dict[str, Any] = {"string": "...", "integer": 0, "number": 0, "boolean": True, "array": [],
-                                    "null": None}
-    return placeholders.get(kind or "", "...")
+    hint = _description_example(schema.get("description"))
+    return hint if hint is not None else "text"
 
+
+def _description_example(description: Any) -> str | None:
+    """The value a description suggests: "City name, e.g. Paris" -> "Paris"; "YYYY-MM-DD" -> a date."""
+    if not isinstance(description, str):
+        return None
+    match = re.search(r"(?:\be\.g\.|\bfor example|\bsuch as)[,:]?\s+(.+?)\s*(?:;|\.\s|\.?$)", description, re.I)
+    if match:
+        return match.group(1).strip().strip("'\"`")
+    for layout, value in (("YYYY-MM-DD", "2024-01-31"), ("HH:MM", "09:00")):
+        if layout in description:
+            return value
+    return None
+
+
+#: the name the strict-mode tests know (a valid value for each enforced format)
+example_arguments = example_values
 
 _FORMAT_EXAMPLES = {
     "email": "name@example.com", "date": "2024-01-31", "date-time": "2024-01-31T09:00:00Z", "time": "09:00:00Z",

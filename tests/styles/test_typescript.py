@@ -35,4 +35,4 @@ def test_signature_marks_optional_parameters_and_keeps_descriptions():
 def test_example_arguments_show_required_keys_only():
     schema = {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]},
                                                "n": {"type": "integer"}}, "required": ["city", "unit"]}
-    assert example_arguments(schema) == {"city": "...", "unit": "c"}
+    assert example_arguments(schema) == {"city": "text", "unit": "c"}  # a typed value, never "..."
