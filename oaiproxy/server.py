@@ -117,6 +117,7 @@ class Proxy:
         self.managed: ManagedServer | None = None
         #: every llama-server spawned for the chat model
         self.replicas: list[ManagedServer] = []
+        self._rolling: asyncio.Task[list[str]] | None = None
         self.client: LlamaServerClient | None = None
         self.runner: web.AppRunner | None = None
         self.state: ProxyState | None = None
@@ -241,6 +242,20 @@ class Proxy:
                  pool.context_per_slot or "unknown", len(members), sum(m.slots for m in members))
         return pool
 
+    def rolling_restart(self) -> asyncio.Task[list[str]] | None:
+        """SIGHUP: restart the spawned replicas one at a time, each drained first (None: no pool of replicas,
+        or one restart is under way)."""
+        pool = self.client if isinstance(self.client, UpstreamPool) else None
+        if pool is None or not any(m.managed for m in pool.members):
+            log.info("SIGHUP: no spawned replicas to restart (--replicas N restarts them one at a time)")
+            return None
+        if self._rolling is not None and not self._rolling.done():
+            log.info("SIGHUP: a rolling restart is under way already")
+            return None
+        self._rolling = asyncio.create_task(pool.rolling_restart(self.settings.request_timeout),
+                                            name="rolling restart")
+        return self._rolling
+
     @property
     def port(self) -> int:
         assert self.runner is not None
@@ -252,6 +267,9 @@ class Proxy:
         return self.settings.port
 
     async def stop(self) -> None:
+        if self._rolling is not None:
+            self._rolling.cancel()
+            await asyncio.gather(self._rolling, return_exceptions=True)
         if self.runner is not None:
             await self.runner.cleanup()
         if self.catalog is not None:
@@ -272,6 +290,7 @@ async def serve_forever(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, proxy.rolling_restart)
     try:
         start = asyncio.create_task(proxy.start())
         waiter = asyncio.create_task(stop.wait())

@@ -465,6 +465,22 @@ class ManagedServer:
             pass
         return True
 
+    async def restart(self) -> None:
+        """Stop llama-server and start it again, on purpose (a rolling restart's step: not counted as a crash);
+        raises :class:`ServerStartError` if the new one does not become healthy."""
+        if self._supervisor:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+            self._supervisor = None
+        self.state = "restarting"
+        self._ready.clear()
+        await self._terminate()
+        await self._drain_logs(timeout=2.0)
+        for task in self._log_tasks:
+            task.cancel()
+        await asyncio.gather(*self._log_tasks, return_exceptions=True)
+        await self.start()
+
     async def _terminate(self) -> None:
         proc = self._proc
         if proc is None or proc.returncode is not None:

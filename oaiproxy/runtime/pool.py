@@ -19,7 +19,8 @@ An :class:`UpstreamPool` stands where one :class:`~oaiproxy.runtime.upstream.Lla
   nothing from it) runs again on another upstream; each upstream is tried once. After the first event
   the failure is the request's: the HTTP layer ends the stream with the API's error event. A request
   llama-server refused (400: the prompt is over the context...) is not retried: any upstream would.
-* **Draining.** A drained upstream gets no new generation; those it runs finish.
+* **Draining.** A drained upstream gets no new generation; those it runs finish. A rolling restart (SIGHUP)
+  drains the spawned replicas one at a time, restarts each and puts it back.
 """
 
 from __future__ import annotations
@@ -347,6 +348,30 @@ class UpstreamPool(LlamaServerClient):
         while member.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         return member.in_flight == 0
+
+    async def rolling_restart(self, timeout: float = 600.0) -> list[str]:
+        """Restart the spawned replicas one at a time (SIGHUP): drain one, wait up to ``timeout`` seconds for its
+        generations to finish, restart its llama-server, put it back; then the next. The names restarted."""
+        done = []
+        for member in [m for m in self.members if m.managed is not None]:
+            assert member.managed is not None
+            was_draining = member.draining
+            self.drain(member.name)
+            if not await self.drained(member.name, timeout):
+                log.warning("upstream %s still runs %d generations after %.0f s; restarting it anyway",
+                            member.name, member.in_flight, timeout)
+            log.info("restarting upstream %s (rolling restart)", member.name)
+            try:
+                await member.managed.restart()
+            except Exception as exc:  # its supervisor state says failed; the others go on
+                log.error("upstream %s did not restart: %s", member.name, exc)
+            else:
+                member.up, member.failures, member.next_check = True, 0, 0.0
+                done.append(member.name)
+            finally:
+                if not was_draining:
+                    self.resume(member.name)
+        return done
 
     # ------------------------------------------------------------ routing
 

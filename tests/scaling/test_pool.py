@@ -18,8 +18,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from oaiproxy.api.app import ProxyState, create_app
 from oaiproxy.runtime import pool as pool_module
+from oaiproxy.runtime.llama_server import ManagedServer, ServerOptions
 from oaiproxy.runtime.pool import AFFINITY_BLOCK, Member, UpstreamPool, prefix_hashes
 from oaiproxy.runtime.upstream import Admission, LlamaServerClient
+from tests._processes import write_stand_in
 from tests.scaling.stand_in import Replica, replica_app
 from tests.stand_in_app import hermes_engine
 
@@ -400,3 +402,34 @@ def test_the_affinity_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         await pool.close()
 
     asyncio.run(run())
+
+
+async def test_a_rolling_restart_drains_and_restarts_replicas_one_at_a_time(tmp_path: Path) -> None:
+    """SIGHUP's work: each spawned replica drained (its running generation finishes first), restarted, put back,
+    while the other one stays in rotation."""
+    binary = write_stand_in(tmp_path, "import time\nserve_health_in_background()\nwhile True:\n    time.sleep(1)\n")
+    servers = [ManagedServer(ServerOptions(binary=binary, model=tmp_path / "m.gguf", startup_timeout=30),
+                             progress=False) for _ in range(2)]
+    await asyncio.gather(*(s.start() for s in servers))
+    members = [Member(f"replica-{i}", LlamaServerClient(s.url), 1, managed=s) for i, s in enumerate(servers)]
+    pool = UpstreamPool(members, max_queue=4)
+    try:
+        pids = [s.pid for s in servers]
+        members[0].in_flight = 1  # a generation still running on replica-0
+        task = asyncio.create_task(pool.rolling_restart(timeout=10))
+        await asyncio.sleep(0.3)
+        assert members[0].state == "draining" and servers[0].pid == pids[0]  # waits for it
+        assert members[1].routable and pool.gate.slots == 2  # replica-1's slot + the one still finishing
+        members[0].in_flight = 0
+        pool.gate.update()
+        seen = set()
+        while not task.done():
+            seen.add((members[0].routable, members[1].routable))
+            await asyncio.sleep(0.01)
+        assert await task == ["replica-0", "replica-1"]
+        assert (False, False) not in seen  # never both out
+        assert all(s.pid not in pids for s in servers) and [m.state for m in members] == ["ready", "ready"]
+        assert all(not s.restarts for s in servers)  # on purpose: not counted as crashes
+    finally:
+        await pool.close()
+        await asyncio.gather(*(s.stop() for s in servers))
