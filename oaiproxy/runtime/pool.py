@@ -277,6 +277,11 @@ class UpstreamPool(LlamaServerClient):
 
     async def check(self, member: Member) -> bool:
         """Check one upstream's ``/health`` now: back in when it answers, out with backoff when not."""
+        if member.managed is not None and member.managed.state != "ready":
+            # a replica its supervisor is restarting: out (see Member.routable), and looked at again soon
+            member.next_check = time.monotonic() + 0.25
+            self.gate.update()
+            return False
         ok = await member.client.health()
         if ok:
             if not member.up:
