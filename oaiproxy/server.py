@@ -156,7 +156,7 @@ class Proxy:
                                                                  f", on each of {s.replicas} replicas"
                                                                  if s.replicas > 1 else "")
             self.replicas = [ManagedServer(ServerOptions.from_settings(
-                s, binary=binary, model=model_path, ctx_size=plan.ctx_size, extra_args=s.server_args))
+                s, binary=binary, model=model_path, ctx_size=plan.ctx_size, extra_args=s.server_args, rpc=s.rpc))
                 for _ in range(s.replicas)]
             started = await asyncio.gather(*(r.start() for r in self.replicas), return_exceptions=True)
             failed = [e for e in started if isinstance(e, BaseException)]

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     server_args: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
         "Arguments for llama-server, passed as they are (on the command line: after --; "
         "in the environment: one shell-quoted string)."))
+    rpc: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
+        "ggml-rpc-server addresses (host:port; repeatable or comma-separated) the spawned llama-server "
+        "splits the model over, as its --rpc (docs/scaling.md)."))
     embedding_model: str | None = Field(default=None, description=(
         "Serve /v1/embeddings from a second llama-server on this GGUF "
         "('default': the embedded model, 'chat': the chat model)."))
@@ -254,6 +257,34 @@ class Settings(BaseSettings):
                     raise ValueError(f"'{origin}' is not an origin: use scheme://host[:port], or *")
                 out.append(origin)
         return out
+
+    @field_validator("rpc", mode="before")
+    @classmethod
+    def _rpc_servers(cls, value: Any) -> Any:
+        """Repeated options, comma lists and YAML lists: one list of ``host:port``."""
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            return value
+        out = []
+        for item in value:
+            if not isinstance(item, str):
+                raise ValueError("must be ggml-rpc-server addresses like 192.168.1.7:50052")
+            for address in item.replace(",", " ").split():
+                host, sep, port = address.rpartition(":")
+                if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                    raise ValueError(f"'{address}' is not host:port")
+                out.append(address)
+        return out
+
+    @model_validator(mode="after")
+    def _rpc_needs_a_spawned_server(self) -> Settings:
+        if self.rpc and self.endpoint:
+            raise ValueError("--rpc splits the llama-server oaiproxy spawns; with --endpoint, start that "
+                             "llama-server with --rpc itself")
+        return self
 
     @model_validator(mode="after")
     def _one_embedding_source(self) -> Settings:

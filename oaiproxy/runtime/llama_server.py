@@ -144,6 +144,8 @@ class ServerOptions:
     parallel: int = _setting_default("parallel")
     threads: int | None = _setting_default("threads")
     extra_args: list[str] = field(default_factory=list)
+    #: ggml-rpc-server addresses to split the model over (llama-server's ``--rpc``); only the chat server's
+    rpc: list[str] = field(default_factory=list)
     startup_timeout: float = _setting_default("startup_timeout")
     #: the supervisor gives up at the max_crashes-th exit within restart_window seconds
     max_crashes: int = 5
@@ -152,14 +154,15 @@ class ServerOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, binary: Path, model: Path, ctx_size: int,
-                      extra_args: list[str]) -> ServerOptions:
+                      extra_args: list[str], rpc: list[str] | None = None) -> ServerOptions:
         """A spawned server for these settings: their slots, threads and start-up patience.
 
-        ``ctx_size`` and ``extra_args`` differ between the chat server (the context plan and
-        ``server_args``) and the embedding server, so the caller gives them.
+        ``ctx_size``, ``extra_args`` and ``rpc`` differ between the chat server (the context plan,
+        ``server_args``, ``--rpc``) and the embedding server, so the caller gives them.
         """
         return cls(binary=binary, model=model, ctx_size=ctx_size, parallel=settings.parallel,
-                   threads=settings.threads, extra_args=list(extra_args), startup_timeout=settings.startup_timeout)
+                   threads=settings.threads, extra_args=list(extra_args), rpc=list(rpc or []),
+                   startup_timeout=settings.startup_timeout)
 
     def command(self, port: int) -> list[str]:
         cmd = [
@@ -168,6 +171,8 @@ class ServerOptions:
         ]
         if self.threads:
             cmd += ["--threads", str(self.threads)]
+        if self.rpc:
+            cmd += ["--rpc", ",".join(self.rpc)]
         return cmd + list(self.extra_args)
 
 
