@@ -128,7 +128,8 @@ class GenericParser(JsonCallSection):
 
     def _end_section(self) -> None:
         if self._mode == "envelope":
-            self._abort_calls(self._readers.values())
+            if self._readers or not self._json_begun:  # a call begun is cut; an envelope cut before any call is not
+                self._abort_calls(self._readers.values())
             if self._json_begun and self._result_string:
                 self.emit_content(self._decoder.finish())
         self._buf = ""

@@ -92,6 +92,20 @@ def test_none_renders_the_auto_prompt_and_only_its_grammar_forbids_calls(templat
     assert (content, calls) == ("Cloudy.", [])
 
 
+def test_an_answer_cut_before_any_call_is_not_a_truncated_call():
+    """``none`` cut by n_predict inside the thought or the answer: no call was begun, none is reported cut."""
+    for text in ('{"thought_about_next_step_only": "The weather in Par',
+                 '{"thought_about_next_step_only": "", "next_step": {"result": "It is sun'):
+        parser = _plan("none").parser
+        parser.feed(text)
+        parser.finish()
+        assert not parser.truncated and parser.result().tool_calls == [], text
+    parser = _plan("auto").parser
+    parser.feed('{"thought_about_next_step_only": "", "next_step": {"tool_calls": [{"name": "get_weather", "argu')
+    parser.finish()
+    assert parser.truncated  # a call begun and cut is
+
+
 def test_none_with_a_response_format_answers_that_format():
     plan = _plan("none", response_format=ResponseFormat("json_object"))
     assert accepts(plan.grammar, envelope("", {"result": {"a": 1}}))
