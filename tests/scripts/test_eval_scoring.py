@@ -101,3 +101,16 @@ def test_limit_spreads_over_categories() -> None:
     picked = ev.select(ev.load_cases(), args)
     assert len(picked) == 12
     assert {c.category for c in picked} == set(ev.CATEGORIES)
+
+
+def test_prompt_tokens_are_recorded_and_averaged_per_row() -> None:
+    """The prompt's growth is held against quality: each answer's usage.prompt_tokens, their mean per row."""
+    case = ev.Case("c", "single", [{"role": "user", "content": "hi"}],
+                   [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}],
+                   [("get_weather", {"city": "Oslo"})])
+    body = {"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}]}
+    outs = [ev.score(case, "oaiproxy", "auto", 0.1, {**body, "usage": {"prompt_tokens": n}}, None) for n in (100, 300)]
+    outs.append(ev.score(case, "oaiproxy", "auto", 0.1, body, None))  # no usage: left out of the mean
+    assert [o.prompt_tokens for o in outs] == [100, 300, None]
+    rows = ev.summarise(outs, {case.key: case})
+    assert {r["category"]: r["prompt_tokens"] for r in rows} == {"single": 200, "all": 200}
