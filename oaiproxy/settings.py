@@ -213,6 +213,10 @@ class Settings(BaseSettings):
         if self.replicas > 1 and self.endpoint:
             raise ValueError("--replicas spawns llama-servers; with --endpoint, give each running llama-server "
                              "its own --endpoint")
+        if self.replicas > 1 and self.rpc:
+            # a ggml-rpc-server serves one llama-server at a time: a second replica would wait on the first
+            raise ValueError("--replicas with --rpc: a ggml-rpc-server serves one llama-server; give each replica "
+                             "its own (run the proxies apart, or one replica over the RPC servers)")
         return self
 
     @field_validator("stream_tool_calls", "embedding_pooling", "log_format")

@@ -50,6 +50,8 @@ def test_bad_endpoints_and_replicas_are_refused() -> None:
         build_settings({"endpoint": [A, A + "/"]})
     with pytest.raises(ConfigError, match="--replicas spawns llama-servers"):
         build_settings({"endpoint": [A], "replicas": 2})
+    with pytest.raises(ConfigError, match="--replicas with --rpc"):
+        build_settings({"rpc": ["10.0.0.2:50052"], "replicas": 2})
     with pytest.raises(ConfigError, match="--replicas"):
         build_settings({"replicas": 0})
     assert build_settings({"replicas": 3}).replicas == 3
