@@ -59,6 +59,24 @@ PASSTHROUGH_FIELD = "server_args"
 CONFIG_FIELD = "config"
 
 
+def list_items(value: Any, what: str) -> Any:
+    """A list setting's value as its items: one string, repeated options (a list), comma or space lists
+    (one environment variable) and YAML lists all end up as one flat list of strings; ``None`` is empty.
+    Anything else is returned as it is, for pydantic to refuse; a non-string item "must be ``what``"."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        return value
+    out: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"must be {what}")
+        out.extend(item.replace(",", " ").split())
+    return out
+
+
 class Settings(BaseSettings):
     """Everything one proxy instance can be told. Field order is the order of ``--help``."""
 
@@ -189,23 +207,17 @@ class Settings(BaseSettings):
     @classmethod
     def _endpoints(cls, value: Any) -> Any:
         """One URL, repeated options, a comma list (one environment variable) or a YAML list: one list of URLs."""
-        if value is None:
-            return []
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            return value
+        items = list_items(value, "llama-server URLs like http://127.0.0.1:8081")
+        if not isinstance(items, list):
+            return items
         out: list[str] = []
-        for item in value:
-            if not isinstance(item, str):
-                raise ValueError("must be llama-server URLs like http://127.0.0.1:8081")
-            for url in item.replace(",", " ").split():
-                if not url.startswith(("http://", "https://")):
-                    raise ValueError(f"'{url}' is not an http:// or https:// URL")
-                url = url.rstrip("/")
-                if url in out:
-                    raise ValueError(f"{url} is given twice")
-                out.append(url)
+        for url in items:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"'{url}' is not an http:// or https:// URL")
+            url = url.rstrip("/")
+            if url in out:
+                raise ValueError(f"{url} is given twice")
+            out.append(url)
         return out
 
     @model_validator(mode="after")
@@ -245,43 +257,29 @@ class Settings(BaseSettings):
     @classmethod
     def _origins(cls, value: Any) -> Any:
         """Repeated options, comma lists (one env variable) and YAML lists all end up as one list."""
-        if value is None:
-            return []
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            return value
+        items = list_items(value, "origins like https://app.example.com, or *")
+        if not isinstance(items, list):
+            return items
         out = []
-        for item in value:
-            if not isinstance(item, str):
-                raise ValueError("must be origins like https://app.example.com, or *")
-            for origin in item.replace(",", " ").split():
-                origin = origin.rstrip("/")
-                if origin != "*" and not origin.startswith(("http://", "https://")):
-                    raise ValueError(f"'{origin}' is not an origin: use scheme://host[:port], or *")
-                out.append(origin)
+        for origin in items:
+            origin = origin.rstrip("/")
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"'{origin}' is not an origin: use scheme://host[:port], or *")
+            out.append(origin)
         return out
 
     @field_validator("rpc", mode="before")
     @classmethod
     def _rpc_servers(cls, value: Any) -> Any:
         """Repeated options, comma lists and YAML lists: one list of ``host:port``."""
-        if value is None:
-            return []
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            return value
-        out = []
-        for item in value:
-            if not isinstance(item, str):
-                raise ValueError("must be ggml-rpc-server addresses like 192.168.1.7:50052")
-            for address in item.replace(",", " ").split():
-                host, sep, port = address.rpartition(":")
-                if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                    raise ValueError(f"'{address}' is not host:port")
-                out.append(address)
-        return out
+        items = list_items(value, "ggml-rpc-server addresses like 192.168.1.7:50052")
+        if not isinstance(items, list):
+            return items
+        for address in items:
+            host, sep, port = address.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"'{address}' is not host:port")
+        return items
 
     @model_validator(mode="after")
     def _rpc_needs_a_spawned_server(self) -> Settings:
