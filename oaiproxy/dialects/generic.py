@@ -201,7 +201,10 @@ class GenericStyle(Style):
         def key(name: str) -> str:  # "name" ws ":" ws
             return f'{lit(json.dumps(name))} {ws} ":" {ws}'
 
-        thought = builder.add_schema({"type": "string", "maxLength": self.thought_max_length}, "generic-thought-text")
+        # ``none`` has nothing to decide: its thought is empty, so the answer starts within a few tokens
+        # (a thought of up to 100 characters took a small max_tokens' whole budget, and the answer was empty)
+        thought = builder.add_rule("generic-thought-none", '"\\"\\""') if tools.mode == "none" else \
+            builder.add_schema({"type": "string", "maxLength": self.thought_max_length}, "generic-thought-text")
         steps = []
         if tools.indexed:  # ``none``: the answer only
             args = add_tool_args(builder, tools, "generic")

@@ -42,7 +42,8 @@ def test_a_real_tool_call_shows_on_metrics_and_in_the_json_log(metered: ProxyPro
     client = OpenAI(base_url=metered.base_url, api_key=KEY, max_retries=0, timeout=120)
     raw = client.chat.completions.with_raw_response.create(
         model=MODEL, messages=[{"role": "user", "content": "What is the weather in Paris?"}], tools=[WEATHER],
-        tool_choice="required", max_tokens=48, temperature=0, extra_headers={"X-Request-Id": "real-call-1"})
+        # the generic envelope's bounded thought comes first: 96 tokens is its call budget (GenericStyle.samples)
+        tool_choice="required", max_tokens=96, temperature=0, extra_headers={"X-Request-Id": "real-call-1"})
     assert raw.headers["X-Request-Id"] == "real-call-1"
     answer = raw.parse()
     calls = answer.choices[0].message.tool_calls

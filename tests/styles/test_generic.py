@@ -85,9 +85,12 @@ def test_none_renders_the_auto_prompt_and_only_its_grammar_forbids_calls(templat
     cut = first.index("What is the weather in Paris?") + len("What is the weather in Paris?")
     assert none.prompt[:cut] == first[:cut]
     call = envelope("x", {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Berlin"}}]})
-    answer = envelope("I know it.", {"result": "Cloudy."})
+    answer = envelope("", {"result": "Cloudy."})
     assert accepts(auto.grammar, call) and accepts(auto.grammar, answer)
     assert accepts(none.grammar, answer) and not accepts(none.grammar, call)
+    # nothing to decide: the thought is empty, so a small max_tokens still reaches the answer
+    assert accepts(auto.grammar, envelope("I know it.", {"result": "Cloudy."}))
+    assert not accepts(none.grammar, envelope("I know it.", {"result": "Cloudy."}))
     content, calls = parse_every_split(lambda: _plan("none", HISTORY, tpl).parser, answer)
     assert (content, calls) == ("Cloudy.", [])
 
