@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from oaiproxy.api.chat.protocol import ChatCompletion
+from oaiproxy.api.paging import query_limit, query_order
 from oaiproxy.api.plain.routes import answer, brain_for, check_last, read_messages, run
 from oaiproxy.errors import BadRequest, NotFound
 from oaiproxy.server_tools.brains import recent
@@ -171,16 +172,8 @@ async def read_thread(request: web.Request, state: ProxyState) -> web.Response:
     """``GET /<thread>``: one page of its messages, OpenAI's list shape; ``id`` is the message's position."""
     name = thread_name(request)
     store = store_of(state)
-    try:
-        limit = int(request.query.get("limit", str(PAGE_DEFAULT)))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= PAGE_MAX:
-        raise BadRequest(f"'limit' must be an integer from 1 to {PAGE_MAX}, not {request.query.get('limit')!r}",
-                         param="limit", code="invalid_value")
-    order = request.query.get("order", "asc")
-    if order not in ("asc", "desc"):
-        raise BadRequest(f"'order' must be 'asc' or 'desc', not {order!r}", param="order", code="invalid_value")
+    limit = query_limit(request, PAGE_DEFAULT, PAGE_MAX)
+    order = query_order(request, "asc")
     page = await store.threads.page(name, limit=limit, after=_position(request, "after"),
                                     before=_position(request, "before"), descending=order == "desc")
     if page is None:

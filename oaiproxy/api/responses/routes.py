@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from oaiproxy.api.paging import query_limit, query_order
 from oaiproxy.api.protocol import parse_request
 from oaiproxy.api.responses.protocol import DeletedResponse, InputItemList, Response, ResponsesRequest
 from oaiproxy.api.responses.serving import ResponsesEngine
@@ -85,19 +86,8 @@ async def delete_response(request: web.Request) -> web.Response:
 
 
 def _page_args(request: web.Request) -> tuple[str | None, int, str]:
-    query = request.query
-    raw = query.get("limit", str(PAGE_DEFAULT))
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= PAGE_MAX:
-        raise BadRequest(f"'limit' must be an integer from 1 to {PAGE_MAX}, not {raw!r}", param="limit",
-                         code="invalid_value")
-    order = query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise BadRequest(f"'order' must be 'asc' or 'desc', not {order!r}", param="order", code="invalid_value")
-    return query.get("after"), limit, order
+    limit = query_limit(request, PAGE_DEFAULT, PAGE_MAX)
+    return request.query.get("after"), limit, query_order(request, "desc")
 
 
 async def list_input_items(request: web.Request) -> web.Response:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from sqlalchemy import func, select
 
+from oaiproxy.api.paging import query_limit
 from oaiproxy.api.plain.threads import store_of
 from oaiproxy.dialects import detect_style
 from oaiproxy.errors import BadRequest
@@ -127,18 +128,6 @@ async def status(request: web.Request, state: ProxyState) -> web.Response:
 # ---------------------------------------------------------------- threads
 
 
-def _limit(request: web.Request, default: int, most: int) -> int:
-    raw = request.query.get("limit", str(default))
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= most:
-        raise BadRequest(f"'limit' must be an integer from 1 to {most}, not {raw!r}", param="limit",
-                         code="invalid_value")
-    return limit
-
-
 def _epoch(moment: datetime | None) -> int | None:
     return int(moment.astimezone(UTC).timestamp()) if moment is not None else None
 
@@ -146,7 +135,7 @@ def _epoch(moment: datetime | None) -> int | None:
 async def list_threads(request: web.Request, state: ProxyState) -> web.Response:
     """One page of the PikoBrain threads, by name; ``after`` is the last name of the page before."""
     store = store_of(state)
-    limit = _limit(request, THREADS_DEFAULT, THREADS_MAX)
+    limit = query_limit(request, THREADS_DEFAULT, THREADS_MAX)
     after = request.query.get("after")
     counts = (select(Message.thread_id, func.count(Message.id).label("n"), func.max(Message.created_at)
                      .label("last")).group_by(Message.thread_id).subquery())
