@@ -88,8 +88,9 @@ def test_named_tool_choice_one_call(claude: anthropic.Anthropic) -> None:
 def test_tools_auto_without_a_call_is_valid_too(claude: anthropic.Anthropic) -> None:
     msg = claude.messages.create(model=MODEL, max_tokens=60, messages=ASK, tools=TOOLS)  # type: ignore[arg-type]
     uses = tool_uses(msg, {"get_weather", "add"})
-    assert msg.stop_reason == ("tool_use" if uses else msg.stop_reason)
-    assert uses or msg.stop_reason in ("end_turn", "max_tokens")
+    # A call may be followed by a second one the token limit cuts: the cut call is dropped,
+    # the complete one kept, and the stop reason says max_tokens (as Anthropic's does).
+    assert msg.stop_reason in (("tool_use", "max_tokens") if uses else ("end_turn", "max_tokens"))
 
 
 def test_stream_input_json_accumulates_to_the_create_answer(claude: anthropic.Anthropic) -> None:
