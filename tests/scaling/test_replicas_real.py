@@ -1,5 +1,6 @@
 """Two spawned replicas of the default model (``--replicas 2``, one slot and one thread each): requests spread
-over both, a replica killed with kill -9 mid-run loses no non-streamed request, and affinity shows in the
+over both, a replica killed with kill -9 mid-run loses no non-streamed request (and every stream ends with a
+whole valid call or an error event), and affinity shows in the
 prompt tokens llama-server reused from its cache (``usage.prompt_tokens_details.cached_tokens``, its
 ``timings.cache_n``), with and without it.
 
@@ -110,6 +111,64 @@ def test_a_replica_killed_mid_run_loses_no_request(replicas: ProxyProcess) -> No
     h = health(replicas)
     assert h["upstreams"][0]["state"] == "ready" and h["upstreams"][0]["pid"] != victim
     assert h["upstreams"][0]["restarts_in_window"] >= 1
+
+
+def streamed_tool_call(proxy: ProxyProcess, city: str) -> list[Any]:
+    """The events of one streamed required call, up to ``[DONE]`` (which must come)."""
+    body = {"messages": [{"role": "user", "content": f"What is the weather in {city}?"}], "tools": [TOOL],
+            "tool_choice": "required", "max_tokens": 128, "temperature": 0, "stream": True}
+    req = urllib.request.Request(proxy.url + "/v1/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    events: list[Any] = []
+    with urllib.request.urlopen(req, timeout=180) as resp:
+        assert resp.status == 200
+        for raw in resp:
+            line = raw.decode().strip()
+            if not line.startswith("data: "):
+                continue
+            if line == "data: [DONE]":
+                return events
+            events.append(json.loads(line[len("data: "):]))
+    raise AssertionError(f"stream ended without [DONE] after {events!r}")
+
+
+def stream_outcome(events: list[Any]) -> str:
+    """``call``: a whole valid call and finish ``tool_calls``; ``error``: an error event and no call before it."""
+    calls = [tc for e in events if "choices" in e for c in e["choices"] for tc in (c["delta"].get("tool_calls") or [])]
+    if events and "error" in events[-1]:
+        assert not calls, events  # a call is sent only once it is whole and valid: none before an error
+        assert events[-1]["error"]["message"], events[-1]
+        return "error"
+    finishes = [c["finish_reason"] for e in events for c in e.get("choices", []) if c.get("finish_reason")]
+    assert finishes == ["tool_calls"], events
+    assert len(calls) == 1 and calls[0]["function"]["name"] == "get_weather", calls
+    assert isinstance(json.loads(calls[0]["function"]["arguments"])["city"], str)
+    return "call"
+
+
+def test_streams_through_a_replica_kill_end_whole_or_with_an_error(replicas: ProxyProcess) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(u["state"] != "ready" for u in health(replicas)["upstreams"]):
+        time.sleep(0.2)
+    cities = ["Paris", "Oslo", "Lima", "Rome", "Kyiv", "Cairo"]
+    with ThreadPoolExecutor(len(cities)) as pool:
+        futures = [pool.submit(streamed_tool_call, replicas, c) for c in cities]
+        victim = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # kill replica-0 while it streams
+            up = health(replicas)["upstreams"][0]
+            if up["in_flight"]:
+                victim = up["pid"]
+                break
+            time.sleep(0.05)
+        assert victim is not None, "replica-0 never had a stream to lose"
+        os.kill(victim, signal.SIGKILL)
+        outcomes = [stream_outcome(f.result(timeout=240)) for f in futures]
+    assert not pid_alive(victim)
+    # every stream ended cleanly: a whole valid call, or (sent its first chunk on the dead replica) an error event
+    assert outcomes.count("call") >= 1, outcomes
+    print(f"\nkilled replica-0 (pid {victim}) under {len(cities)} streams: {outcomes.count('call')} whole calls, "
+          f"{outcomes.count('error')} error events")
 
 
 def test_sighup_restarts_the_replicas_one_at_a_time(replicas: ProxyProcess) -> None:
