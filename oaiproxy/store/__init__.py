@@ -1,4 +1,4 @@
-"""State kept server-side, in one database: stored Responses, PikoBrain's threads (conversations next).
+"""State kept server-side, in one database: stored Responses, PikoBrain's threads, OpenAI Conversations.
 
 :class:`Store` is what the proxy opens at start-up (``--db-url``, else a SQLite file in ``--data-dir``)
 and hands to the routes through ``ProxyState.store``; docs/store.md describes the schema and guarantees.
@@ -7,6 +7,7 @@ and hands to the routes through ``ProxyState.store``; docs/store.md describes th
 from __future__ import annotations
 
 from oaiproxy.settings import Settings
+from oaiproxy.store.conversations import ConversationStore
 from oaiproxy.store.database import Database, StoreUnavailable, database_url
 from oaiproxy.store.responses import Chain, ResponseRecord, ResponseStore
 from oaiproxy.store.threads import ThreadBusy, ThreadStore
@@ -19,6 +20,7 @@ class Store:
         self.db = db
         self.responses = ResponseStore(db)
         self.threads = ThreadStore(db)
+        self.conversations = ConversationStore(db)
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -33,5 +35,5 @@ class Store:
         await self.db.close()
 
 
-__all__ = ["Chain", "Database", "ResponseRecord", "ResponseStore", "Store", "StoreUnavailable", "ThreadBusy",
-           "ThreadStore", "database_url"]
+__all__ = ["Chain", "ConversationStore", "Database", "ResponseRecord", "ResponseStore", "Store", "StoreUnavailable",
+           "ThreadBusy", "ThreadStore", "database_url"]

@@ -41,6 +41,14 @@ class ResponseRecord:
                    previous_response_id=row.previous_response_id, usage=row.usage, user=row.user,
                    conversation_id=row.conversation_id, created_at=row.created_at)
 
+    def row(self) -> StoredResponse:
+        """The row that keeps it (a Conversation's append adds it in its own transaction)."""
+        return StoredResponse(
+            id=self.id, created_at=self.created_at, model=self.model, status=self.status,
+            previous_response_id=self.previous_response_id, conversation_id=self.conversation_id,
+            user=self.user, input_items=self.input_items, output_items=self.output_items,
+            usage=self.usage, response=self.response)
+
 
 @dataclass
 class Chain:
@@ -58,11 +66,7 @@ class ResponseStore:
     async def save(self, record: ResponseRecord) -> None:
         """Keep ``record``; returns once it is committed."""
         async with self.db.session(write=True) as session:
-            session.add(StoredResponse(
-                id=record.id, created_at=record.created_at, model=record.model, status=record.status,
-                previous_response_id=record.previous_response_id, conversation_id=record.conversation_id,
-                user=record.user, input_items=record.input_items, output_items=record.output_items,
-                usage=record.usage, response=record.response))
+            session.add(record.row())
 
     async def get(self, response_id: str) -> ResponseRecord | None:
         async with self.db.session() as session:

@@ -10,6 +10,10 @@
   items, each as the API's JSON, and ``previous_response_id``, the link a chain is walked by. The rest of
   the response object (instructions, tools, sampling, metadata) is ``response``, so a stored response is
   returned exactly as it was answered.
+* ``conversation_items``: an OpenAI Conversation's items (a ``threads`` row of kind ``conversation``), each the
+  API's JSON as the Responses API spells it (``message``, ``function_call``, ``function_call_output``,
+  ``reasoning``), numbered by ``position`` (unique per conversation, as messages are) and unique by ``item_id``
+  within it, so ``GET .../items/{item_id}`` names one.
 
 This module is the model the code reads and writes; the tables on disk are made by the Alembic migrations
 in ``alembic/versions`` (a test checks that they agree). JSON is ``JSONB`` on PostgreSQL, text on SQLite.
@@ -119,4 +123,23 @@ class StoredResponse(Base):
     response: Mapped[dict[str, Any]] = mapped_column(Json)
 
 
-__all__ = ["Base", "Json", "Message", "NAMING", "StoredResponse", "Thread", "UTCDateTime", "utcnow"]
+class ConversationItem(Base):
+    __tablename__ = "conversation_items"
+    __table_args__ = (Index("uq_conversation_items_thread_position", "thread_id", "position", unique=True),
+                      Index("uq_conversation_items_thread_item", "thread_id", "item_id", unique=True))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    thread_id: Mapped[str] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
+    #: 0, 1, 2... within the conversation: the order the model reads them in (a deleted item leaves a gap)
+    position: Mapped[int] = mapped_column(Integer)
+    #: the item's own ``id`` (``msg_...``, ``fc_...``), as the API shows it
+    item_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))
+    #: the whole item, as the API's JSON
+    item: Mapped[dict[str, Any]] = mapped_column(Json)
+    #: the response that added it (None: added through the Conversations API itself)
+    response_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+__all__ = ["Base", "ConversationItem", "Json", "Message", "NAMING", "StoredResponse", "Thread", "UTCDateTime", "utcnow"]

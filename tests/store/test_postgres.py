@@ -63,7 +63,8 @@ async def test_a_new_database_is_migrated_to_the_schema_the_models_describe(pg_u
                      ).scalar()
     await db.close()
     assert diff == []
-    assert {"threads", "messages", "responses", "alembic_version"} <= names and json_type == "jsonb"
+    assert {"threads", "messages", "responses", "conversation_items", "alembic_version"} <= names
+    assert json_type == "jsonb"
     assert await scalar(pg_url, "SELECT version_num FROM alembic_version") == head_revision()
 
 
@@ -103,14 +104,14 @@ async def test_a_schema_change_on_an_existing_database_keeps_its_data(pg_url: st
 
     scripts = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "r0002_tag.py").write_text(NEXT_REVISION)
+    (scripts / "versions" / "r0003_tag.py").write_text(NEXT_REVISION)
     db = await Database.open(pg_url, migrate_to=None)
     await migrate(db.engine, scripts=scripts)  # on PostgreSQL an ALTER TABLE in place
     await db.close()
 
-    assert await scalar(pg_url, "SELECT version_num FROM alembic_version") == "0002"
+    assert await scalar(pg_url, "SELECT version_num FROM alembic_version") == "0003"
     assert await scalar(pg_url, "SELECT count(*) FROM responses WHERE tag IS NULL") == 2
-    with pytest.raises(ConfigError, match="^--db-url: .* schema this oaiproxy does not know .*'0002'"):
+    with pytest.raises(ConfigError, match="^--db-url: .* schema this oaiproxy does not know .*'0003'"):
         await Store.open(pg_url)
     db = await Database.open(pg_url, migrate_to=None)
     assert [r.id for r in (await Store(db).responses.chain("r2")).records] == ["r1", "r2"]

@@ -50,10 +50,10 @@ async def test_a_new_file_is_migrated_to_head_in_wal_mode(tmp_path: Path) -> Non
     path = tmp_path / "deep" / "folder" / "oaiproxy.db"  # the folder is made
     store = await Store.open(url(path))
     await store.close()
-    assert {"threads", "messages", "responses", "alembic_version"} <= tables(path)
+    assert {"threads", "messages", "responses", "conversation_items", "alembic_version"} <= tables(path)
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head_revision() == "0001"
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head_revision() == "0002"
 
 
 async def test_the_migrations_make_the_schema_the_models_describe(tmp_path: Path) -> None:
@@ -141,8 +141,8 @@ NEXT_REVISION = '''
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -169,19 +169,19 @@ async def test_a_schema_change_on_an_existing_database_keeps_its_data(tmp_path: 
 
     scripts = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "r0002_tag.py").write_text(NEXT_REVISION)
+    (scripts / "versions" / "r0003_tag.py").write_text(NEXT_REVISION)
     db = await Database.open(url(path), migrate_to=None)
     await migrate(db.engine, scripts=scripts)  # batch mode: SQLite's table is copied, rows and all
     await db.close()
 
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0002"
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0003"
         after = conn.execute("SELECT * FROM responses ORDER BY id").fetchall()
         columns = [row[1] for row in conn.execute("PRAGMA table_info(responses)")]
     assert columns[-1] == "tag" and [row[:-1] for row in after] == before and all(row[-1] is None for row in after)
 
     # this oaiproxy's newest migration is older than the database's: it refuses to run on a schema it doesn't know
-    with pytest.raises(ConfigError, match="^--db-url: .* schema this oaiproxy does not know .*'0002'"):
+    with pytest.raises(ConfigError, match="^--db-url: .* schema this oaiproxy does not know .*'0003'"):
         await Store.open(url(path))
     db = await Database.open(url(path), migrate_to=None)  # the data is untouched and still reads
     assert [r.id for r in (await Store(db).responses.chain("r2")).records] == ["r1", "r2"]
@@ -237,7 +237,8 @@ async def test_an_unwritable_data_directory_is_a_config_error(tmp_path: Path) ->
 def test_migrations_ship_inside_the_package() -> None:
     assert MIGRATIONS.is_relative_to(REPO / "oaiproxy")
     assert (MIGRATIONS / "env.py").is_file() and (MIGRATIONS / "script.py.mako").is_file()
-    assert sorted(p.name for p in (MIGRATIONS / "versions").glob("r*.py")) == ["r0001_initial.py"]
+    assert sorted(p.name for p in (MIGRATIONS / "versions").glob("r*.py")) == ["r0001_initial.py",
+                                                                                  "r0002_conversation_items.py"]
 
 
 def test_gather_open_in_one_process(tmp_path: Path) -> None:
