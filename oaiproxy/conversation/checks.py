@@ -6,13 +6,23 @@ conversation as given (:func:`oaiproxy.conversation.tools.plan_tools` only resol
 failure is a :class:`BadRequest` whose ``param`` uses the Chat Completions field names
 (``tools[2].function.parameters``, ``tool_choice``): a surface with other names renames
 them, as :mod:`oaiproxy.api.chat.legacy_functions` does for ``functions``.
+
+An agent sends the same tools on every turn, so a tool that passed is remembered (:class:`ToolMemo`,
+bounded): the next request with an equal tool skips its schema checks and gets the remembered
+*canonical* :class:`ToolSpec` in its place, on which the plan cache and the prompt's tool texts key
+by identity (:func:`tool_key`, :func:`tool_extras`) instead of reading 128 schemas again.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import threading
+from collections import OrderedDict
 from typing import Any
+
+import pydantic_core
 
 from oaiproxy.conversation.model import (
     REASONING_EFFORTS,
@@ -20,6 +30,7 @@ from oaiproxy.conversation.model import (
     Conversation,
     NamedToolChoice,
     ResponseFormat,
+    ToolSpec,
 )
 from oaiproxy.errors import BadRequest
 from oaiproxy.grammar import SchemaError, enforced_schema
@@ -91,17 +102,139 @@ def _check_history(conv: Conversation) -> None:
                 raise BadRequest(f"'{where}' is nested more than {MAX_ARGUMENTS_DEPTH} levels deep",
                                  param=where, code="arguments_too_deep")
 
+# --- the tool memo: checked tools, by their JSON -------------------------------------------------
 
-def _check_tools(conv: Conversation) -> None:
+_TOOL_FIELDS = tuple(f.name for f in dataclasses.fields(ToolSpec))
+
+
+def _spec_json(spec: ToolSpec) -> bytes | None:
+    """Every field of ``spec``, in order, as JSON (NaN and infinities spelled apart from null); None for
+    what JSON cannot spell (a lone surrogate, an object), which is then checked every time."""
+    try:
+        return pydantic_core.to_json([getattr(spec, name) for name in _TOOL_FIELDS], inf_nan_mode="constants")
+    except (ValueError, TypeError):
+        return None
+
+
+@dataclasses.dataclass
+class _Tool:
+    spec: ToolSpec  # the canonical spec: the memo's own deep copy, never handed out to be changed
+    key: bytes
+    #: values other layers derive from the canonical spec alone (the prompt's tool dict...), see tool_extras
+    extras: dict[str, Any]
+
+
+class ToolMemo:
+    """Tools that passed :func:`check_conversation`'s tool rules, by :func:`_spec_json`, at most
+    ``max_bytes`` of that JSON (least recently used go first); safe from several threads.
+
+    A hit needs the same JSON text *and* an equal spec (``==``), so a tuple where the checked tool had a
+    list, or an integer key where it had a string, is not taken for it: it is checked, and refused. Only
+    tools that passed are kept: a bad tool is checked, and reported, every time.
+    """
+
+    def __init__(self, max_bytes: int = 4 << 20):
+        self.max_bytes = max_bytes
+        self._by_key: OrderedDict[bytes, _Tool] = OrderedDict()
+        self._by_id: dict[int, _Tool] = {}  # id of a canonical spec (kept alive here, so ids are not reused)
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def canonical(self, spec: ToolSpec, key: bytes | None) -> ToolSpec | None:
+        """The canonical spec equal to ``spec``, if one was kept."""
+        if key is None:
+            return None
+        with self._lock:
+            entry = self._by_key.get(key)
+            if entry is not None and entry.spec == spec:
+                self._by_key.move_to_end(key)
+                self.hits += 1
+                return entry.spec
+            self.misses += 1
+            return None
+
+    def keep(self, spec: ToolSpec, key: bytes | None) -> ToolSpec:
+        """Remember ``spec``, which passed; its canonical copy, or ``spec`` itself when it cannot be kept."""
+        if key is None or len(key) > self.max_bytes:
+            return spec
+        canonical = dataclasses.replace(spec, parameters=copy.deepcopy(spec.parameters))
+        entry = _Tool(canonical, key, {})
+        with self._lock:
+            old = self._by_key.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old.key)
+                self._by_id.pop(id(old.spec), None)
+            self._by_key[key] = entry
+            self._by_id[id(canonical)] = entry
+            self._bytes += len(key)
+            while self._bytes > self.max_bytes:
+                _, dropped = self._by_key.popitem(last=False)
+                self._bytes -= len(dropped.key)
+                self._by_id.pop(id(dropped.spec), None)
+        return canonical
+
+    def entry(self, spec: ToolSpec) -> _Tool | None:
+        """The entry of a canonical spec (identity, not equality: only the memo's own objects)."""
+        entry = self._by_id.get(id(spec))
+        return entry if entry is not None and entry.spec is spec else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_key.clear()
+            self._by_id.clear()
+            self._bytes = 0
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"entries": len(self._by_key), "bytes": self._bytes, "max_bytes": self.max_bytes,
+                    "hits": self.hits, "misses": self.misses}
+
+
+#: the process's tool memo (tools are the same whichever model or surface they are offered to)
+TOOL_MEMO = ToolMemo()
+
+
+def tool_key(spec: ToolSpec) -> bytes | None:
+    """``spec``'s JSON (:func:`_spec_json`): remembered for a canonical spec, computed otherwise."""
+    entry = TOOL_MEMO.entry(spec)
+    return entry.key if entry is not None else _spec_json(spec)
+
+
+def tool_extras(spec: ToolSpec) -> dict[str, Any] | None:
+    """A place for values derived from a canonical ``spec`` alone, kept as long as the memo keeps the tool;
+    None for a spec that is not canonical. What is put there is shared: never change it."""
+    entry = TOOL_MEMO.entry(spec)
+    return entry.extras if entry is not None else None
+
+
+def _check_tool(i: int, spec: ToolSpec) -> None:
+    if not spec.name:
+        raise BadRequest(f"tools[{i}].function.name is empty", param=f"tools[{i}].function.name")
+    where = f"tools[{i}].function.parameters"
+    check_depth(spec.parameters, where)
+    check_schema_for(spec.parameters, where, f"{where} (tool {spec.name!r})", objects=spec.objects,
+                     strict=spec.strict)
+
+
+def _checked_tools(conv: Conversation) -> list[ToolSpec]:
+    """``conv.tools`` checked, each replaced by its canonical spec (:class:`ToolMemo`)."""
+    tools = []
     for i, spec in enumerate(conv.tools):
-        if not spec.name:
-            raise BadRequest(f"tools[{i}].function.name is empty", param=f"tools[{i}].function.name")
-        where = f"tools[{i}].function.parameters"
-        check_depth(spec.parameters, where)
-        check_schema_for(spec.parameters, where, f"{where} (tool {spec.name!r})", objects=spec.objects,
-                         strict=spec.strict)
+        key = _spec_json(spec)
+        canonical = TOOL_MEMO.canonical(spec, key)
+        if canonical is None:
+            _check_tool(i, spec)
+            canonical = TOOL_MEMO.keep(spec, key)
+        tools.append(canonical)
+    _check_tool_choice(conv)
+    return tools
+
+
+def _check_tool_choice(conv: Conversation) -> None:
     names = [spec.name for spec in conv.tools]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
     if dupes:
         first = next(i for i, n in enumerate(names) if n in names[:i])
         raise BadRequest(f"tool names must be unique; repeated: {', '.join(dupes)}",
@@ -170,14 +303,17 @@ def check_conversation(conv: Conversation) -> Conversation:
     ``reasoning_effort`` one of its values and ``chat_template_kwargs`` an object that replaces
     none of the proxy's own template variables, with boolean thinking switches. The
     returned conversation differs from ``conv`` only in its response format (see
-    :func:`_checked_response_format`).
+    :func:`_checked_response_format`) and in its tools being the equal canonical specs of the
+    tool memo (:class:`ToolMemo`): shared between requests, so never changed.
     """
     _check_history(conv)
-    _check_tools(conv)
+    tools = _checked_tools(conv)
     _check_reasoning(conv)
     fmt = _checked_response_format(conv.response_format)
-    return conv if fmt is conv.response_format else dataclasses.replace(conv, response_format=fmt)
+    if fmt is conv.response_format and all(a is b for a, b in zip(tools, conv.tools, strict=True)):
+        return conv
+    return dataclasses.replace(conv, tools=tools, response_format=fmt)
 
 
-__all__ = ["MAX_ARGUMENTS_DEPTH", "MAX_SCHEMA_DEPTH", "RESERVED_TEMPLATE_VARIABLES", "check_conversation",
-           "check_depth", "check_schema_for", "json_text_depth"]
+__all__ = ["MAX_ARGUMENTS_DEPTH", "MAX_SCHEMA_DEPTH", "RESERVED_TEMPLATE_VARIABLES", "TOOL_MEMO", "ToolMemo",
+           "check_conversation", "check_depth", "check_schema_for", "json_text_depth", "tool_extras", "tool_key"]

@@ -11,7 +11,8 @@ split is planned whole, every time (counted as ``bypassed``).
 The key is every field of the :class:`~oaiproxy.conversation.model.Conversation` but its messages
 (tools with names, descriptions, schemas in their key order, strictness; tool choice; parallel calls;
 response format; reasoning effort; template variables; whether reasoning is allowed), with the style
-and its template, hashed (SHA-256) from their JSON. A field added to Conversation later is part of
+and its template, hashed (SHA-256) from their JSON (each tool's remembered by the tool memo when the
+conversation was checked, :mod:`oaiproxy.conversation.checks`). A field added to Conversation later is part of
 the key without a change here. The cache is bounded in bytes (the sizes of the strings it keeps,
 estimated with ``sys.getsizeof``), least recently used plans going first; one cache per engine (so
 per model and template).
@@ -28,6 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from oaiproxy.conversation.checks import tool_key
 from oaiproxy.conversation.model import Conversation
 from oaiproxy.dialects.base import GenerationPlan, Reasoning, Style
 
@@ -74,11 +76,22 @@ def _encode(value: Any) -> Any:
 
 
 def plan_key(style: Style, conv: Conversation) -> bytes:
-    """The cache key of ``conv`` for ``style``: everything but the messages (see the module's docstring)."""
-    options = [[f.name, getattr(conv, f.name)] for f in dataclasses.fields(conv) if f.name != "messages"]
+    """The cache key of ``conv`` for ``style``: everything but the messages (see the module's docstring).
+
+    The tools enter as their JSON (:func:`~oaiproxy.conversation.checks.tool_key`: remembered for a checked
+    tool, so a repeated list of 128 tools is not read again), one after the other with their lengths."""
+    options = [[f.name, getattr(conv, f.name)] for f in dataclasses.fields(conv) if f.name not in ("messages", "tools")]
     data = [type(style).__module__, type(style).__qualname__, style.template.name, options]
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_encode)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass"))
+    digest.update(b"\0tools:%d" % len(conv.tools))
+    for spec in conv.tools:
+        key = tool_key(spec)
+        if key is None:
+            raise TypeError(f"cannot key a plan on tool {spec.name!r}")
+        digest.update(b"\0%d:" % len(key))
+        digest.update(key)
+    return digest.digest()
 
 
 def splits(style: Style) -> bool:
