@@ -27,6 +27,16 @@ from oaiproxy.api.chat.routes import chat_completions
 from oaiproxy.api.chat.serving import ChatEngine
 from oaiproxy.api.completions.routes import completions
 from oaiproxy.api.completions.serving import CompletionEngine
+from oaiproxy.api.conversations.routes import (
+    create_conversation,
+    create_items,
+    delete_conversation,
+    delete_item,
+    get_conversation,
+    get_item,
+    list_items,
+    update_conversation,
+)
 from oaiproxy.api.embeddings.routes import embeddings
 from oaiproxy.api.embeddings.serving import EmbeddingEngine
 from oaiproxy.api.messages.protocol import ErrorResponse as AnthropicErrorResponse
@@ -633,6 +643,14 @@ def create_app(state: ProxyState, *, max_body_bytes: int) -> web.Application:
     app.router.add_get("/v1/responses/{response_id}", get_response)
     app.router.add_delete("/v1/responses/{response_id}", delete_response)
     app.router.add_get("/v1/responses/{response_id}/input_items", list_input_items)
+    app.router.add_post("/v1/conversations", api_route(create_conversation))
+    app.router.add_get("/v1/conversations/{conversation_id}", get_conversation)
+    app.router.add_post("/v1/conversations/{conversation_id}", api_route(update_conversation))
+    app.router.add_delete("/v1/conversations/{conversation_id}", delete_conversation)
+    app.router.add_post("/v1/conversations/{conversation_id}/items", api_route(create_items))
+    app.router.add_get("/v1/conversations/{conversation_id}/items", list_items)
+    app.router.add_get("/v1/conversations/{conversation_id}/items/{item_id}", get_item)
+    app.router.add_delete("/v1/conversations/{conversation_id}/items/{item_id}", delete_item)
     # the operator UI (oaiproxy/api/ui): its page, its files and its JSON
     watch_log()
     app.router.add_get("/", to_ui)

@@ -11,6 +11,7 @@ content type, which a fuzzer would mostly send to the model as a thread name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -20,6 +21,9 @@ from pydantic.json_schema import models_json_schema
 from oaiproxy import __version__
 from oaiproxy.api.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from oaiproxy.api.completions.protocol import CompletionRequest, TextCompletion
+from oaiproxy.api.conversations import protocol as conversations
+from oaiproxy.api.conversations.routes import PAGE_DEFAULT as ITEMS_DEFAULT
+from oaiproxy.api.conversations.routes import PAGE_MAX as ITEMS_MAX
 from oaiproxy.api.embeddings.protocol import EmbeddingList, EmbeddingRequest
 from oaiproxy.api.messages import protocol as anthropic
 from oaiproxy.api.protocol import ErrorResponse, Model, ModelList
@@ -32,7 +36,8 @@ REF = "#/components/schemas/{model}"
 _ERRORS = {
     "400": "The request is invalid; `error.param` names the field.",
     "401": "Missing or wrong API key (only when the server runs with --api-key).",
-    "404": "Unknown model; on /v1/responses/{response_id}, a response that was not stored or was deleted.",
+    "404": "Unknown model; on /v1/responses/{response_id}, a response that was not stored or was deleted; on "
+           "/v1/conversations/..., a conversation (or item) that was never created or was deleted.",
     "413": "The request body is larger than --max-body-bytes.",
     "500": "A bug in oaiproxy.",
     "502": "llama-server failed or answered something unusable.",
@@ -77,6 +82,70 @@ def _generation_route(summary: str, request_ref: str, response_ref: str, stream:
     }}
 
 
+def _page_query(default: int, most: int) -> list[dict[str, Any]]:
+    return [{"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": most, "default": default}},
+            {"name": "order", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"}},
+            {"name": "after", "in": "query", "required": False, "schema": {"type": "string"},
+             "description": "An item id: the page starts after it."}]
+
+
+def _conversation_paths(ref: Callable[[type[BaseModel], str], str]) -> dict[str, Any]:
+    """The Conversations routes (a 400 ``store_disabled`` on a proxy without a store)."""
+    conversation = _json(ref(conversations.Conversation, "serialization"))
+    item_list = _json(ref(conversations.ConversationItemList, "serialization"))
+    conversation_id = _path_id("conversation_id", "A conversation's id (`conv_...`).")
+    item = {"application/json": {"schema": {"type": "object", "description": (
+        "The item, as the Responses API's input and output items (message, function_call, "
+        "function_call_output, reasoning), with its `id`.")}}}
+
+    def body(model: type[BaseModel]) -> dict[str, Any]:
+        return {"required": True, "content": _json(ref(model, "validation"))}
+
+    return {
+        "/v1/conversations": {"post": {
+            "operationId": "createConversation", "summary": "A new conversation, with up to 20 initial items.",
+            "requestBody": body(conversations.ConversationCreateRequest),
+            "responses": {"200": {"description": "The conversation.", "content": conversation},
+                          **_error_responses("400", "401", "413", "503")}}},
+        "/v1/conversations/{conversation_id}": {
+            "parameters": [conversation_id],
+            "get": {"operationId": "retrieveConversation", "summary": "A conversation.",
+                    "responses": {"200": {"description": "The conversation.", "content": conversation},
+                                  **_error_responses("400", "401", "404", "503")}},
+            "post": {"operationId": "updateConversation", "summary": "Replace a conversation's metadata.",
+                     "requestBody": body(conversations.ConversationUpdateRequest),
+                     "responses": {"200": {"description": "The conversation.", "content": conversation},
+                                   **_error_responses("400", "401", "404", "413", "503")}},
+            "delete": {"operationId": "deleteConversation", "summary": "Delete a conversation and its items.",
+                       "responses": {"200": {"description": "Deleted.", "content": _json(
+                           ref(conversations.ConversationDeleted, "serialization"))},
+                                     **_error_responses("400", "401", "404", "503")}},
+        },
+        "/v1/conversations/{conversation_id}/items": {
+            "parameters": [conversation_id],
+            "post": {"operationId": "createConversationItems", "summary": "Add up to 20 items at the end.",
+                     "requestBody": body(conversations.ItemsCreateRequest),
+                     "responses": {"200": {"description": "The items added.", "content": item_list},
+                                   **_error_responses("400", "401", "404", "413", "503")}},
+            "get": {"operationId": "listConversationItems", "summary": "One page of a conversation's items.",
+                    "parameters": _page_query(ITEMS_DEFAULT, ITEMS_MAX),
+                    "responses": {"200": {"description": "The page.", "content": item_list},
+                                  **_error_responses("400", "401", "404", "503")}},
+        },
+        "/v1/conversations/{conversation_id}/items/{item_id}": {
+            "parameters": [conversation_id, _path_id("item_id", "An item's id.")],
+            "get": {"operationId": "retrieveConversationItem", "summary": "One item of a conversation.",
+                    "responses": {"200": {"description": "The item.", "content": item},
+                                  **_error_responses("400", "401", "404", "503")}},
+            "delete": {"operationId": "deleteConversationItem", "summary": "Delete one item; answers the conversation.",
+                       "responses": {"200": {"description": "The conversation.", "content": conversation},
+                                     **_error_responses("400", "401", "404", "503")}},
+        },
+    }
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     """The whole document; built once, it depends only on the code."""
@@ -87,6 +156,10 @@ def openapi_document() -> dict[str, Any]:
         (ModelList, "serialization"), (Model, "serialization"), (ErrorResponse, "serialization"),
         (ResponsesRequest, "validation"), (Response, "serialization"), (DeletedResponse, "serialization"),
         (InputItemList, "serialization"),
+        (conversations.ConversationCreateRequest, "validation"),
+        (conversations.ConversationUpdateRequest, "validation"),
+        (conversations.ItemsCreateRequest, "validation"), (conversations.Conversation, "serialization"),
+        (conversations.ConversationDeleted, "serialization"), (conversations.ConversationItemList, "serialization"),
     ]
     refs, top = models_json_schema(models, ref_template=REF)
     schemas = top.get("$defs", {})
@@ -184,6 +257,7 @@ def openapi_document() -> dict[str, Any]:
             "responses": {"200": {"description": "The page.", "content": _json(ref(InputItemList, "serialization"))},
                           **_error_responses("400", "401", "404", "503")},
         }},
+        **_conversation_paths(ref),
         "/v1/tools": {"get": {
             "operationId": "listServerTools",
             "summary": "The server tools loaded from --tools (OpenAPI and MCP sources), what failed, and the brains.",

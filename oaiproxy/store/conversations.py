@@ -1,10 +1,11 @@
 """OpenAI Conversations on the store: a ``threads`` row of kind ``conversation`` and its items, in order.
 
 An item is the Responses API's JSON (as :mod:`oaiproxy.api.conversations` made it, with its ``id``); the store
-keeps it whole and numbers it by ``position``. Items are appended in one transaction that reads the end of the
-conversation and writes after it; the unique ``(thread_id, position)`` index refuses a second proxy that wrote at
-the same end meanwhile (PostgreSQL), and the append then simply runs again on the new end: unlike a PikoBrain
-thread's run, a response's items do not depend on where they land, so nobody has to be told to retry. A
+keeps it whole and numbers it by ``position``. Items are appended in one transaction that locks the conversation's
+row (PostgreSQL's ``FOR UPDATE``; SQLite's write transaction locks the database), reads the end and writes after
+it, so appends from several proxies take turns. Should two still meet at one end, the unique ``(thread_id,
+position)`` index refuses the second and the append runs again on the new end: unlike a PikoBrain thread's run, a
+response's items do not depend on where they land, so nobody has to be told to retry. A
 response appended with its items (:meth:`ConversationStore.append`'s ``response``) is committed in that same
 transaction, so a conversation never holds the items of a response that was not kept, nor the other way round.
 
@@ -90,9 +91,11 @@ class ConversationStore:
     def __init__(self, db: Database):
         self.db = db
 
-    async def _conversation(self, session: AsyncSession, conversation_id: str) -> Thread | None:
-        row = await session.get(Thread, conversation_id)
-        return row if row is not None and row.kind == KIND else None
+    async def _conversation(self, session: AsyncSession, conversation_id: str, lock: bool = False) -> Thread | None:
+        """The conversation's row; ``lock``: held until the transaction ends (PostgreSQL's ``FOR UPDATE``; a
+        SQLite write transaction holds the whole database already), so appends on it take turns."""
+        query = select(Thread).where(Thread.id == conversation_id, Thread.kind == KIND)
+        return (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
 
     async def create(self, metadata: dict[str, str], items: Sequence[dict[str, Any]] = (),
                      user: str | None = None) -> tuple[ConversationRecord, list[StoredItem]]:
@@ -193,7 +196,7 @@ class ConversationStore:
     async def _append(self, conversation_id: str, items: Sequence[dict[str, Any]], response: ResponseRecord | None,
                       last: bool = False) -> list[StoredItem] | None:
         async with self.db.session(write=True) as session:
-            row = await self._conversation(session, conversation_id)
+            row = await self._conversation(session, conversation_id, lock=True)
             if row is None:
                 return None
             ids = [str(item["id"]) for item in items]

@@ -234,14 +234,14 @@ class ResponsesRequest(FieldRules, LenientModel):
         "Keep the response (default: true, as OpenAI's) for `previous_response_id` and `GET /v1/responses/{id}`."))
     previous_response_id: str | None = Field(default=None, description=(
         "Continue a stored response: its chain's input and output items come before `input`."))
-    conversation: str | dict[str, Any] | None = Field(default=None, description="Refused: no Conversations yet.")
+    conversation: str | dict[str, Any] | None = Field(default=None, description=(
+        "A conversation's id (or `{\"id\": ...}`): its items come before `input`, and this request's input and "
+        "output items are added to it. Not with `previous_response_id`."))
     background: bool | None = Field(default=None, description="Only `false` (or omitted).")
 
     BOOKKEEPING: ClassVar[tuple[str, ...]] = ("user", "safety_identifier", "prompt_cache_key", "metadata",
                                               "truncation", "service_tier", "include")
     UNSUPPORTED: ClassVar[dict[str, tuple[tuple[Any, ...], str]]] = {
-        "conversation": ((), "Conversations are not served yet; continue with previous_response_id, or send the "
-                             "whole conversation as input items"),
         "background": ((False,), "responses run while the request is open; background responses (and their "
                                  "polling) are not served"),
     }
@@ -249,12 +249,26 @@ class ResponsesRequest(FieldRules, LenientModel):
     def check_supported(self) -> None:
         """Refuse, by name, what this proxy cannot honour, rather than drop it silently."""
         self.refuse_unsupported()
+        if self.conversation is not None and self.previous_response_id is not None:
+            raise BadRequest("Mutually exclusive parameters: send either 'previous_response_id' or 'conversation', "
+                             "not both", param="conversation", code="invalid_value")
+        self.conversation_id()
         if isinstance(self.input, list):
             for i, item in enumerate(self.input):
                 if isinstance(item, ItemReference):
                     raise BadRequest("item references are not resolved yet; send the item itself, or continue "
                                      "with previous_response_id", param=f"input[{i}]", code="unsupported_parameter")
         self.check_metadata()
+
+    def conversation_id(self) -> str | None:
+        """The conversation's id, sent as a string or as ``{"id": ...}``; a 400 naming the field otherwise."""
+        if self.conversation is None or isinstance(self.conversation, str):
+            return self.conversation or None
+        cid = self.conversation.get("id")
+        if not isinstance(cid, str) or not cid:
+            raise BadRequest("'conversation' must be a conversation id, or an object with its 'id'",
+                             param="conversation.id", code="invalid_value")
+        return cid
 
     def function_tools(self) -> list[FunctionTool]:
         """The function tools, a namespace's under their qualified names (:func:`qualified_name`); any other
@@ -376,6 +390,10 @@ class ResponseError(BaseModel):
     message: str
 
 
+class ConversationRef(BaseModel):
+    id: str
+
+
 class Response(BaseModel):
     id: str
     object: Literal["response"] = "response"
@@ -395,6 +413,8 @@ class Response(BaseModel):
     text: dict[str, Any]
     store: bool = False
     previous_response_id: str | None = None
+    #: the conversation it was part of (left out when none, as before Conversations)
+    conversation: ConversationRef | None = Field(default=None, exclude_if=lambda value: value is None)
     truncation: str = "disabled"
     metadata: dict[str, str] = Field(default_factory=dict)
     usage: ResponseUsage | None = None
@@ -496,8 +516,9 @@ class ErrorEvent(StreamEvent):
 
 
 __all__ = [
-    "AllowedTools", "ArgumentsDeltaEvent", "ArgumentsDoneEvent", "ContentPartEvent", "DeletedResponse", "ErrorEvent",
-    "FunctionCallItem", "FunctionCallOutputItem", "FunctionTool", "FunctionToolChoice", "HostedTool",
+    "AllowedTools", "ArgumentsDeltaEvent", "ArgumentsDoneEvent", "ContentPartEvent", "ConversationRef",
+    "DeletedResponse", "ErrorEvent", "FunctionCallItem", "FunctionCallOutputItem", "FunctionTool",
+    "FunctionToolChoice", "HostedTool",
     "IncompleteDetails", "InputItem", "InputItemList", "InputText", "InputTokensDetails", "ItemReference",
     "MessageItem", "OtherInputPart", "OutputFunctionCall", "OutputItem", "OutputItemEvent", "OutputMessage",
     "OutputReasoning", "OutputText", "OutputTokensDetails", "ReasoningConfig", "ReasoningItem", "ReasoningText",

@@ -36,7 +36,8 @@ async def create_response(request: web.Request, state: ProxyState, body: Any) ->
     req: ResponsesRequest = parse_request(ResponsesRequest, body)
     state.check_model(req.model)
     req.check_supported()
-    engine = ResponsesEngine(state.engine.core, _responses(state))
+    engine = ResponsesEngine(state.engine.core, _responses(state),
+                             state.store.conversations if state.store is not None else None)
     engine.check_state(req)
     state.log_bookkeeping(request, req.bookkeeping())
     state.check_upstream(state.managed)

@@ -6,11 +6,13 @@ is: output items (``reasoning``, ``message`` with ``output_text``, ``function_ca
 ``status`` and ``incomplete_details``, usage in input/output tokens, and the stream's
 ``response.created`` … ``response.completed`` events, each numbered by ``sequence_number``.
 
-State: with a store (``oaiproxy.store``), ``previous_response_id``'s chain is read before the
-model runs (its items are the history), and a response kept (``store``, true unless false) is
-committed *before* the client is told it is complete: the JSON answer, or the stream's
-``response.completed`` event, goes out only after the commit. A response the store could not
-keep is a 503 (an ``error`` event in a stream), never an answer that later turns out unknown.
+State: with a store (``oaiproxy.store``), ``previous_response_id``'s chain, or the ``conversation``'s items,
+are read before the model runs (its items are the history), and a response kept (``store``, true unless
+false) is committed *before* the client is told it is complete: the JSON answer, or the stream's
+``response.completed`` event, goes out only after the commit. With a ``conversation``, that commit also
+appends the request's input items and the response's output items to it, in the same transaction. A
+response the store could not keep is a 503 (an ``error`` event in a stream), never an answer that later
+turns out unknown.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from oaiproxy.api.conversations.protocol import check_items, duplicate, not_found
 from oaiproxy.api.responses.protocol import (
     ArgumentsDeltaEvent,
     ArgumentsDoneEvent,
     ContentPartEvent,
+    ConversationRef,
     ErrorEvent,
     IncompleteDetails,
     InputItem,
@@ -53,6 +57,7 @@ from oaiproxy.conversation.model import Conversation, ToolCall
 from oaiproxy.dialects.base import ContentDelta, ToolCallDelta
 from oaiproxy.engine import CallDone, Engine, Finished, ReasoningStep, Sampling, Started, Step, TokenUsage
 from oaiproxy.errors import APIError, BadRequest, InternalError, NotFound
+from oaiproxy.store.conversations import ConversationStore, DuplicateItems
 from oaiproxy.store.responses import ResponseRecord, ResponseStore
 
 
@@ -95,36 +100,41 @@ _ITEM_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output":
 _ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
 
 
+def stored_item(item: InputItem) -> dict[str, Any]:
+    """An input item as ``input_items`` (and a Conversation) lists it: with an id (the client's, or a new one)
+    and a status, a message's content as parts."""
+    data = item.model_dump(mode="json", by_alias=True, exclude_none=True)
+    kind = data["type"]
+    data = {"id": data.pop("id", None) or _new_id(_ITEM_PREFIX.get(kind, "item")), **data}
+    if kind == "message" and isinstance(data["content"], str):
+        part = "output_text" if data["role"] == "assistant" else "input_text"
+        data["content"] = [{"type": part, "text": data["content"]}]
+    if kind != "reasoning":
+        data.setdefault("status", "completed")
+    return data
+
+
 def stored_input(req: ResponsesRequest) -> list[dict[str, Any]]:
-    """The request's own input items as ``input_items`` lists them: each with an id (the client's, or a new
-    one) and a status, a message's content as parts."""
-    out = []
-    for item in input_items(req):
-        data = item.model_dump(mode="json", by_alias=True, exclude_none=True)
-        kind = data["type"]
-        data = {"id": data.pop("id", None) or _new_id(_ITEM_PREFIX.get(kind, "item")), **data}
-        if kind == "message" and isinstance(data["content"], str):
-            part = "output_text" if data["role"] == "assistant" else "input_text"
-            data["content"] = [{"type": part, "text": data["content"]}]
-        if kind != "reasoning":
-            data.setdefault("status", "completed")
-        out.append(data)
-    return out
+    """The request's own input items as ``input_items`` lists them (:func:`stored_item`)."""
+    return [stored_item(item) for item in input_items(req)]
 
 
 class ResponsesEngine:
     """Serves the Responses API for one model through its :class:`Engine` (shared with the other surfaces);
-    ``store``: where responses are kept (None: nowhere, ``store: true`` and ``previous_response_id`` are 400s)."""
+    ``store``: where responses are kept (None: nowhere, ``store: true`` and ``previous_response_id`` are 400s);
+    ``conversations``: where the ``conversation`` a request names lives (the same database)."""
 
-    def __init__(self, core: Engine, store: ResponseStore | None = None):
+    def __init__(self, core: Engine, store: ResponseStore | None = None,
+                 conversations: ConversationStore | None = None):
         self.core = core
         self.store = store
+        self.conversations = conversations
 
     def check_state(self, req: ResponsesRequest) -> None:
         """Without a store, asking for one is refused by name (omitting ``store`` just keeps nothing)."""
         if self.store is not None:
             return
-        for name in ("store", "previous_response_id"):
+        for name in ("store", "previous_response_id", "conversation"):
             if getattr(req, name) not in (None, False):
                 raise BadRequest(f"'{name}' needs the response store, which this server runs without; send "
                                  "store: false (or omit it) and the whole conversation as input items",
@@ -134,8 +144,17 @@ class ResponsesEngine:
         """Whether this response is stored: OpenAI's default is yes."""
         return self.store is not None and req.store is not False
 
+    def _persists(self, req: ResponsesRequest) -> bool:
+        """Whether anything is written once the response is done: the response, or the conversation's new items
+        (added whatever ``store`` says: a conversation holds every turn made on it)."""
+        return self.keeps(req) or (self.conversations is not None and req.conversation_id() is not None)
+
     async def history(self, req: ResponsesRequest) -> list[InputItem]:
-        """The items of ``previous_response_id``'s chain, oldest first: each response's input, then its output."""
+        """The items of ``previous_response_id``'s chain, oldest first: each response's input, then its output;
+        or the ``conversation``'s items, oldest first."""
+        cid = req.conversation_id()
+        if cid is not None:
+            return await self._conversation_history(req, cid)
         if req.previous_response_id is None:
             return []
         self.check_state(req)
@@ -154,19 +173,53 @@ class ResponsesEngine:
             raise InternalError(f"the stored chain of '{req.previous_response_id}' does not read back: {exc}",
                                 param="previous_response_id", code="stored_response_invalid") from None
 
+    async def _conversation_history(self, req: ResponsesRequest, cid: str) -> list[InputItem]:
+        self.check_state(req)
+        assert self.conversations is not None
+        stored = await self.conversations.items(cid)
+        if stored is None:
+            raise not_found(cid, "conversation")
+        held = {item.id for item in stored}
+        check_items(input_items(req), "input")  # what the conversation could not keep is refused before the model runs
+        for i, item in enumerate(input_items(req)):
+            if item.id is not None and item.id in held:
+                raise BadRequest(f"Duplicate item found with id {item.id}: conversation '{cid}' holds it already; "
+                                 "remove it from 'input' and try again", param=f"input[{i}].id",
+                                 code="duplicate_item")
+        try:
+            return _ITEMS.validate_python([item.item for item in stored])
+        except ValidationError as exc:
+            raise InternalError(f"the stored items of conversation '{cid}' do not read back: {exc}",
+                                param="conversation", code="stored_conversation_invalid") from None
+
     async def _keep(self, req: ResponsesRequest, response: Response) -> None:
-        assert self.store is not None
+        """Commit the response (when kept) and, with a ``conversation``, its items, in one transaction."""
         dumped = response.model_dump(mode="json")
         output, usage = dumped.pop("output"), dumped.pop("usage")
-        await self.store.save(ResponseRecord(
-            id=response.id, model=response.model, status=response.status, input_items=stored_input(req),
+        inputs, cid = stored_input(req), req.conversation_id()
+        record = ResponseRecord(
+            id=response.id, model=response.model, status=response.status, input_items=inputs,
             output_items=output, usage=usage, response=dumped, previous_response_id=req.previous_response_id,
-            user=req.user or req.safety_identifier, created_at=datetime.fromtimestamp(response.created_at, UTC)))
+            user=req.user or req.safety_identifier, conversation_id=cid,
+            created_at=datetime.fromtimestamp(response.created_at, UTC))
+        if cid is None:
+            assert self.store is not None
+            await self.store.save(record)
+            return
+        assert self.conversations is not None
+        items = [*inputs, *output]
+        try:
+            added = await self.conversations.append(cid, items, record if self.keeps(req) else None)
+        except DuplicateItems as exc:
+            raise duplicate(exc, items, "input") from None
+        if added is None:
+            raise not_found(cid, "conversation")
 
     def translate(self, req: ResponsesRequest, history: list[InputItem] | None = None) -> tuple[Conversation,
                                                                                                 Sampling]:
-        return (to_conversation(req, history=history or [], tool_extra_keys=self.core.tool_extra_keys),
-                to_sampling(req))
+        param = "conversation" if req.conversation_id() is not None else "previous_response_id"
+        return (to_conversation(req, history=history or [], tool_extra_keys=self.core.tool_extra_keys,
+                                history_param=param), to_sampling(req))
 
     def _shell(self, req: ResponsesRequest, rid: str, created: int, status: str) -> Response:
         """The response object without output: what ``response.created`` carries, and the frame of the answer."""
@@ -174,6 +227,7 @@ class ResponsesEngine:
         if req.text is not None and req.text.format is not None:
             text = {"format": req.text.format.model_dump(by_alias=True, exclude_none=True)}
         choice: Any = req.tool_choice if req.tool_choice is not None else "auto"
+        cid = req.conversation_id()
         if not isinstance(choice, str):
             choice = choice.model_dump()
         return Response(id=rid, created_at=created, status=status, instructions=req.instructions,  # type: ignore[arg-type]
@@ -181,7 +235,8 @@ class ResponsesEngine:
                         temperature=req.temperature, top_p=req.top_p, max_output_tokens=req.max_output_tokens,
                         tool_choice=choice, tools=list(req.tools or []), text=text,
                         metadata=dict(req.metadata or {}), store=self.keeps(req),
-                        previous_response_id=req.previous_response_id)
+                        previous_response_id=req.previous_response_id,
+                        conversation=ConversationRef(id=cid) if cid is not None else None)
 
     # ------------------------------------------------------------ whole answers
 
@@ -202,7 +257,7 @@ class ResponsesEngine:
         response.output = output
         response.incomplete_details = IncompleteDetails(reason="max_output_tokens") if incomplete else None
         response.usage = _usage(result.usage)
-        if self.keeps(req):
+        if self._persists(req):
             await self._keep(req, response)
         return response
 
@@ -216,7 +271,7 @@ class ResponsesEngine:
         try:
             async for event in events:
                 outs = writer.on(event)
-                if isinstance(event, Finished) and self.keeps(req):
+                if isinstance(event, Finished) and self._persists(req):
                     await self._keep(req, writer.response)  # committed before the client hears it is done
                 for out in outs:
                     yield out
@@ -384,4 +439,4 @@ class _StreamWriter:
         return out
 
 
-__all__ = ["ResponsesEngine", "stored_input", "to_sampling"]
+__all__ = ["ResponsesEngine", "stored_input", "stored_item", "to_sampling"]

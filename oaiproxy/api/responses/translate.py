@@ -8,8 +8,8 @@ item the next assistant turn's reasoning), flat function tools, ``tool_choice``
 The rules are :func:`oaiproxy.conversation.checks.check_conversation`'s, as for every
 surface; its Chat Completions field names are renamed to this API's
 (``tools[2].parameters``, ``input[4].arguments``) so the client's error points at
-what it sent. A stored chain's items (``previous_response_id``) come first, as history
-after the instructions; an error in them names ``previous_response_id``.
+what it sent. A stored chain's items (``previous_response_id``), or a conversation's (``conversation``), come
+first, as history after the instructions; an error in them names that field.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def input_items(req: ResponsesRequest) -> list[InputItem]:
     return [MessageItem(role="user", content=req.input)] if isinstance(req.input, str) else list(req.input)
 
 
-def _messages(req: ResponsesRequest, history: Sequence[InputItem]) -> tuple[list[dict[str, Any]], Sources]:
+def _messages(req: ResponsesRequest, history: Sequence[InputItem],
+              history_param: str = "previous_response_id") -> tuple[list[dict[str, Any]], Sources]:
     messages: list[dict[str, Any]] = []
     sources: Sources = []
     if req.instructions:
@@ -53,7 +54,7 @@ def _messages(req: ResponsesRequest, history: Sequence[InputItem]) -> tuple[list
     open_turn: dict[str, Any] | None = None
     items = [*history, *input_items(req)]
     for n, item in enumerate(items):
-        i: int | str = n - len(history) if n >= len(history) else "previous_response_id"
+        i: int | str = n - len(history) if n >= len(history) else history_param
         if isinstance(item, MessageItem):
             try:
                 text = item.text()
@@ -155,10 +156,10 @@ def _renamed(param: str | None, sources: Sources, tool_fields: list[str], req: R
 
 
 def to_conversation(req: ResponsesRequest, *, history: Sequence[InputItem] = (),
-                    tool_extra_keys: bool = False) -> Conversation:
+                    tool_extra_keys: bool = False, history_param: str = "previous_response_id") -> Conversation:
     """The request as a checked :class:`Conversation` (a :class:`BadRequest` naming this API's field otherwise);
-    ``history``: the items of the stored chain it continues."""
-    messages, sources = _messages(req, history)
+    ``history``: the items of the stored chain (or the conversation, ``history_param``) it continues."""
+    messages, sources = _messages(req, history, history_param)
     if not messages:
         raise BadRequest("'input' holds no message", param="input", code="invalid_value")
     tools, choice = _tools_and_choice(req, tool_extra_keys)
