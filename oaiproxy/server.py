@@ -12,22 +12,25 @@ from aiohttp import web
 
 from oaiproxy.api.app import ProxyState, create_app
 from oaiproxy.api.chat.serving import ChatEngine
+from oaiproxy.api.completions.serving import CompletionEngine
 from oaiproxy.api.embeddings.serving import EmbeddingBackend
 from oaiproxy.dialects import detect_style, get_style
 from oaiproxy.engine import Engine
 from oaiproxy.runtime.default_model import default_model_path
 from oaiproxy.runtime.gguf_meta import read_metadata
 from oaiproxy.runtime.llama_server import (
+    ContextPlan,
     ManagedServer,
     ServerOptions,
     find_server_binary,
     mem_available,
     plan_context,
 )
+from oaiproxy.runtime.models import ModelSet, ServedModel
 from oaiproxy.runtime.pool import Member, UpstreamPool, member_name
 from oaiproxy.runtime.upstream import Admission, LlamaServerClient
 from oaiproxy.server_tools.catalog import ToolCatalog
-from oaiproxy.settings import ConfigError, Settings
+from oaiproxy.settings import ConfigError, ModelEntry, Settings
 from oaiproxy.store import Store
 from oaiproxy.templating.chat_template import DEFAULT_TEMPLATE_STOPS, ChatTemplate, TemplateError
 
@@ -86,7 +89,7 @@ async def resolve_model(settings: Settings, client: LlamaServerClient | None) ->
                                                   props.eos_token, f"{settings.endpoint[0]}/props")
         model_id = settings.alias or (Path(props.model_path).stem if props.model_path else "llama-server")
         return ModelInfo(template, model_id, is_default, adds_bos), None
-    model_path = settings.model or default_model_path()
+    model_path = settings.model[0].path if settings.model else default_model_path()
     meta = read_metadata(model_path)
     template, is_default = _load_template(settings, meta.chat_template, meta.bos_token, meta.eos_token, str(model_path))
     return ModelInfo(template, settings.alias or model_path.stem, is_default,
@@ -103,6 +106,23 @@ def build_engine(settings: Settings, info: ModelInfo, client: LlamaServerClient)
         settings, template=info.template, style=style_cls, client=client, model_id=info.model_id,
         extra_stops=list(DEFAULT_TEMPLATE_STOPS) if info.is_default_template else [], strip_bos=info.adds_bos))
 
+
+def chat_server_options(settings: Settings, binary: Path, model_path: Path) -> tuple[ServerOptions, ContextPlan]:
+    """How to start each chat llama-server on ``model_path``: its context plan (logged) and options."""
+    s = settings
+    # each replica's KV cache takes its share of the memory
+    memory = mem_available() if s.replicas > 1 else -1
+    plan = plan_context(read_metadata(model_path), s.parallel, s.ctx_size,
+                        available=memory // s.replicas if memory not in (None, -1) else memory)
+    (log.warning if plan.capped_by_memory else log.info)("%s%s", plan.describe(),
+                                                         f", on each of {s.replicas} replicas"
+                                                         if s.replicas > 1 else "")
+    return ServerOptions.from_settings(s, binary=binary, model=model_path, ctx_size=plan.ctx_size,
+                                       extra_args=s.server_args, rpc=s.rpc), plan
+
+
+#: what a declared model's client points at until the model is loaded (nothing listens on port 9)
+UNLOADED_URL = "http://127.0.0.1:9"
 
 #: a pool member's own queue: the pool never sends it more than its slots (but when failing over)
 _MEMBER_QUEUE = 1 << 16
@@ -124,10 +144,15 @@ class Proxy:
         self.catalog: ToolCatalog | None = None
         self.store: Store | None = None
         self.embedding_backend = EmbeddingBackend.from_settings(settings)
+        #: the declared models, with several (``--model`` repeated, ``--models-dir``)
+        self.models: ModelSet[ChatEngine, CompletionEngine] | None = None
 
     async def start(self) -> None:
         s = self.settings
         self.store = await Store.from_settings(s)  # first: a bad --db-url fails before a model loads
+        entries = s.model_entries()
+        if len(entries) == 1 and not s.endpoint:  # the one model, with its own options from a model: list
+            s = s.for_model(entries[0])
         if len(s.endpoint) > 1:
             self.client = await self._attach_pool()
             info, model_path = await resolve_model(s, self.client)
@@ -144,20 +169,17 @@ class Proxy:
             self.client.context_per_slot = props.context_length
             log.info("context: %s tokens per slot × %d slot%s (llama-server's /props)",
                      props.context_length or "unknown", slots, "s" if slots != 1 else "")
+        elif len(entries) > 1:
+            await self._declare_models(entries)
+            assert self.models is not None
+            self.client = self.models.default.client
+            model_path = s.model_entries()[0].path
         else:
             binary = find_server_binary(s.server_bin)
             info, model_path = await resolve_model(s, None)
             assert model_path is not None
-            # each replica's KV cache takes its share of the memory
-            memory = mem_available() if s.replicas > 1 else -1
-            plan = plan_context(read_metadata(model_path), s.parallel, s.ctx_size,
-                                available=memory // s.replicas if memory not in (None, -1) else memory)
-            (log.warning if plan.capped_by_memory else log.info)("%s%s", plan.describe(),
-                                                                 f", on each of {s.replicas} replicas"
-                                                                 if s.replicas > 1 else "")
-            self.replicas = [ManagedServer(ServerOptions.from_settings(
-                s, binary=binary, model=model_path, ctx_size=plan.ctx_size, extra_args=s.server_args, rpc=s.rpc))
-                for _ in range(s.replicas)]
+            options, plan = chat_server_options(s, binary, model_path)
+            self.replicas = [ManagedServer(options) for _ in range(s.replicas)]
             started = await asyncio.gather(*(r.start() for r in self.replicas), return_exceptions=True)
             failed = [e for e in started if isinstance(e, BaseException)]
             if failed:
@@ -179,13 +201,16 @@ class Proxy:
                 self.client = UpstreamPool(members, max_queue=s.max_queue, affinity=s.affinity)
                 self.client.start()
                 log.info("%d replicas of llama-server, %d slots each, routed as one pool", s.replicas, s.parallel)
-        engine = build_engine(s, info, self.client)
-        log.info("model %s, style %s, %s template", info.model_id, engine.style.name,
-                 "default" if info.is_default_template else "model's own")
-        ids = [info.model_id]
+        if self.models is not None:
+            engine, completions, ids = self.models.default.engine, self.models.default.completions, self.models.ids
+        else:
+            engine = build_engine(s, info, self.client)
+            completions, ids = None, [info.model_id]
+            log.info("model %s, style %s, %s template", info.model_id, engine.style.name,
+                     "default" if info.is_default_template else "model's own")
         if s.tools is not None:
             self.catalog = await ToolCatalog.open(s.tools)
-            clash = sorted(set(self.catalog.snapshot.brains) & {info.model_id})
+            clash = sorted(set(self.catalog.snapshot.brains) & set(ids))
             if clash:
                 raise ConfigError(f"--tools: brain '{clash[0]}' has the served model's id; rename the brain")
             await self.catalog.start()
@@ -194,6 +219,7 @@ class Proxy:
         if self.embedding_backend is not None:
             await self.embedding_backend.start(model_path, self.client)
         self.state = ProxyState(engine=engine, client=self.client, model_ids=ids, managed=self.managed,
+                                completions=completions, models=self.models,
                                 api_key=s.api_key, cors_origins=s.cors_origin, request_timeout=s.request_timeout,
                                 embeddings=self.embedding_backend.engine if self.embedding_backend else None,
                                 embedding_managed=self.embedding_backend.managed if self.embedding_backend else None,
@@ -206,6 +232,44 @@ class Proxy:
         if s.host not in ("127.0.0.1", "localhost", "::1") and not s.api_key:
             log.warning("listening on %s without --api-key: anyone who can reach it can use it", s.host)
         log.info("oaiproxy serving on http://%s:%d/v1", s.host, self.port)
+
+    async def _declare_models(self, entries: list[ModelEntry]) -> None:
+        """Several models (``--model`` repeated, ``--models-dir``): each one's template, dialect and engines now
+        (a bad GGUF, template or style fails the start), its llama-server on first use
+        (:mod:`oaiproxy.runtime.models`)."""
+        s = self.settings
+        binary = find_server_binary(s.server_bin)
+        served: list[ServedModel[ChatEngine, CompletionEngine]] = []
+        specs: dict[str, tuple[Settings, Path]] = {}
+        for entry in entries:
+            own = s.for_model(entry)
+            info, model_path = await resolve_model(own, None)
+            assert model_path is not None
+            # no server yet: the client is pointed at each llama-server the model gets
+            client = LlamaServerClient(UNLOADED_URL, admission=Admission(slots=own.parallel, max_queue=s.max_queue),
+                                       stall_timeout=s.stall_timeout)
+            engine = build_engine(own, info, client)
+            served.append(ServedModel(info.model_id, engine, CompletionEngine(client, info.model_id), client))
+            specs[info.model_id] = (own, model_path)
+            log.info("model %s (%s), style %s, %s template: loaded on first use", info.model_id, model_path.name,
+                     engine.style.name, "default" if info.is_default_template else "model's own")
+
+        async def launch(model: ServedModel[ChatEngine, CompletionEngine]) -> ManagedServer:
+            own, model_path = specs[model.id]
+            options, plan = chat_server_options(own, binary, model_path)
+            managed = ManagedServer(options)
+            try:
+                await managed.start()
+            except BaseException:
+                await managed.stop()
+                raise
+            model.client.base_url = managed.url
+            model.client.on_stall = managed.restart_stalled
+            model.client.context_per_slot = plan.per_slot
+            return managed
+
+        self.models = ModelSet(served, launch, max_loaded=s.max_loaded, load_timeout=s.startup_timeout)
+        log.info("%d models (%s), at most %d loaded at once", len(served), ", ".join(self.models.ids), s.max_loaded)
 
     async def _attach_pool(self) -> UpstreamPool:
         """Several running llama-servers (``--endpoint`` repeated) as one pool; those not answering yet are
@@ -276,7 +340,9 @@ class Proxy:
             await self.catalog.stop()
         if self.store is not None:
             await self.store.close()
-        if self.client is not None:
+        if self.models is not None:
+            await self.models.close()
+        elif self.client is not None:
             await self.client.close()
         await asyncio.gather(*(r.stop() for r in self.replicas))
         if self.embedding_backend is not None:

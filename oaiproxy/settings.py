@@ -12,12 +12,13 @@ The CLI fills :class:`Settings`; everything else reads only this object.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import yaml
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -77,6 +78,55 @@ def list_items(value: Any, what: str) -> Any:
     return out
 
 
+class ModelEntry(BaseModel):
+    """One model of ``--model``: its GGUF and, from a ``--config`` file's ``model:`` list, its own options.
+
+    An option left out here is the proxy's own (``--ctx-size``, ``--style``...). Keys take dashes or
+    underscores, as the file's other keys do.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              alias_generator=lambda name: name.replace("_", "-"))
+
+    path: Path
+    #: the id clients name it by (default: the file's name without ``.gguf``)
+    alias: str | None = Field(default=None, min_length=1)
+    chat_template_file: Path | None = None
+    style: str | None = None
+    ctx_size: int | None = Field(default=None, ge=256)
+    parallel: int | None = Field(default=None, ge=1, le=64)
+    threads: int | None = Field(default=None, ge=1)
+    server_args: list[str] | None = None
+
+    @field_validator("path", "chat_template_file")
+    @classmethod
+    def _home(cls, value: Path | None) -> Path | None:
+        """``~/models/x.gguf`` in a YAML file is the user's, as on a command line."""
+        return value.expanduser() if value is not None else None
+
+    #: the options of Settings an entry can set for its model (all but ``path``)
+    OVERRIDES: ClassVar[tuple[str, ...]] = ("alias", "chat_template_file", "style", "ctx_size", "parallel",
+                                            "threads", "server_args")
+
+
+#: a split GGUF's part (``name-00002-of-00003.gguf``); only the first is a model of ``--models-dir``
+_SPLIT_PART = re.compile(r"^(?P<name>.+)-(?P<part>\d{5})-of-\d{5}$")
+
+
+def gguf_in(folder: Path) -> list[ModelEntry]:
+    """The models of ``--models-dir``: each ``*.gguf`` there by name, but multimodal projectors
+    (``mmproj``) and the later parts of a split model; a split model is named without its part number."""
+    out: list[ModelEntry] = []
+    for path in sorted(folder.glob("*.gguf")):
+        if not path.is_file() or "mmproj" in path.name.lower():
+            continue
+        split = _SPLIT_PART.match(path.stem)
+        if split and split["part"] != "00001":
+            continue
+        out.append(ModelEntry(path=path, alias=split["name"] if split else None))
+    return out
+
+
 class Settings(BaseSettings):
     """Everything one proxy instance can be told. Field order is the order of ``--help``."""
 
@@ -85,7 +135,15 @@ class Settings(BaseSettings):
     # read it. env_ignore_empty: an empty variable counts as unset, as it did with click's envvar.
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", env_ignore_empty=True)
 
-    model: Path | None = Field(default=None, description="GGUF model to serve. Default: the embedded Gemma 3 270M.")
+    model: Annotated[list[ModelEntry], NoDecode] = Field(default_factory=list, description=(
+        "GGUF model to serve (default: the embedded Gemma 3 270M). Repeat it to serve several, each under its "
+        "file's name and loaded on first use; in a --config file, a list of paths or of {path, alias, "
+        "chat-template-file, style, ctx-size, parallel, threads, server-args} (docs/scaling.md)."))
+    models_dir: Path | None = Field(default=None, description=(
+        "Serve every GGUF in this folder as well, each under its file's name, loaded on first use."))
+    max_loaded: int = Field(default=1, ge=1, le=64, description=(
+        "With several models, how many may be loaded at once; loading one more first unloads the least "
+        "recently used one that has no request running."))
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
     endpoint: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
@@ -288,6 +346,62 @@ class Settings(BaseSettings):
                              "llama-server with --rpc itself")
         return self
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_entries(cls, value: Any) -> Any:
+        """A path (the command line, the environment), repeated ones, or a YAML list of paths and mappings."""
+        if value is None:
+            return []
+        if isinstance(value, (str, Path, dict)):
+            value = [value]
+        if isinstance(value, (list, tuple)):
+            return [{"path": item} if isinstance(item, (str, Path)) else item for item in value]
+        return value
+
+    @field_validator("models_dir")
+    @classmethod
+    def _a_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a folder")
+        return value
+
+    def model_entries(self) -> list[ModelEntry]:
+        """Every model declared: the ``--model`` ones, then those of ``--models-dir`` (empty: the default model)."""
+        return list(self.model) + (gguf_in(self.models_dir) if self.models_dir is not None else [])
+
+    def model_id(self, entry: ModelEntry) -> str:
+        """The id clients name ``entry`` by: its alias, ``--alias`` for the one model, else the file's name."""
+        return entry.alias or self.alias or entry.path.stem
+
+    def for_model(self, entry: ModelEntry) -> Settings:
+        """These settings for one declared model: it as the only ``--model``, under its id, with its own options."""
+        own = {name: getattr(entry, name) for name in ModelEntry.OVERRIDES if getattr(entry, name) is not None}
+        return self.model_copy(update={**own, "model": [entry], "models_dir": None, "alias": self.model_id(entry)})
+
+    @model_validator(mode="after")
+    def _several_models(self) -> Settings:
+        entries = self.model_entries()
+        if self.models_dir is not None and not entries:
+            raise ValueError(f"--models-dir: no .gguf file in {self.models_dir}")
+        if len(entries) < 2:
+            return self
+        if self.alias:
+            raise ValueError("--alias names the one model; with several, each is named after its file, or give "
+                             "each its alias in the --config file's model: list")
+        seen: dict[str, Path] = {}
+        for entry in entries:
+            model_id = self.model_id(entry)
+            if model_id in seen:
+                raise ValueError(f"--model: two models have the id '{model_id}' ({seen[model_id]} and {entry.path}); "
+                                 "give one an alias in the --config file's model: list")
+            seen[model_id] = entry.path
+        for option, given in (("--endpoint", bool(self.endpoint)), ("--replicas", self.replicas > 1),
+                              ("--rpc", bool(self.rpc))):
+            if given:
+                raise ValueError(f"several models (--model repeated, --models-dir) with {option} is not supported: "
+                                 "each model gets one spawned llama-server (docs/scaling.md)")
+        return self
+
     @model_validator(mode="after")
     def _one_embedding_source(self) -> Settings:
         if self.embedding_model and self.embedding_endpoint:
@@ -359,4 +473,7 @@ def build_settings(values: dict[str, Any]) -> Settings:
         msg = str(err["msg"]).removeprefix("Value error, ")
         if not err["loc"]:  # a cross-field rule: its message names the options
             raise ConfigError(msg) from None
-        raise ConfigError(f"{option_name(str(err['loc'][0]))}: {msg}") from None
+        where = option_name(str(err["loc"][0]))
+        if err["loc"][0] == "model":  # an entry of a --config file's model: list, by number and key
+            where += "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"][1:])
+        raise ConfigError(f"{where}: {msg}") from None

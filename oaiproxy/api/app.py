@@ -59,6 +59,7 @@ from oaiproxy.errors import (
 )
 from oaiproxy.metrics import Metrics, PlanCacheView, RequestRecord, UpstreamView
 from oaiproxy.runtime.llama_server import ManagedServer
+from oaiproxy.runtime.models import ModelSet, ServedModel, request_scope
 from oaiproxy.runtime.pool import Member, UpstreamPool
 from oaiproxy.runtime.upstream import LlamaServerClient
 from oaiproxy.server_tools.catalog import Snapshot, ToolCatalog
@@ -91,10 +92,23 @@ class ProxyState:
     store: Store | None = None
     #: this app's Prometheus metrics (``GET /metrics``), on a registry of its own
     metrics: Metrics = field(default_factory=Metrics)
+    #: several models, each loaded on first use (None: the one model above; then ``engine`` is the first's)
+    models: ModelSet[ChatEngine, CompletionEngine] | None = None
 
     def __post_init__(self) -> None:
         if self.completions is None:
             self.completions = CompletionEngine(self.client, self.model_ids[0])
+
+    async def serving(self, model: str | None) -> ServedModel[ChatEngine, CompletionEngine]:
+        """What serves ``model`` (None: the default model) for this request, ready: with several models it is
+        loaded if need be and held until the request ends; a 503 while its llama-server is not ready."""
+        if self.models is None:
+            self.check_upstream(self.managed)
+            assert self.completions is not None
+            return ServedModel(self.model_ids[0], self.engine, self.completions, self.client, process=self.managed)
+        served = await self.models.acquire(model)
+        self.check_upstream(served.managed)
+        return served
 
     @property
     def all_model_ids(self) -> list[str]:
@@ -118,8 +132,8 @@ class ProxyState:
     def check_model(self, model: str | None) -> None:
         """A 404 unless ``model`` (when given) is the chat model."""
         if model is not None and model not in self.model_ids:
-            raise NotFound(f"model '{model}' does not exist; this server serves '{self.model_ids[0]}'",
-                           param="model", code="model_not_found")
+            raise NotFound(f"model '{model}' does not exist; this server serves "
+                           + ", ".join(f"'{m}'" for m in self.model_ids), param="model", code="model_not_found")
         metrics.note_model(model or self.model_ids[0])
 
     @staticmethod
@@ -279,6 +293,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
                                                      code="internal_error"))
 
 
+@web.middleware
+async def models_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With several models: the ones a request is served by stay loaded until it ends (its stream included)."""
+    if request.app[STATE].models is None:
+        return await handler(request)
+    async with request_scope():
+        return await handler(request)
+
+
 def _key_matches(request: web.Request, key: str) -> bool:
     """Whether the request carries ``key``, as ``Authorization: Bearer KEY`` (OpenAI's SDKs, Anthropic's
     ``auth_token``) or ``x-api-key: KEY`` (Anthropic's SDKs); every candidate compared in constant time."""
@@ -414,7 +437,27 @@ async def health(request: web.Request) -> web.Response:
                               "state": emb_managed.state if emb_managed else ("ready" if emb_ok else "unreachable"),
                               "managed": emb_managed is not None,
                               "error": emb_managed.last_error if emb_managed else None}
+    if state.models is not None:
+        upstream_ok = await _models_health(state.models, body)
     return json_response(body, 200 if upstream_ok else 503)
+
+
+async def _models_health(models: ModelSet[ChatEngine, CompletionEngine], body: dict[str, Any]) -> bool:
+    """Several models: each one's state in ``models``; healthy unless a loaded one is not (an unloaded model
+    loads on first use). ``upstream`` above is the default model's."""
+    views = []
+    for model in models.models.values():
+        view = model.view()
+        view["healthy"] = await model.client.health() if model.process is not None else None
+        views.append(view)
+    ok = all(v["healthy"] is not False for v in views)
+    body["models"] = views
+    body["max_loaded"] = models.max_loaded
+    body["status"] = "ok" if ok else "unavailable"
+    if models.default.process is None:
+        body["upstream"].update(state=models.default.state, url=None)
+        body["upstreams"][0].update(state=models.default.state, url=None)
+    return ok
 
 
 def _upstream_view(client: LlamaServerClient, role: str, healthy: bool, managed: ManagedServer | None) -> UpstreamView:
@@ -439,14 +482,21 @@ async def metrics_text(request: web.Request) -> web.Response:
     if isinstance(state.client, UpstreamPool):
         await state.client.check_all()
         upstreams = [_member_view(state.client, m) for m in state.client.members]
+    elif state.models is not None:  # one chat upstream per loaded model
+        upstreams = [_upstream_view(m.client, "chat", await m.client.health(), m.managed)
+                     for m in state.models.loaded()]
     else:
         upstreams = [_upstream_view(state.client, "chat", await state.client.health(), state.managed)]
     if state.embeddings is not None and state.embeddings.client is not state.client:
         emb = state.embeddings.client
         upstreams.append(_upstream_view(emb, "embeddings", await emb.health(), state.embedding_managed))
-    cache = state.engine.core.plan_cache.stats()
-    caches = [PlanCacheView(model=state.model_ids[0], hits=cache.hits, misses=cache.misses, bypassed=cache.bypassed,
-                            entries=cache.entries, bytes=cache.bytes, max_bytes=cache.max_bytes)]
+    engines = ([(m.id, m.engine) for m in state.models.models.values()] if state.models is not None
+               else [(state.model_ids[0], state.engine)])
+    caches = []
+    for model_id, engine in engines:
+        cache = engine.core.plan_cache.stats()
+        caches.append(PlanCacheView(model=model_id, hits=cache.hits, misses=cache.misses, bypassed=cache.bypassed,
+                                    entries=cache.entries, bytes=cache.bytes, max_bytes=cache.max_bytes))
     return web.Response(body=state.metrics.render(upstreams, caches), headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
@@ -617,7 +667,8 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 def create_app(state: ProxyState, *, max_body_bytes: int) -> web.Application:
-    app = web.Application(middlewares=[request_middleware, cors_middleware, errors_middleware, auth_middleware],
+    app = web.Application(middlewares=[request_middleware, cors_middleware, errors_middleware, auth_middleware,
+                                       models_middleware],
                           client_max_size=max_body_bytes)
     app[STATE] = state
     app[MAX_BODY] = max_body_bytes

@@ -124,7 +124,8 @@ def test_command_line_values_are_converted_by_the_field(monkeypatch: pytest.Monk
                  "--log-level", "DEBUG", "--stream-tool-calls", "Incremental")
     s = result.settings
     assert s is not None, result.output
-    assert (s.port, s.request_timeout, s.model, s.tool_extra_keys) == (9001, 30.0, Path("m.gguf"), True)
+    assert (s.port, s.request_timeout, [m.path for m in s.model], s.tool_extra_keys) == (9001, 30.0, [Path("m.gguf")],
+                                                                                       True)
     assert s.cors_origin == ["http://a.example", "http://b.example", "http://c.example"]
     assert (s.log_level, s.stream_tool_calls) == ("debug", "incremental")
     # a flag given as false on the command line beats a true one from the environment

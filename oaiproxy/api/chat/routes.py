@@ -26,9 +26,10 @@ async def chat_completions(request: web.Request, state: ProxyState, body: Any) -
     state.log_bookkeeping(request, req.bookkeeping())
     legacy = req.functions is not None
     req = legacy_functions.to_tools_request(req)
-    state.check_upstream(state.managed)
+    # a brain runs on the default model
+    engine = (await state.serving(None if loop is not None and loop.brain is not None else req.model)).engine
     if not req.stream:
-        work = state.engine.complete(req, loop)
+        work = engine.complete(req, loop)
         return legacy_functions.complete(work) if legacy else work
-    chunks = state.engine.stream(req, loop)
+    chunks = engine.stream(req, loop)
     return legacy_functions.stream(chunks) if legacy else chunks

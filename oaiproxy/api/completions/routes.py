@@ -18,6 +18,5 @@ async def completions(request: web.Request, state: ProxyState, body: Any) -> Rep
     req: CompletionRequest = parse_request(CompletionRequest, body)
     state.check_model(req.model)
     state.log_bookkeeping(request, {"user": req.user} if req.user is not None else {})
-    state.check_upstream(state.managed)
-    assert state.completions is not None
-    return state.completions.stream(req) if req.stream else state.completions.complete(req)
+    engine = (await state.serving(req.model)).completions
+    return engine.stream(req) if req.stream else engine.complete(req)

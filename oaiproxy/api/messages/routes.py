@@ -15,8 +15,9 @@ if TYPE_CHECKING:
     from oaiproxy.api.app import ProxyState, Reply
 
 
-def _engine(state: ProxyState) -> MessagesEngine:
-    return MessagesEngine(state.engine.core)  # no state of its own: the model's engine is shared
+async def _engine(state: ProxyState, model: str | None) -> MessagesEngine:
+    # no state of its own: the model's engine is shared
+    return MessagesEngine((await state.serving(model)).engine.core)
 
 
 async def messages(request: web.Request, state: ProxyState, body: Any) -> Reply:
@@ -24,8 +25,7 @@ async def messages(request: web.Request, state: ProxyState, body: Any) -> Reply:
     state.check_model(req.model)
     req.check_supported()
     state.log_bookkeeping(request, req.bookkeeping())
-    state.check_upstream(state.managed)
-    engine = _engine(state)
+    engine = await _engine(state, req.model)
     return engine.stream(req) if req.stream else engine.complete(req)
 
 
@@ -33,5 +33,4 @@ async def count_tokens(request: web.Request, state: ProxyState, body: Any) -> Re
     req: CountTokensRequest = parse_anthropic(CountTokensRequest, body)
     state.check_model(req.model)
     req.check_supported()
-    state.check_upstream(state.managed)
-    return _engine(state).count_tokens(req)
+    return (await _engine(state, req.model)).count_tokens(req)

@@ -132,8 +132,7 @@ async def run(state: ProxyState, brain: str | None, messages: list[dict[str, Any
     loop = plan_loop(state.tools_snapshot, brain, None)
     if loop is None and trim:
         loop = LoopPlan(tools=[], trim=True)
-    state.check_upstream(state.managed)
-    return await state.engine.complete(req, loop)
+    return await (await state.serving(None)).engine.complete(req, loop)
 
 
 def answer(completion: ChatCompletion, context: int, start: float) -> web.Response:

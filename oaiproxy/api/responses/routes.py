@@ -40,7 +40,7 @@ async def create_response(request: web.Request, state: ProxyState, body: Any) ->
                              state.store.conversations if state.store is not None else None)
     engine.check_state(req)
     state.log_bookkeeping(request, req.bookkeeping())
-    state.check_upstream(state.managed)
+    engine.core = (await state.serving(req.model)).engine.core  # the requested model's, loaded
     return engine.stream(req) if req.stream else engine.complete(req)
 
 

@@ -120,6 +120,8 @@ async def status(request: web.Request, state: ProxyState) -> web.Response:
                   "max_queue": admission.max_queue},
         "tools": state.catalog.listing() if state.catalog is not None else None,
         "store": state.store is not None,
+        # several models: each one's id and whether it is loaded (None: one model)
+        "served_models": state.models.views() if state.models is not None else None,
         "recent_errors": list(reversed(RECENT.records)),
     }
     return web.json_response(body)
@@ -223,11 +225,11 @@ async def sample(request: web.Request, state: ProxyState) -> web.Response:
         check = validator(enforced_schema(schema))
     except SchemaError as exc:
         raise BadRequest(f"schema: {exc}", param="schema", code="invalid_schema") from None
-    state.check_upstream(state.managed)
+    client = (await state.serving(None)).client  # the default model's, loaded
     text = prompt or DEFAULT_SAMPLE_PROMPT.format(schema=json.dumps(schema, ensure_ascii=False))
 
     async def one(i: int) -> dict[str, Any]:
-        data = await state.client.completion({"prompt": text, "grammar": gbnf, "n_predict": max_tokens,
+        data = await client.completion({"prompt": text, "grammar": gbnf, "n_predict": max_tokens,
                                               "temperature": temperature, "seed": seed + i, "cache_prompt": True})
         raw = data.get("content", "")
         out: dict[str, Any] = {"index": i, "seed": seed + i, "text": raw, "stop_type": data.get("stop_type"),
