@@ -108,6 +108,10 @@ class ProxyState:
             return ServedModel(self.model_ids[0], self.engine, self.completions, self.client, process=self.managed)
         served = await self.models.acquire(model)
         self.check_upstream(served.managed)
+        if served is self.models.default and self.engine is not served.engine:
+            # ``engine`` is the default model's, as with one model: a copy of the state may give its own
+            # (the UI's inspector records through it)
+            return ServedModel(served.id, self.engine, served.completions, served.client, process=served.process)
         return served
 
     @property

@@ -329,6 +329,23 @@ async def test_an_unknown_model_is_a_404_naming_the_known_ids(stage_factory: Any
     assert stage.events == []  # nothing was loaded for them
 
 
+async def test_the_ui_inspector_and_status_see_the_models(stage_factory: Any) -> None:
+    stage = await stage_factory(max_loaded=1)
+    resp = await stage.http.post("/ui/api/chat", json={"messages": [{"role": "user", "content": "Hi"}]})
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert body["completion"]["choices"][0]["message"]["content"] == "This is alpha speaking."
+    assert [e["raw"] for e in body["inspection"]["exchanges"]] == ["This is alpha speaking."]  # recorded
+    resp = await stage.http.post("/ui/api/chat", json={"model": "beta", "messages": [{"role": "user",
+                                                                                       "content": "Hi"}]})
+    body = await resp.json()
+    assert resp.status == 200 and body["completion"]["choices"][0]["message"]["content"] == "This is beta speaking."
+    status = await (await stage.http.get("/ui/api/status")).json()
+    assert status["models"] == IDS
+    assert {m["id"]: m["state"] for m in status["served_models"]} == {
+        "alpha": "unloaded", "beta": "loaded", "gamma": "unloaded"}
+
+
 async def test_metrics_have_a_series_per_loaded_model(stage_factory: Any) -> None:
     stage = await stage_factory(max_loaded=2)
     assert (await chat(stage, "alpha"))[0] == 200
