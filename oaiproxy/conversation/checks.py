@@ -18,8 +18,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import operator
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import pydantic_core
@@ -104,14 +106,14 @@ def _check_history(conv: Conversation) -> None:
 
 # --- the tool memo: checked tools, by their JSON -------------------------------------------------
 
-_TOOL_FIELDS = tuple(f.name for f in dataclasses.fields(ToolSpec))
+_TOOL_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(ToolSpec)))
 
 
 def _spec_json(spec: ToolSpec) -> bytes | None:
     """Every field of ``spec``, in order, as JSON (NaN and infinities spelled apart from null); None for
     what JSON cannot spell (a lone surrogate, an object), which is then checked every time."""
     try:
-        return pydantic_core.to_json([getattr(spec, name) for name in _TOOL_FIELDS], inf_nan_mode="constants")
+        return pydantic_core.to_json(_TOOL_FIELDS(spec), inf_nan_mode="constants")
     except (ValueError, TypeError):
         return None
 
@@ -200,6 +202,18 @@ def tool_key(spec: ToolSpec) -> bytes | None:
     """``spec``'s JSON (:func:`_spec_json`): remembered for a canonical spec, computed otherwise."""
     entry = TOOL_MEMO.entry(spec)
     return entry.key if entry is not None else _spec_json(spec)
+
+
+def checked_tools_key(specs: Sequence[ToolSpec]) -> tuple[bytes, ...] | None:
+    """The JSON of each of ``specs`` when every one is canonical (checked and remembered), else None: an exact
+    key for anything derived from those tools alone, at the cost of a lookup per tool."""
+    keys = []
+    for spec in specs:
+        entry = TOOL_MEMO.entry(spec)
+        if entry is None:
+            return None
+        keys.append(entry.key)
+    return tuple(keys)
 
 
 def tool_extras(spec: ToolSpec) -> dict[str, Any] | None:
@@ -316,4 +330,5 @@ def check_conversation(conv: Conversation) -> Conversation:
 
 
 __all__ = ["MAX_ARGUMENTS_DEPTH", "MAX_SCHEMA_DEPTH", "RESERVED_TEMPLATE_VARIABLES", "TOOL_MEMO", "ToolMemo",
-           "check_conversation", "check_depth", "check_schema_for", "json_text_depth", "tool_extras", "tool_key"]
+           "check_conversation", "check_depth", "check_schema_for", "checked_tools_key", "json_text_depth",
+           "tool_extras", "tool_key"]

@@ -20,6 +20,7 @@ import json
 import re
 from typing import Any
 
+from oaiproxy.conversation.checks import checked_tools_key
 from oaiproxy.conversation.model import Conversation
 from oaiproxy.conversation.tools import ToolPlan, plan_tools
 from oaiproxy.dialects._jsonscan import Path, StringDecoder
@@ -42,6 +43,7 @@ from oaiproxy.dialects.samples import SampleOutput, Samples, json_call
 from oaiproxy.dialects.streaming import CallObjectReader, JsonCallSection
 from oaiproxy.dialects.typescript import ts_signature
 from oaiproxy.grammar import GrammarBuilder
+from oaiproxy.templating.text_memo import TOOL_SECTIONS
 
 THOUGHT = "thought_about_next_step_only"
 STEP = "next_step"
@@ -170,25 +172,36 @@ class GenericStyle(Style):
     def detect(cls, template_source: str) -> bool:
         return False  # the fallback: chosen when no other dialect claims the template
 
-    def plan(self, conversation: Conversation) -> GenerationPlan:
+    def _shown(self, conversation: Conversation) -> tuple[ToolPlan, ToolPlan]:
+        """The tools in play, and the tools the prompt shows: ``none`` with tools offered keeps the tool
+        section of ``auto`` (the prompt shares its prefix with the turns around it, so llama-server's cache
+        serves it) and leaves only the answer in the grammar."""
         tools = plan_tools(conversation)
-        schema = response_schema(conversation)
-        builder = GrammarBuilder()
-        # ``none`` with tools offered keeps the tool section of ``auto`` (the prompt shares its prefix with the
-        # turns around it, so llama-server's cache serves it) and leaves only the answer in the grammar
         shown = tools if tools.mode != "none" or not conversation.tools else \
             ToolPlan((), tuple(conversation.tools), "none", tools.parallel)
+        return tools, shown
+
+    def prompt_plan(self, conversation: Conversation) -> GenerationPlan:
+        """The prompt and a fresh parser; the grammar and reasoning :meth:`plan` adds read the tools, the
+        response schema and the template, never the messages (so the plan cache keeps them)."""
+        _, shown = self._shown(conversation)
         uses_envelope = bool(shown.prompt_tools)
-        prompt = self._prompt(conversation, shown, schema, uses_envelope)
+        prompt = self._prompt(conversation, shown, response_schema(conversation), uses_envelope)
+        return GenerationPlan(prompt=prompt, parser=GenericParser() if uses_envelope else PlainParser())
+
+    def plan(self, conversation: Conversation) -> GenerationPlan:
+        tools, shown = self._shown(conversation)
+        schema = response_schema(conversation)
+        builder = GrammarBuilder()
+        plan = self.prompt_plan(conversation)
         # a thinking template's model reasons first (the engine's reasoning phase), then writes the envelope
-        reasoning = detect_reasoning(self.template.source)
-        if not uses_envelope:
-            plan = GenerationPlan(prompt=prompt, parser=PlainParser(), reasoning=reasoning)
+        plan.reasoning = detect_reasoning(self.template.source)
+        if not shown.prompt_tools:
             if schema is not None:
                 plan.grammar = builder.to_gbnf(add_response_schema(builder, schema, "generic-response"))
             return plan
-        return GenerationPlan(prompt=prompt, parser=GenericParser(), reasoning=reasoning, grammar=builder.to_gbnf(
-            self._envelope_grammar(builder, tools, schema)))
+        plan.grammar = builder.to_gbnf(self._envelope_grammar(builder, tools, schema))
+        return plan
 
     def _envelope_grammar(self, builder: GrammarBuilder, tools: ToolPlan, schema: dict[str, Any] | None) -> str:
         """The envelope: a bounded thought, then ``next_step``: calls (``tool_calls``) or the answer (``result``).
@@ -232,7 +245,7 @@ class GenericStyle(Style):
         messages = self._history(conversation.messages, uses_envelope, schema is not None)
         notes = []
         if uses_envelope:
-            notes.append(render_prompt_text(
+            notes.append(TOOL_SECTIONS.get(self._section_key(tools, schema), lambda: render_prompt_text(
                 "tools-generic.jinja",
                 tools=[{"name": s.name, "description": s.description, "parameters": s.parameters,
                         "declaration": ts_signature(s)} for s in tools.prompt_tools],
@@ -241,7 +254,7 @@ class GenericStyle(Style):
                 parallel=tools.parallel,
                 thought_max=self.thought_max_length, result_schema=schema, result_is_text=schema is None,
                 examples=self._examples(tools, schema),
-            ))
+            )))
         elif schema is not None:
             notes.append(schema_note(schema))
         supports_system = template.supports_system_role
@@ -251,6 +264,19 @@ class GenericStyle(Style):
             messages = merge_system_into_user(messages)
         variables = template_variables(conversation, detect_reasoning(template.source) is not None, template.source)
         return render(template, _alternate(messages), None, **variables)
+
+    def _section_key(self, tools: ToolPlan, schema: dict[str, Any] | None) -> tuple[Any, ...] | None:
+        """What the tool section's text is a function of (None: not remembered): the checked tools' JSON,
+        the mode and parallelism it states, the response schema, and this class (its format, its bound)."""
+        keys = checked_tools_key(tools.prompt_tools)
+        if keys is None:
+            return None
+        try:
+            schema_text = json.dumps(schema)
+        except (TypeError, ValueError):
+            return None
+        return ("tools-generic.jinja", type(self).__module__, type(self).__qualname__, self.tools_format,
+                self.thought_max_length, tools.mode == "required", tools.parallel, schema_text, keys)
 
     def _examples(self, tools: ToolPlan, schema: dict[str, Any] | None) -> list[dict[str, str]]:
         """The example exchanges the prompt shows: a call and, unless a call is required, an answer first.

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from oaiproxy.conversation.model import Conversation
+from oaiproxy.conversation.checks import checked_tools_key, tool_extras
+from oaiproxy.conversation.model import Conversation, ToolSpec
 from oaiproxy.conversation.tools import ToolPlan, plan_tools
 from oaiproxy.dialects.base import GenerationPlan, OutputParser, Reasoning, Style
 from oaiproxy.dialects.gbnf import add_response_schema, lit
@@ -41,6 +42,8 @@ from oaiproxy.dialects.prompting import (
 )
 from oaiproxy.dialects.reasoning import detect_reasoning
 from oaiproxy.grammar import GrammarBuilder
+from oaiproxy.templating.chat_template import SharedTool
+from oaiproxy.templating.text_memo import TOOL_SECTIONS
 
 
 class DialectStyle(Style):
@@ -148,7 +151,7 @@ class DialectStyle(Style):
 
     def build_prompt(self, conversation: Conversation, tools: ToolPlan, schema: dict[str, Any] | None) -> str:
         template = self.template
-        prompt_tools = [openai_tool(t) for t in tools.prompt_tools]
+        prompt_tools = [shared_openai_tool(t) for t in tools.prompt_tools]
         if template.supports_tools:
             messages = history_for_template(conversation.messages, self.map_call_id)
             messages = with_reasoning_fields(template, self.adjust_history(messages))
@@ -159,8 +162,10 @@ class DialectStyle(Style):
         messages = self.history_as_text(conversation.messages)
         notes = []
         if prompt_tools:
-            notes.append(render_prompt_text(self.fallback_prompt, tools=prompt_tools,
-                                            parallel=tools.parallel, required=tools.mode == "required"))
+            keys = checked_tools_key(tools.prompt_tools)
+            key = None if keys is None else (self.fallback_prompt, tools.parallel, tools.mode == "required", keys)
+            notes.append(TOOL_SECTIONS.get(key, lambda: render_prompt_text(
+                self.fallback_prompt, tools=prompt_tools, parallel=tools.parallel, required=tools.mode == "required")))
         if schema is not None:
             notes.append(schema_note(schema))
         if notes:
@@ -177,3 +182,14 @@ class DialectStyle(Style):
         return content + "".join(self.format_call_text(c.name, c.arguments, c.id) for c in calls)
 
 
+def shared_openai_tool(spec: ToolSpec) -> dict[str, Any]:
+    """:func:`openai_tool` of ``spec``; for a checked (canonical) spec the same :class:`SharedTool` every
+    request, so the chat template's ``tojson`` of it is remembered rather than redone."""
+    extras = tool_extras(spec)
+    if extras is None:
+        return openai_tool(spec)
+    tool = extras.get("openai_tool")
+    if tool is None:
+        tool = extras["openai_tool"] = SharedTool(openai_tool(spec))
+    assert isinstance(tool, SharedTool)
+    return tool

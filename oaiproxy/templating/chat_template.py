@@ -40,6 +40,8 @@ from jinja2 import nodes as jinja_nodes
 
 from oaiproxy import resources
 from oaiproxy.templating.sandbox import (
+    Opaque,
+    OpaqueUse,
     RenderLimits,
     SandboxedTemplate,
     SourcedDict,
@@ -50,6 +52,7 @@ from oaiproxy.templating.sandbox import (
 
 __all__ = [
     "ChatTemplate",
+    "SharedTool",
     "TemplateError",
     "RenderLimits",
     "DEFAULT_TEMPLATE_STOPS",
@@ -96,6 +99,8 @@ def _tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separato
 
 
 def _json_default(value: Any) -> Any:
+    if isinstance(value, Opaque):
+        raise OpaqueUse("tojson of a value that holds an opaque tool")
     if isinstance(value, Iterator):
         return list(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
@@ -166,10 +171,79 @@ def _normalise_tools(tools: list[Any]) -> list[Any]:
 
 
 def _input_chars(messages: Any, tools: Any) -> int:
+    """About the input as text: ``len(json.dumps([messages, tools]))``, a shared tool's length remembered."""
     try:
-        return len(json.dumps([messages, tools], ensure_ascii=False, default=str))
+        if not isinstance(tools, list) or not tools or not all(isinstance(t, SharedTool) for t in tools):
+            return len(json.dumps([messages, tools], ensure_ascii=False, default=str))
+        tools_chars = 2 + sum(len(_tool_json(t, (), {})) for t in tools) + 2 * (len(tools) - 1)
+        return len(json.dumps(messages, ensure_ascii=False, default=str)) + tools_chars + 4  # "[", ", ", "]"
     except (TypeError, ValueError, RecursionError):
         return 0
+
+
+class SharedTool(dict[str, Any]):
+    """A tool (the OpenAI request shape, complete: ``description`` and ``parameters`` set) that its owner
+    shares between requests and never changes, so its ``tojson`` texts are remembered on it (the
+    tool memo's canonical tools, :func:`oaiproxy.conversation.checks.tool_extras`)."""
+
+    __slots__ = ("texts",)
+
+    def __init__(self, tool: dict[str, Any]):
+        super().__init__(tool)
+        self.texts: dict[Any, str] = {}
+
+
+def _tool_json(tool: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """``tool|tojson(*args, **kwargs)``; remembered on a :class:`SharedTool`."""
+    if not isinstance(tool, SharedTool):
+        return _tojson(tool, *args, **kwargs)
+    key: Any = (args, tuple(kwargs.items())) if kwargs else args
+    try:
+        text = tool.texts.get(key)
+    except TypeError:  # an unhashable parameter
+        return _tojson(tool, *args, **kwargs)
+    if text is None:
+        text = tool.texts[key] = _tojson(tool, *args, **kwargs)
+    return text
+
+
+class _OpaqueTool(Opaque):
+    """A tool as the first render sees it: it may be passed to ``tojson`` and nothing else."""
+
+    __slots__ = ("tool",)
+
+    def __init__(self, tool: dict[str, Any]):
+        self.tool = tool
+
+    def apply_filter(self, name: str, args: Any, kwargs: Any) -> Any:
+        if name != "tojson":
+            return super().apply_filter(name, args, kwargs)
+        return _ToolText(self.tool, tuple(args), dict(kwargs))
+
+
+class _ToolText(Opaque):
+    """``tool|tojson(...)`` of an opaque tool: its text, only where it is printed straight to the output."""
+
+    __slots__ = ("tool", "args", "kwargs")
+
+    def __init__(self, tool: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self.tool = tool
+        self.args = args
+        self.kwargs = kwargs
+
+    def printed(self) -> str:
+        return _tool_json(self.tool, self.args, self.kwargs)
+
+
+def _looks_into_itself(source: str) -> bool:
+    """Whether a template has blocks (``self.name()`` gives a block's text as a value) or loads other
+    templates: then even text printed at its top level may be changed, so its tools are never opaque."""
+    try:
+        ast = _ENV.parse(source)
+    except Exception:  # noqa: BLE001 - the compile in ChatTemplate reports it
+        return True
+    return any(True for _ in ast.find_all((jinja_nodes.Block, jinja_nodes.Extends, jinja_nodes.Include,
+                                            jinja_nodes.Import, jinja_nodes.FromImport)))
 
 
 # --- public API -----------------------------------------------------------------------------------
@@ -188,6 +262,8 @@ class ChatTemplate:
         self._sandboxed = SandboxedTemplate(source, name=name, environment=_ENV, limits=self.limits)
         self._supports_tools: bool | None = None
         self._supports_system_role: bool | None = None
+        #: whether the tools can be rendered opaque (see :meth:`render`): None until a render says
+        self._opaque_tools: bool | None = False if _looks_into_itself(source) else None
 
     @classmethod
     def default(cls, *, bos_token: str = "", eos_token: str = "") -> ChatTemplate:
@@ -215,18 +291,40 @@ class ChatTemplate:
         }
         if tools is not None and not isinstance(tools, list):
             raise TemplateError(f"{self.name}: tools must be a list of tool objects, got {type(tools).__name__}")
+        input_chars = _input_chars(messages, tools)
         if tools:
             try:
-                context["tools"] = _normalise_tools(tools)
+                normalised_tools = _normalise_tools(tools)
             except TemplateError as e:
                 raise TemplateError(f"{self.name}: {e}") from None
+            if self._opaque_tools is not False:
+                # First with each tool opaque: most templates only print ``tool|tojson``, and then the
+                # prompt is the same text with each tool's JSON remembered instead of rendered (see
+                # sandbox.Opaque). A template that looks into its tools raises OpaqueUse: rendered again
+                # from the real tools, and never opaque again once that render worked.
+                context["tools"] = [_OpaqueTool(t) for t in normalised_tools]
+                try:
+                    prompt = self._render(context, input_chars)
+                except (OpaqueUse, TemplateError):
+                    pass
+                else:
+                    self._opaque_tools = True
+                    return prompt
+                context["tools"] = normalised_tools
+                prompt = self._render(context, input_chars)
+                self._opaque_tools = False
+                return prompt
+            context["tools"] = normalised_tools
         else:
             # No tools: leave `tools` undefined, as llama.cpp does. transformers passes None, which
             # breaks templates that loop over tools unguarded (Hermes and Command R+ tool_use), and
             # an empty list makes Llama 3.x and Mistral announce an empty tool list.
             context.pop("tools", None)
+        return self._render(context, input_chars)
+
+    def _render(self, context: dict[str, Any], input_chars: int) -> str:
         try:
-            return self._sandboxed.render(context, input_chars=_input_chars(messages, tools))
+            return self._sandboxed.render(context, input_chars=input_chars)
         except TemplateRefusal as e:
             raise TemplateError(f"{self.name} refused the conversation: {e}") from None
 

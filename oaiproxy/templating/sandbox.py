@@ -39,6 +39,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, modifies_known_mutable
 
 __all__ = [
+    "Opaque",
+    "OpaqueUse",
     "RenderLimits",
     "SandboxedTemplate",
     "SourcedDict",
@@ -206,6 +208,45 @@ def _estimate_replace(budget: _Budget, text: Any, old: Any, new: Any, count: Any
         budget.fail(f"{what} would build a string of more than {budget.max_chars} characters")
 
 
+class OpaqueUse(Exception):
+    """A template did something with an :class:`Opaque` value that the value does not allow."""
+
+
+def _refuse(self: Any, *args: Any, **kwargs: Any) -> Any:
+    raise OpaqueUse(f"a template used a {type(self).__name__} value in a way it does not allow")
+
+
+class Opaque:
+    """A value a template may hold, pass around and compare by identity (``x in list``), but not look
+    into: every attribute, item, operator, test, conversion and comparison raises :class:`OpaqueUse`
+    (never an error Jinja or a filter would turn into a default), except what the subclass allows:
+
+    * :meth:`apply_filter`: a filter (or test) applied to the value itself;
+    * :meth:`printed`: the text ``{{ value }}`` writes, and only where it goes straight to the output
+      (at the top level of the template, not into a ``{% set %}`` block, a macro, a ``{% call %}`` or
+      ``{% filter %}`` body or a recursive loop, whose text the template could go on to change).
+
+    So what an opaque value contributes to a render is exactly what its :meth:`printed` texts say, at the
+    places the template prints them, or the render fails. :class:`~oaiproxy.templating.chat_template.
+    ChatTemplate` renders the tools this way first, then from the real tools if the template looked into them.
+    """
+
+    __slots__ = ()
+
+    def apply_filter(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        raise OpaqueUse(f"filter or test {name!r} on a {type(self).__name__} value")
+
+    def printed(self) -> str:
+        raise OpaqueUse(f"printing a {type(self).__name__} value")
+
+    __getattr__ = __getitem__ = __call__ = _refuse
+    __str__ = __repr__ = __format__ = __bytes__ = __bool__ = __len__ = __iter__ = __reversed__ = _refuse
+    __contains__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = _refuse
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __mod__ = __rmod__ = _refuse
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __pow__ = __rpow__ = _refuse
+    __neg__ = __pos__ = __abs__ = __invert__ = __int__ = __float__ = __index__ = __round__ = _refuse
+
+
 class SourcedDict(dict[str, Any]):
     """A dict parsed from a JSON text that prints, and adds to strings, as that text.
 
@@ -231,6 +272,15 @@ class _GuardedCodeGenerator(CodeGenerator):
     def blockvisit(self, nodes: Iterable[jinja_nodes.Node], frame: Frame) -> None:
         self.writeline("environment.checkpoint()")
         super().blockvisit(nodes, frame)
+
+    def _output_child_pre(self, node: jinja_nodes.Expr, frame: Frame, finalize: Any) -> None:
+        """Output into a buffer (a ``{% set %}`` block, a macro, a call or filter body, a recursive loop)
+        is finalized by ``finalize_buffered``, which refuses an :class:`Opaque` value: that text could
+        still be changed by the template before it reaches the output."""
+        if frame.buffer is not None and finalize.src == "environment.finalize(":
+            self.write("str(environment.finalize_buffered(")
+            return
+        super()._output_child_pre(node, frame, finalize)
 
     def visit_Concat(self, node: jinja_nodes.Concat, frame: Frame) -> None:
         self.write("environment.concat((")
@@ -260,6 +310,11 @@ class _GuardedEnvironment(ImmutableSandboxedEnvironment):
 
     def checkpoint(self) -> None:
         _current_budget().checkpoint()
+
+    def finalize_buffered(self, value: Any) -> Any:
+        if isinstance(value, Opaque):
+            raise OpaqueUse(f"a {type(value).__name__} value printed into a block the template may change")
+        return _finalize_output(value)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
         """Fail at the attempt: Jinja's default is an undefined that prints as nothing, which
@@ -320,10 +375,14 @@ class _GuardedEnvironment(ImmutableSandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         _current_budget().checkpoint()
+        if isinstance(obj, Opaque):
+            raise OpaqueUse(f"attribute {attribute!r} of a {type(obj).__name__} value")
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         _current_budget().checkpoint()
+        if isinstance(obj, Opaque):
+            raise OpaqueUse(f"an item of a {type(obj).__name__} value")
         return super().getitem(obj, argument)
 
     def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
@@ -356,10 +415,28 @@ class _GuardedEnvironment(ImmutableSandboxedEnvironment):
         return result
 
 
+def _opaque_filter(name: str, value: Opaque, rest: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A filter or test on an :class:`Opaque` value: the parameters checked as for any filter, then the
+    value's own :meth:`~Opaque.apply_filter` (which refuses what it does not know)."""
+    budget = _current_budget()
+    budget.checkpoint()
+    what = f"filter {name!r}"
+    if any(isinstance(v, Opaque) for v in (*rest, *kwargs.values())):
+        raise OpaqueUse(f"{what} given a value it may not look into")
+    _check_arguments(budget, (*rest, *kwargs.values()), what)
+    if name == "tojson":
+        indent = rest[1] if len(rest) > 1 else kwargs.get("indent")
+        if (isinstance(indent, int) and indent > 64) or (isinstance(indent, str) and len(indent) > 64):
+            budget.fail(f"{what}: indent is too large")
+    return value.apply_filter(name, rest, kwargs)
+
+
 def _guard_filter(name: str, func: Any) -> Any:
     """Give a filter the same checks as a call: filters bypass ``environment.call``."""
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], Opaque):
+            return _opaque_filter(name, args[0], args[1:], kwargs)
         budget = _current_budget()
         budget.checkpoint()
         what = f"filter {name!r}"
@@ -369,6 +446,8 @@ def _guard_filter(name: str, func: Any) -> Any:
             values.pop(0)
         # the filtered value itself may be any number; only the parameters can ask for huge output
         _check_arguments(budget, (*values[1:], *kwargs.values()), what)
+        if any(isinstance(v, Opaque) for v in (*values, *kwargs.values())):
+            raise OpaqueUse(f"{what} given a value it may not look into")
         # most filters print their input (string, join, tojson, trim...): measure it first
         _check_printable(budget, (*values, *kwargs.values()), what)
         if values:
@@ -409,6 +488,8 @@ def _guard_filter(name: str, func: Any) -> Any:
 
 def _finalize_output(value: Any) -> Any:
     """Every ``{{ expression }}`` passes here before it is turned into text."""
+    if isinstance(value, Opaque):
+        return value.printed()
     if isinstance(value, _CONTAINERS):
         _check_printable(_current_budget(), (value,), "printing a value")
     return value
@@ -496,7 +577,7 @@ class SandboxedTemplate:
         ``input_chars`` (about the size of the input as text) scales the budget: the output
         may be ``output_per_input_char`` times longer, and the deadline grows by
         ``seconds_per_input_char`` per character. Raises :class:`TemplateError` for anything the
-        template cannot do, and lets a :class:`TemplateRefusal` through.
+        template cannot do, and lets a :class:`TemplateRefusal` (and an :class:`OpaqueUse`) through.
         """
         max_chars = max(self.limits.min_output_chars, self.limits.output_per_input_char * input_chars)
         seconds = round(self.limits.seconds + self.limits.seconds_per_input_char * input_chars, 1)
@@ -516,7 +597,7 @@ class SandboxedTemplate:
                     chunks.append(chunk)
             finally:
                 stream.close()
-        except TemplateRefusal:
+        except (TemplateRefusal, OpaqueUse):
             raise
         except _LimitExceeded as e:
             raise TemplateError(f"{self.name} exceeded its render limits: {e}") from None
