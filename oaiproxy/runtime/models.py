@@ -38,7 +38,8 @@ log = logging.getLogger("oaiproxy.models")
 
 
 class Running(Protocol):
-    """A loaded model's llama-server: a :class:`ManagedServer` (or a test's stand-in)."""
+    """A loaded model's llama-server: a :class:`ManagedServer` (or a test's stand-in). One whose ``state``
+    is ``failed`` (its supervisor gave up restarting it) is loaded again by the next request for it."""
 
     async def stop(self) -> None: ...
 
@@ -162,6 +163,10 @@ class ModelSet(Generic[E, C]):
 
     async def _ready(self, model: ServedModel[E, C], deadline: float) -> None:
         loop = asyncio.get_running_loop()
+        if _failed(model.process):
+            async with self._lock:
+                if _failed(model.process):
+                    await self._unload(model, why="to load it again: its llama-server failed")
         while model.process is None:
             if model.loading is None:
                 changed = self._changed
@@ -266,6 +271,10 @@ class ModelSet(Generic[E, C]):
 
     def views(self) -> list[dict[str, Any]]:
         return [m.view() for m in self.models.values()]
+
+
+def _failed(process: Running | None) -> bool:
+    return getattr(process, "state", None) == "failed"
 
 
 def _retrieve(task: asyncio.Task[Running]) -> None:

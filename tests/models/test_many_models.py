@@ -36,6 +36,8 @@ class StandInServer:
 
     def __init__(self, stage: Stage, model_id: str, server: TestServer):
         self.stage, self.model_id, self.server = stage, model_id, server
+        #: as a ManagedServer's: "failed" once its supervisor gave up on it
+        self.state = "ready"
 
     async def stop(self) -> None:
         self.stage.events.append(f"unload {self.model_id}")
@@ -344,6 +346,18 @@ async def test_the_ui_inspector_and_status_see_the_models(stage_factory: Any) ->
     assert status["models"] == IDS
     assert {m["id"]: m["state"] for m in status["served_models"]} == {
         "alpha": "unloaded", "beta": "loaded", "gamma": "unloaded"}
+
+
+async def test_a_loaded_model_whose_server_failed_is_loaded_again(stage_factory: Any) -> None:
+    stage = await stage_factory(max_loaded=2)
+    assert (await chat(stage, "alpha"))[0] == 200
+    process = stage.models.models["alpha"].process
+    assert isinstance(process, StandInServer)
+    process.state = "failed"  # its supervisor gave up restarting it
+    status, answer = await chat(stage, "alpha")
+    assert status == 200 and said(answer) == "This is alpha speaking."
+    assert stage.events == ["load alpha", "loaded alpha", "unload alpha", "load alpha", "loaded alpha"]
+    assert stage.models.models["alpha"].process is not process
 
 
 async def test_metrics_have_a_series_per_loaded_model(stage_factory: Any) -> None:
