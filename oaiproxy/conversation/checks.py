@@ -157,6 +157,22 @@ class ToolMemo:
             self.misses += 1
             return None
 
+    def canonical_all(self, specs: Sequence[ToolSpec], keys: Sequence[bytes | None]) -> list[ToolSpec | None]:
+        """:meth:`canonical` of each of ``specs`` (with their keys), under one lock."""
+        found: list[ToolSpec | None] = []
+        with self._lock:
+            for spec, key in zip(specs, keys, strict=True):
+                entry = self._by_key.get(key) if key is not None else None
+                if entry is not None and entry.spec == spec:
+                    self._by_key.move_to_end(key)  # type: ignore[arg-type]
+                    found.append(entry.spec)
+                else:
+                    found.append(None)
+            hits = sum(f is not None for f in found)
+            self.hits += hits
+            self.misses += len(found) - hits
+        return found
+
     def keep(self, spec: ToolSpec, key: bytes | None) -> ToolSpec:
         """Remember ``spec``, which passed; its canonical copy, or ``spec`` itself when it cannot be kept."""
         if key is None or len(key) > self.max_bytes:
@@ -234,13 +250,14 @@ def _check_tool(i: int, spec: ToolSpec) -> None:
 
 def _checked_tools(conv: Conversation) -> list[ToolSpec]:
     """``conv.tools`` checked, each replaced by its canonical spec (:class:`ToolMemo`)."""
+    keys = [_spec_json(spec) for spec in conv.tools]
+    found = TOOL_MEMO.canonical_all(conv.tools, keys)
     tools = []
     for i, spec in enumerate(conv.tools):
-        key = _spec_json(spec)
-        canonical = TOOL_MEMO.canonical(spec, key)
+        canonical = found[i]
         if canonical is None:
             _check_tool(i, spec)
-            canonical = TOOL_MEMO.keep(spec, key)
+            canonical = TOOL_MEMO.keep(spec, keys[i])
         tools.append(canonical)
     _check_tool_choice(conv)
     return tools

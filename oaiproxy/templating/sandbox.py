@@ -420,6 +420,8 @@ def _opaque_filter(name: str, value: Opaque, rest: tuple[Any, ...], kwargs: dict
     value's own :meth:`~Opaque.apply_filter` (which refuses what it does not know)."""
     budget = _current_budget()
     budget.checkpoint()
+    if not rest and not kwargs:
+        return value.apply_filter(name, rest, kwargs)
     what = f"filter {name!r}"
     if any(isinstance(v, Opaque) for v in (*rest, *kwargs.values())):
         raise OpaqueUse(f"{what} given a value it may not look into")
