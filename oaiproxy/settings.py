@@ -181,7 +181,8 @@ class Settings(BaseSettings):
     default_max_tokens: int = Field(default=1024, ge=1,
                                     description="Token limit for a request that sets no max_tokens.")
     startup_timeout: float = Field(default=300.0, gt=0, description=(
-        "Seconds a spawned llama-server may take to load its model and answer /health."))
+        "Seconds a spawned llama-server may take to load its model and answer /health (with several models, "
+        "also how long a request waits for its model to load; then 503)."))
     server_args: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
         "Arguments for llama-server, passed as they are (on the command line: after --; "
         "in the environment: one shell-quoted string)."))
