@@ -98,6 +98,16 @@ def _tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separato
                       default=_json_default)
 
 
+def _tojson_filter(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
+                   sort_keys: bool = False) -> Any:
+    """The ``tojson`` filter: :func:`_tojson`, but for the opaque tools list (see :meth:`ChatTemplate.render`)."""
+    if indent is None and type(value) is list and value and all(isinstance(v, _OpaqueTool) for v in value):
+        # ``tools|tojson`` of the opaque tools: without indent, json.dumps writes a list as its items' own
+        # texts joined by the item separator, so this is that text, printable only as an opaque tool's is
+        return _ToolsText(value, {"ensure_ascii": ensure_ascii, "separators": separators, "sort_keys": sort_keys})
+    return _tojson(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Opaque):
         raise OpaqueUse("tojson of a value that holds an opaque tool")
@@ -106,7 +116,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-_ENV = make_environment(extensions=[_GenerationTag], filters={"tojson": _tojson},
+_ENV = make_environment(extensions=[_GenerationTag], filters={"tojson": _tojson_filter},
                         globals={"raise_exception": _raise_exception, "strftime_now": _strftime_now})
 
 
@@ -233,6 +243,21 @@ class _ToolText(Opaque):
 
     def printed(self) -> str:
         return _tool_json(self.tool, self.args, self.kwargs)
+
+
+class _ToolsText(Opaque):
+    """``tools|tojson`` of the opaque tools (no indent): ``[`` + their texts joined by the item separator + ``]``."""
+
+    __slots__ = ("tools", "kwargs")
+
+    def __init__(self, tools: list[_OpaqueTool], kwargs: dict[str, Any]):
+        self.tools = tools
+        self.kwargs = kwargs
+
+    def printed(self) -> str:
+        separators = self.kwargs["separators"]
+        item_separator = separators[0] if separators is not None else ", "
+        return "[" + item_separator.join(_tool_json(t.tool, (), self.kwargs) for t in self.tools) + "]"
 
 
 def _looks_into_itself(source: str) -> bool:

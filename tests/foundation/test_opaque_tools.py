@@ -23,6 +23,8 @@ PLAIN = {
     "tojson indent": "{% for t in tools %}{{ t | tojson(indent=4) }}{% endfor %}",
     "set then print": "{% for t in tools %}{% set j = t | tojson %}[{{ j }}]{% endfor %}",
     "length and reverse": "{{ tools | length }}{% for t in tools | reverse %}{{ t | tojson }}{% endfor %}",
+    "the whole list": "{{ tools | tojson }}|{{ tools | tojson(ensure_ascii=True, separators=(',', ':')) }}",
+    "a list the template built": "{{ (tools + []) | tojson }}{{ [tools[0]] | tojson }}",
     "first and last": "{{ tools | first | tojson }}{% for t in tools %}{% if loop.last %}{{ t | tojson }}{% endif %}"
                       "{% endfor %}",
 }
@@ -37,7 +39,8 @@ LOOKS_INSIDE = {
     "filter block": "{% filter upper %}{% for t in tools %}{{ t | tojson }}{% endfor %}{% endfilter %}",
     "block": "{% block b %}{% for t in tools %}{{ t | tojson }}{% endfor %}{% endblock %}{{ self.b() | length }}",
     "map join": "{{ tools | map('tojson') | join(',') }}",
-    "whole list": "{{ tools | tojson }}",
+    "whole list, indented": "{{ tools | tojson(indent=2) }}",
+    "whole list, joined": "{{ (tools | tojson) ~ '' }}",
     "string": "{% for t in tools %}{{ t | string }}{% endfor %}",
     "test": "{% for t in tools %}{% if t is mapping %}{{ t | tojson }}{% endif %}{% endfor %}",
     "truth": "{% for t in tools %}{% if t %}{{ t | tojson }}{% endif %}{% endfor %}",
