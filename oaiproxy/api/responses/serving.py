@@ -183,9 +183,11 @@ class ResponsesEngine:
         check_items(input_items(req), "input")  # what the conversation could not keep is refused before the model runs
         for i, item in enumerate(input_items(req)):
             if item.id is not None and item.id in held:
-                raise BadRequest(f"Duplicate item found with id {item.id}: conversation '{cid}' holds it already; "
-                                 "remove it from 'input' and try again", param=f"input[{i}].id",
+                raise BadRequest(f"Duplicate item found with id {item.id}: conversation '{cid}' holds it already, "
+                                 "or the input repeats it; remove it and try again", param=f"input[{i}].id",
                                  code="duplicate_item")
+            if item.id is not None:
+                held.add(item.id)
         try:
             return _ITEMS.validate_python([item.item for item in stored])
         except ValidationError as exc:

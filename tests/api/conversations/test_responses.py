@@ -131,7 +131,10 @@ async def test_refusals_come_before_the_model_runs_and_keep_nothing(conv: Conv) 
                         ({"conversation": made.id, "input": [{"role": "user", "content": "again", "id": "msg_hi"}]},
                          "input[0].id"),
                         ({"conversation": made.id, "input": [{"role": "user", "content": "x", "id": "m" * 65}]},
-                         "input[0].id")):
+                         "input[0].id"),
+                        ({"conversation": made.id, "input": [{"role": "user", "content": "a", "id": "msg_2"},
+                                                             {"role": "user", "content": "b", "id": "msg_2"}]},
+                         "input[1].id")):
         got = await conv.http.post("/v1/responses", json={"model": MODEL, "input": "x", **sent})
         assert got.status == 400 and (await got.json())["error"]["param"] == param, sent
     assert conv.asked() == asked  # the model never ran
