@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import pytest
 
-from oaiproxy.conversation.checks import check_conversation, tool_extras
+from oaiproxy.conversation.checks import _spec_json, check_conversation, tool_extras, tool_key
 from oaiproxy.conversation.model import Conversation, NamedToolChoice, ResponseFormat
 from oaiproxy.dialects.base import GenerationPlan, Style, StyleError
 from oaiproxy.dialects.plan_cache import PlanCache
@@ -76,6 +76,8 @@ def test_a_reused_prompt_and_plan_are_the_fresh_ones(templates_dir: Any, name: s
         want = outcome(fresh.plan, fresh_tools(checked))
         assert outcome(lambda c: cache.plan(reused, c), checked) == want, messages
         assert outcome(reused.plan, checked) == want, messages  # outside the plan cache too
+        # nothing on the way changed the shared canonical tools: their remembered JSON is still their JSON
+        assert [tool_key(t) for t in checked.tools] == [_spec_json(t) for t in checked.tools]
     assert fresh.template._opaque_tools is False
     if filename in OPAQUE_EXPECTED and reused.template.supports_tools:
         assert reused.template._opaque_tools is True
