@@ -68,8 +68,12 @@ def _option(name: str, field: FieldInfo) -> inspect.Parameter:
         annotation = list[str] | None if typing.get_origin(kind) is list else str | None
         if default not in (None, []):
             extra.append(f"default: {default}")
-        # as typer shows a typed option: <int>, <path>, <list[str]>
-        metavar = f"<{kind.__name__.lower() if isinstance(kind, type) else kind}>"
+        # as typer shows a typed option: <int>, <path>, <list[str]>; a field may name its own
+        # (``json_schema_extra={"metavar": ...}``) where its type is not what the command line takes
+        extra_schema = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        own = extra_schema.get("metavar")
+        metavar = own if isinstance(own, str) else \
+            f"<{kind.__name__.lower() if isinstance(kind, type) else kind}>"
     info = typer.Option(None, *decls, help=f"{field.description or ''}  [{'; '.join(extra)}]",
                         show_default=False, metavar=metavar)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)

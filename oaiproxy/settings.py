@@ -138,7 +138,8 @@ class Settings(BaseSettings):
     model: Annotated[list[ModelEntry], NoDecode] = Field(default_factory=list, description=(
         "GGUF model to serve (default: the embedded Gemma 3 270M). Repeat it to serve several, each under its "
         "file's name and loaded on first use; in a --config file, a list of paths or of {path, alias, "
-        "chat-template-file, style, ctx-size, parallel, threads, server-args} (docs/scaling.md)."))
+        "chat-template-file, style, ctx-size, parallel, threads, server-args} (docs/scaling.md)."),
+        json_schema_extra={"metavar": "<path>"})
     models_dir: Path | None = Field(default=None, description=(
         "Serve every GGUF in this folder as well, each under its file's name, loaded on first use."))
     max_loaded: int = Field(default=1, ge=1, le=64, description=(
