@@ -40,6 +40,7 @@ from jinja2 import nodes as jinja_nodes
 
 from oaiproxy import resources
 from oaiproxy.templating.sandbox import (
+    FrozenTree,
     Opaque,
     OpaqueUse,
     RenderLimits,
@@ -191,7 +192,7 @@ def _input_chars(messages: Any, tools: Any) -> int:
         return 0
 
 
-class SharedTool(dict[str, Any]):
+class SharedTool(FrozenTree):
     """A tool (the OpenAI request shape, complete: ``description`` and ``parameters`` set) that its owner
     shares between requests and never changes, so its ``tojson`` texts are remembered on it (the
     tool memo's canonical tools, :func:`oaiproxy.conversation.checks.tool_extras`)."""

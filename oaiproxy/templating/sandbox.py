@@ -23,7 +23,9 @@ failing), and a :class:`SourcedDict` adds to a string as the text it was parsed 
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence, Sized
 from contextvars import ContextVar
@@ -39,6 +41,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, modifies_known_mutable
 
 __all__ = [
+    "FrozenTree",
     "Opaque",
     "OpaqueUse",
     "RenderLimits",
@@ -189,7 +192,10 @@ def _text_size(budget: _Budget, value: Any, what: str) -> int:
         memo[key] = total
         return total
 
-    return measure(value)
+    size = measure(value)
+    if size > limit:  # a size known from before (a frozen value measured earlier) is held to this limit too
+        budget.fail(f"{what} would print a value of more than {limit} characters")
+    return size
 
 
 def _check_printable(budget: _Budget, values: Iterable[Any], what: str) -> None:
@@ -537,17 +543,49 @@ def _template_line(exc: BaseException) -> int | None:
     return line
 
 
-def _container_ids(*values: Any) -> frozenset[int]:
-    """Every list, dict and set reachable from the inputs: the objects a template must not mutate."""
+class FrozenTree(dict[str, Any]):
+    """A dict its owner never changes, nor anything in it, shared between renders: the containers in it and
+    their text sizes (:func:`_text_size`) are worked out once, not on every render that is given it."""
+
+    __slots__ = ("_ids", "_sizes")
+
+    def __init__(self, value: Mapping[str, Any]):
+        super().__init__(value)
+        self._ids: frozenset[int] | None = None
+        self._sizes: dict[int, int] = {}
+
+    def frozen_ids(self) -> frozenset[int]:
+        if self._ids is None:
+            ids = _walk_containers([self], _NO_SIZES)
+            budget = _Budget(math.inf, sys.maxsize, _COMPILE_LIMITS, frozen=ids)
+            _text_size(budget, self, "measuring a shared value")
+            self._sizes, self._ids = budget.text_sizes, ids
+        return self._ids
+
+
+def _walk_containers(values: list[Any], sizes: dict[int, int]) -> frozenset[int]:
     seen: set[int] = set()
-    stack = list(values)
+    stack = values
     while stack:
         value = stack.pop()
         if isinstance(value, (list, tuple, dict, set)) and id(value) not in seen:
+            if isinstance(value, FrozenTree) and sizes is not _NO_SIZES:
+                seen |= value.frozen_ids()
+                sizes.update(value._sizes)
+                continue
             if not isinstance(value, tuple):
                 seen.add(id(value))
             stack.extend(value.values() if isinstance(value, dict) else value)
     return frozenset(seen)
+
+
+_NO_SIZES: dict[int, int] = {}
+
+
+def _container_ids(*values: Any, sizes: dict[int, int] | None = None) -> frozenset[int]:
+    """Every list, dict and set reachable from the inputs: the objects a template must not mutate. The text
+    sizes of those inside a :class:`FrozenTree`, worked out once, are added to ``sizes``."""
+    return _walk_containers(list(values), _NO_SIZES if sizes is None else sizes)
 
 
 class SandboxedTemplate:
@@ -583,8 +621,9 @@ class SandboxedTemplate:
         """
         max_chars = max(self.limits.min_output_chars, self.limits.output_per_input_char * input_chars)
         seconds = round(self.limits.seconds + self.limits.seconds_per_input_char * input_chars, 1)
+        sizes: dict[int, int] = {}
         budget = _Budget(time.monotonic() + seconds, max_chars, self.limits, seconds,
-                         frozen=_container_ids(context))
+                         frozen=_container_ids(context, sizes=sizes), text_sizes=sizes)
         token = _budget.set(budget)
         chunks: list[str] = []
         total = 0

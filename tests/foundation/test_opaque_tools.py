@@ -98,3 +98,29 @@ def test_a_refusal_is_the_template_s_own_either_way() -> None:
             render(source, TOOLS, opaque=opaque)
         errors.append((type(exc.value), str(exc.value)))
     assert errors[0] == errors[1] and "no system" in errors[0][1]
+
+
+@pytest.mark.parametrize("source", [
+    "{{ tools[0]['function']['parameters']['properties'].update({'x': 1}) }}",  # a shared tool stays unchanged
+    "{% for t in tools %}{{ t | string }}{% endfor %}",  # printed whole: measured against the output limit
+    "{{ [tools[0], tools[0]] | join }}",
+])
+def test_a_shared_tool_is_guarded_as_the_dict_it_holds(source: str) -> None:
+    """A SharedTool's containers and their sizes are worked out once (sandbox.FrozenTree); the sandbox holds it
+    to the same rules as a plain dict: not to be changed, and no bigger in print than the limits allow."""
+    from oaiproxy.templating.sandbox import RenderLimits
+
+    big: dict[str, Any] = {"type": "function", "function": {
+        "name": "f", "description": "d" * 300,
+        "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}}
+    outcomes = []
+    variants: list[list[dict[str, Any]]] = [[big], [SharedTool(big)]]
+    for tools in variants:
+        template = ChatTemplate(source, name="t", limits=RenderLimits(min_output_chars=200, output_per_input_char=0))
+        template._opaque_tools = False
+        try:
+            outcomes.append(("ok", template.render(MESSAGES, tools=tools)))
+        except Exception as e:  # noqa: BLE001 - the same error either way is the point
+            outcomes.append((type(e).__name__, str(e)))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == "TemplateError", outcomes[0]
