@@ -233,6 +233,22 @@ async def test_plain_form_and_bad_input(setup: Setup) -> None:
     assert resp.status == 401
 
 
+@pytest.mark.parametrize("content_type,body,param", [
+    ("multipart/form-data", b"hello", "Content-Type"),  # no boundary (found by the OpenAPI fuzz: was a 500)
+    ("multipart/form-data; boundary=" + "b" * 80, b"hello", "Content-Type"),  # longer than 70
+    ("multipart/form-data; boundary=b", b"garbage", "body"),  # never opens with the boundary
+    ("multipart/form-data; boundary=b", b"--b\r\nno end of headers", "body"),
+    ("multipart/form-data; boundary=b", b"--b\r\nContent-Transfer-Encoding: weird\r\n\r\nx\r\n--b--\r\n", "body"),
+])
+async def test_an_unreadable_multipart_body_is_a_400_naming_what_is_wrong(setup: Setup, content_type: str,
+                                                                            body: bytes, param: str) -> None:
+    """The threads read bodies the same way (``read_messages``)."""
+    resp = await setup.http.post("/", data=body, headers={**AUTH, "Content-Type": content_type})
+    err = (await resp.json())["error"]
+    assert resp.status == 400 and err["param"] == param and err["type"] == "invalid_request_error", err
+    assert setup.rounds.bodies == []  # the model never ran
+
+
 async def test_text_beside_a_call_is_part_of_the_answer_streamed_or_not(setup: Setup) -> None:
     texts = ["Let me look. " + call("pets_getPet", {"path": {"pet_id": 7}}), "It is Rex."]
     setup.rounds.texts = list(texts)

@@ -19,7 +19,8 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from oaiproxy.api.chat.protocol import ChatCompletion, ChatCompletionRequest
 from oaiproxy.api.protocol import parse_request
@@ -64,24 +65,7 @@ async def read_messages(request: web.Request, *, optional: bool = False) -> tupl
     role = _role(request.query.get("role"), "role")
     ctype = request.content_type if request.headers.get("Content-Type") else "text/plain"
     if ctype == "multipart/form-data":
-        messages = []
-        reader = await request.multipart()
-        i = 0
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise BadRequest(f"part {i}: nested multipart is not supported", param=f"part[{i}]")
-            where = f"part[{i}]"
-            part_type = (part.headers.get("Content-Type") or "text/plain").split(";")[0].strip().lower()
-            _refuse_image(part_type, where)
-            raw = await part.read(decode=True)
-            if part_type == "application/x-www-form-urlencoded":
-                texts = [v for _, v in parse_qsl(_text(raw, where), keep_blank_values=False)]
-            else:
-                texts = [_text(raw, where)]
-            part_role = _role(part.headers.get("X-Role") or role, f"{where}.X-Role")
-            user = part.headers.get("X-User") or user
-            messages += [{"role": part_role, "content": t} for t in texts if t]
-            i += 1
+        messages, user = await _multipart_messages(request, role, user)
     else:
         _refuse_image(ctype, "body")
         raw = await request.read()
@@ -92,6 +76,47 @@ async def read_messages(request: web.Request, *, optional: bool = False) -> tupl
         messages = [{"role": role, "content": t} for t in texts if t.strip()]
     if not optional:
         check_last(messages)
+    return messages, user
+
+
+async def _multipart_messages(request: web.Request, role: str,
+                              user: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """A multipart body's parts as messages, in order; a body aiohttp cannot read is a 400 naming what is wrong.
+
+    aiohttp refuses a missing or overlong boundary, a body that never opens with it, broken part headers and
+    an unknown transfer encoding with ValueError, RuntimeError or its HTTP parser's errors: the client's
+    mistakes, not the proxy's.
+    """
+    try:
+        reader = await request.multipart()
+    except ValueError as exc:
+        raise BadRequest(f"Content-Type: multipart/form-data needs a valid boundary ({exc})", param="Content-Type",
+                         code="invalid_value") from None
+    try:
+        return await _read_parts(reader, role, user)
+    except (ValueError, RuntimeError, HttpProcessingError) as exc:
+        raise BadRequest(f"the multipart body cannot be read: {exc}", param="body", code="invalid_value") from None
+
+
+async def _read_parts(reader: MultipartReader, role: str,
+                      user: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    messages: list[dict[str, Any]] = []
+    i = 0
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise BadRequest(f"part {i}: nested multipart is not supported", param=f"part[{i}]")
+        where = f"part[{i}]"
+        part_type = (part.headers.get("Content-Type") or "text/plain").split(";")[0].strip().lower()
+        _refuse_image(part_type, where)
+        raw = await part.read(decode=True)
+        if part_type == "application/x-www-form-urlencoded":
+            texts = [v for _, v in parse_qsl(_text(raw, where), keep_blank_values=False)]
+        else:
+            texts = [_text(raw, where)]
+        part_role = _role(part.headers.get("X-Role") or role, f"{where}.X-Role")
+        user = part.headers.get("X-User") or user
+        messages += [{"role": part_role, "content": t} for t in texts if t]
+        i += 1
     return messages, user
 
 
