@@ -26,6 +26,8 @@ from oaiproxy.api.conversations.routes import PAGE_DEFAULT as ITEMS_DEFAULT
 from oaiproxy.api.conversations.routes import PAGE_MAX as ITEMS_MAX
 from oaiproxy.api.embeddings.protocol import EmbeddingList, EmbeddingRequest
 from oaiproxy.api.messages import protocol as anthropic
+from oaiproxy.api.plain.threads import PAGE_DEFAULT as THREAD_PAGE_DEFAULT
+from oaiproxy.api.plain.threads import PAGE_MAX as THREAD_PAGE_MAX
 from oaiproxy.api.protocol import ErrorResponse, Model, ModelList
 from oaiproxy.api.responses.protocol import DeletedResponse, InputItemList, Response, ResponsesRequest
 from oaiproxy.api.responses.routes import PAGE_DEFAULT, PAGE_MAX
@@ -37,7 +39,10 @@ _ERRORS = {
     "400": "The request is invalid; `error.param` names the field.",
     "401": "Missing or wrong API key (only when the server runs with --api-key).",
     "404": "Unknown model; on /v1/responses/{response_id}, a response that was not stored or was deleted; on "
-           "/v1/conversations/..., a conversation (or item) that was never created or was deleted.",
+           "/v1/conversations/..., a conversation (or item) that was never created or was deleted; on /{thread}, "
+           "a thread that was never written or was deleted.",
+    "409": "Another run on the same thread committed first (`thread_busy`): nothing of this request was kept; "
+           "send it again.",
     "413": "The request body is larger than --max-body-bytes.",
     "500": "A bug in oaiproxy.",
     "502": "llama-server failed or answered something unusable.",
@@ -89,6 +94,83 @@ def _page_query(default: int, most: int) -> list[dict[str, Any]]:
              "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"}},
             {"name": "after", "in": "query", "required": False, "schema": {"type": "string"},
              "description": "An item id: the page starts after it."}]
+
+
+def _plain_paths() -> dict[str, Any]:
+    """PikoBrain's plain interface at the root: ``POST /`` and the threads (docs/server-tools.md, docs/store.md).
+
+    Their bodies are not JSON requests but the messages themselves, in any of four content types; the
+    answer is the model's text with the run's ``X-Run-*`` headers.
+    """
+    body = {"required": False, "content": {
+        "text/plain": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"description": "Taken as the text of one message."}},
+        "application/x-www-form-urlencoded": {"schema": {"type": "object", "additionalProperties": {"type": "string"}}},
+        "multipart/form-data": {"schema": {"type": "object", "additionalProperties": {"type": "string"}}},
+    }}
+    run_query = [
+        {"name": "brain", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "The brain to run (default: the first one of --tools; none: the model alone)."},
+        {"name": "user", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "Who sends it, kept for audit (as the X-User header)."},
+        {"name": "role", "in": "query", "required": False, "schema": {"type": "string", "enum": ["user", "assistant"]},
+         "description": "The role of the body's messages (as the X-Role header)."},
+    ]
+    run_headers = {name: {"description": text, "schema": {"type": "string"}} for name, text in (
+        ("X-Run-Duration", "Seconds the run took."), ("X-Run-Context", "Messages the model read."),
+        ("X-Run-Input-Tokens", "Prompt tokens, every round counted."),
+        ("X-Run-Output-Tokens", "Generated tokens, every round counted."),
+        ("X-Run-Total-Tokens", "Both."))}
+    answer = {"description": "The answer as the body, in the answer's content type, and the run's figures.",
+              "headers": run_headers, "content": {"text/plain": {"schema": {"type": "string"}}}}
+    listing = {"application/json": {"schema": {"type": "object", "description": (
+        "`{\"object\": \"list\", \"thread\", \"data\", \"first_id\", \"last_id\", \"has_more\"}`, each "
+        "message `{\"id\" (its position), \"object\": \"thread.message\", \"position\", \"role\", \"content\", "
+        "\"content_type\", \"user\", \"created_at\"}`, with `tool_calls`, `tool_call_id`, `reasoning` and "
+        "`usage` when it has them.")}}}
+    thread = {"name": "thread", "in": "path", "required": True,
+              "description": "The thread's name (not one of the proxy's own route names).",
+              "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}}
+    json_object = {"application/json": {"schema": {"type": "object"}}}
+    thread_errors = ("400", "401", "404", "409", "413", "500", "502", "503", "504")
+    return {
+        "/": {"post": {
+            "operationId": "runPlain", "summary": "Run the body's messages (a brain, or the model) and answer as text.",
+            "parameters": run_query, "requestBody": {**body, "required": True},
+            "responses": {"200": answer, **_error_responses(*_GENERATION_ERRORS)},
+        }},
+        "/{thread}": {
+            "parameters": [thread],
+            "post": {"operationId": "runThread",
+                     "summary": "Add the body's messages to the thread and run on all of it (an empty body: just run); "
+                                "everything is kept once the run succeeded.",
+                     "parameters": run_query, "requestBody": body,
+                     "responses": {"200": answer, **_error_responses(*thread_errors)}},
+            "put": {"operationId": "addToThread", "summary": "Add the body's messages to the thread; run nothing.",
+                    "parameters": run_query[1:], "requestBody": {**body, "required": True},
+                    "responses": {"200": {"description": "`{\"object\": \"thread.messages.added\", \"thread\", "
+                                                         "\"added\", \"first_position\", \"last_position\"}`.",
+                                          "content": json_object},
+                                  **_error_responses("400", "401", "413", "503")}},
+            "get": {"operationId": "readThread", "summary": "One page of the thread's messages.",
+                    "parameters": [
+                        {"name": "limit", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 1, "maximum": THREAD_PAGE_MAX,
+                                    "default": THREAD_PAGE_DEFAULT}},
+                        {"name": "order", "in": "query", "required": False,
+                         "schema": {"type": "string", "enum": ["asc", "desc"], "default": "asc"}},
+                        {"name": "after", "in": "query", "required": False, "schema": {"type": "integer"},
+                         "description": "A message position: the page starts after it."},
+                        {"name": "before", "in": "query", "required": False, "schema": {"type": "integer"},
+                         "description": "A message position: the page ends before it."}],
+                    "responses": {"200": {"description": "The page.", "content": listing},
+                                  **_error_responses("400", "401", "404", "503")}},
+            "delete": {"operationId": "deleteThread", "summary": "Forget the thread and its messages.",
+                       "responses": {"200": {"description": "`{\"id\", \"object\": \"thread.deleted\", "
+                                                            "\"deleted\": true}`.", "content": json_object},
+                                     **_error_responses("400", "401", "404", "503")}},
+        },
+    }
 
 
 def _conversation_paths(ref: Callable[[type[BaseModel], str], str]) -> dict[str, Any]:
@@ -245,19 +327,13 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/responses/{response_id}/input_items": {"get": {
             "operationId": "listInputItems", "summary": "One page of a stored response's own input items.",
-            "parameters": [
-                _path_id("response_id", "The id of a response created with `store: true`."),
-                {"name": "limit", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT}},
-                {"name": "order", "in": "query", "required": False,
-                 "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"}},
-                {"name": "after", "in": "query", "required": False, "schema": {"type": "string"},
-                 "description": "An item id: the page starts after it."},
-            ],
+            "parameters": [_path_id("response_id", "The id of a response created with `store: true`."),
+                           *_page_query(PAGE_DEFAULT, PAGE_MAX)],
             "responses": {"200": {"description": "The page.", "content": _json(ref(InputItemList, "serialization"))},
                           **_error_responses("400", "401", "404", "503")},
         }},
         **_conversation_paths(ref),
+        **_plain_paths(),
         "/v1/tools": {"get": {
             "operationId": "listServerTools",
             "summary": "The server tools loaded from --tools (OpenAPI and MCP sources), what failed, and the brains.",

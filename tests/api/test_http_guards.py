@@ -129,7 +129,10 @@ def test_openapi_document_is_valid_and_matches_reality(endpoint_proxy: ProxyProc
                                  "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
                                  "/v1/messages", "/v1/messages/count_tokens", "/v1/responses",
                                  "/v1/responses/{response_id}", "/v1/responses/{response_id}/input_items",
-                                 "/v1/tools"}
+                                 "/v1/conversations", "/v1/conversations/{conversation_id}",
+                                 "/v1/conversations/{conversation_id}/items",
+                                 "/v1/conversations/{conversation_id}/items/{item_id}",
+                                 "/v1/tools", "/", "/{thread}"}
 
     def check(instance: object, name: str) -> None:
         schema = {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
@@ -177,3 +180,14 @@ def test_openapi_document_is_valid_and_matches_reality(endpoint_proxy: ProxyProc
     assert status == 404
     check(json.loads(raw), "ErrorResponse")
     check({"model": MODEL, "input": [{"role": "user", "content": "x"}]}, "ResponsesRequest")
+    # PikoBrain's threads at the root: each documented method answers as documented
+    thread = f"{endpoint_proxy.url}/openapi-check"
+    status, _, raw = http("PUT", thread, b"Hello there", {"Content-Type": "text/plain"})
+    assert status == 200 and json.loads(raw)["object"] == "thread.messages.added", raw
+    status, _, raw = http("GET", thread + "?order=desc&limit=1")
+    assert status == 200 and [m["content"] for m in json.loads(raw)["data"]] == ["Hello there"], raw
+    status, _, raw = http("DELETE", thread)
+    assert status == 200 and json.loads(raw) == {"id": "openapi-check", "object": "thread.deleted", "deleted": True}
+    status, _, raw = http("GET", thread)
+    assert status == 404
+    check(json.loads(raw), "ErrorResponse")
