@@ -30,7 +30,8 @@ def test_bench_quick_prints_tables_and_writes_json(tmp_path: Path, llama_server_
     assert all(is_number(r["requests/s"]) and float(r["requests/s"]) > 0 for r in by_number["5"]), by_number["5"]
     plan = {r["dialect"]: r for r in by_number["4b"]}
     assert all(is_number(r["cold"]) and is_number(r["cached"]) for r in plan.values()), plan
-    assert plan["hermes"]["cache bypassed"] == "False" and plan["generic"]["cache bypassed"] == "True"
+    # generic splits its plan as the native dialects do, so the plan cache keeps both
+    assert plan["hermes"]["cache bypassed"] == "False" and plan["generic"]["cache bypassed"] == "False"
     ceiling = {r["request"]: r for r in by_number["5"]}
     # the proxy's own /metrics says the repeated 128-tool list was served from the plan cache
     assert float(ceiling["128 tools, same list (cache hits)"]["plan cache hit ratio"]) == 1.0, ceiling
