@@ -80,20 +80,23 @@ def test_requests_spread_over_both_replicas(replicas: ProxyProcess) -> None:
     assert len({u["pid"] for u in h["upstreams"]}) == 2
 
 
+def kill_replica_0_while_busy(proxy: ProxyProcess) -> int:
+    """kill -9 replica-0's llama-server as soon as it runs a generation; its pid."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        up = health(proxy)["upstreams"][0]
+        if up["in_flight"]:
+            os.kill(up["pid"], signal.SIGKILL)
+            return int(up["pid"])
+        time.sleep(0.05)
+    raise AssertionError("replica-0 never had a generation to lose")
+
+
 def test_a_replica_killed_mid_run_loses_no_request(replicas: ProxyProcess) -> None:
     cities = ["Paris", "Oslo", "Lima", "Rome", "Kyiv", "Cairo", "Quito", "Hanoi"]
     with ThreadPoolExecutor(len(cities)) as pool:
         futures = [pool.submit(tool_call, replicas, c) for c in cities]
-        deadline = time.monotonic() + 20
-        victim = None
-        while time.monotonic() < deadline:  # kill replica-0 while it generates
-            up = health(replicas)["upstreams"][0]
-            if up["in_flight"]:
-                victim = up["pid"]
-                break
-            time.sleep(0.05)
-        assert victim is not None, "replica-0 never had a generation to lose"
-        os.kill(victim, signal.SIGKILL)
+        victim = kill_replica_0_while_busy(replicas)
         results = [f.result(timeout=180) for f in futures]
     for status, body in results:
         assert_valid_call(status, body)
@@ -153,16 +156,7 @@ def test_streams_through_a_replica_kill_end_whole_or_with_an_error(replicas: Pro
     cities = ["Paris", "Oslo", "Lima", "Rome", "Kyiv", "Cairo"]
     with ThreadPoolExecutor(len(cities)) as pool:
         futures = [pool.submit(streamed_tool_call, replicas, c) for c in cities]
-        victim = None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # kill replica-0 while it streams
-            up = health(replicas)["upstreams"][0]
-            if up["in_flight"]:
-                victim = up["pid"]
-                break
-            time.sleep(0.05)
-        assert victim is not None, "replica-0 never had a stream to lose"
-        os.kill(victim, signal.SIGKILL)
+        victim = kill_replica_0_while_busy(replicas)
         outcomes = [stream_outcome(f.result(timeout=240)) for f in futures]
     assert not pid_alive(victim)
     # every stream ended cleanly: a whole valid call, or (sent its first chunk on the dead replica) an error event
