@@ -22,15 +22,11 @@ from oaiproxy import __version__
 from oaiproxy.api.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from oaiproxy.api.completions.protocol import CompletionRequest, TextCompletion
 from oaiproxy.api.conversations import protocol as conversations
-from oaiproxy.api.conversations.routes import PAGE_DEFAULT as ITEMS_DEFAULT
-from oaiproxy.api.conversations.routes import PAGE_MAX as ITEMS_MAX
 from oaiproxy.api.embeddings.protocol import EmbeddingList, EmbeddingRequest
 from oaiproxy.api.messages import protocol as anthropic
-from oaiproxy.api.plain.threads import PAGE_DEFAULT as THREAD_PAGE_DEFAULT
-from oaiproxy.api.plain.threads import PAGE_MAX as THREAD_PAGE_MAX
+from oaiproxy.api.paging import PAGE_DEFAULT, PAGE_MAX
 from oaiproxy.api.protocol import ErrorResponse, Model, ModelList
 from oaiproxy.api.responses.protocol import DeletedResponse, InputItemList, Response, ResponsesRequest
-from oaiproxy.api.responses.routes import PAGE_DEFAULT, PAGE_MAX
 
 REF = "#/components/schemas/{model}"
 
@@ -155,8 +151,7 @@ def _plain_paths() -> dict[str, Any]:
             "get": {"operationId": "readThread", "summary": "One page of the thread's messages.",
                     "parameters": [
                         {"name": "limit", "in": "query", "required": False,
-                         "schema": {"type": "integer", "minimum": 1, "maximum": THREAD_PAGE_MAX,
-                                    "default": THREAD_PAGE_DEFAULT}},
+                         "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT}},
                         {"name": "order", "in": "query", "required": False,
                          "schema": {"type": "string", "enum": ["asc", "desc"], "default": "asc"}},
                         {"name": "after", "in": "query", "required": False, "schema": {"type": "integer"},
@@ -212,7 +207,7 @@ def _conversation_paths(ref: Callable[[type[BaseModel], str], str]) -> dict[str,
                      "responses": {"200": {"description": "The items added.", "content": item_list},
                                    **_error_responses("400", "401", "404", "413", "503")}},
             "get": {"operationId": "listConversationItems", "summary": "One page of a conversation's items.",
-                    "parameters": _page_query(ITEMS_DEFAULT, ITEMS_MAX),
+                    "parameters": _page_query(PAGE_DEFAULT, PAGE_MAX),
                     "responses": {"200": {"description": "The page.", "content": item_list},
                                   **_error_responses("400", "401", "404", "503")}},
         },

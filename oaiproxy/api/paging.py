@@ -1,4 +1,5 @@
-"""The query parameters of the list routes (stored responses' input items, threads, the UI's thread list).
+"""The query parameters of the list routes (stored responses' input items, conversation items, threads,
+the UI's thread list), and their one default and bound.
 
 OpenAI's list endpoints take ``limit`` and ``order``; every route that pages reads them here, so a bad
 value is the same 400 naming the parameter everywhere.
@@ -9,6 +10,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from oaiproxy.errors import BadRequest
+
+#: ``limit``: OpenAI's default and bounds for its list routes, which the proxy's own lists follow too
+PAGE_DEFAULT, PAGE_MAX = 20, 100
 
 
 def query_limit(request: web.Request, default: int, most: int) -> int:
@@ -32,4 +36,4 @@ def query_order(request: web.Request, default: str) -> str:
     return order
 
 
-__all__ = ["query_limit", "query_order"]
+__all__ = ["PAGE_DEFAULT", "PAGE_MAX", "query_limit", "query_order"]

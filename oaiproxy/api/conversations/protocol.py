@@ -66,6 +66,11 @@ def not_found(conversation_id: str, param: str = "conversation_id") -> NotFound:
                     param=param, code="conversation_not_found")
 
 
+def item_not_found(conversation_id: str, item_id: str) -> NotFound:
+    return NotFound(f"item '{item_id}' not found in conversation '{conversation_id}'", param="item_id",
+                    code="item_not_found")
+
+
 def duplicate(exc: DuplicateItems, items: Sequence[dict[str, Any]], field: str = "items") -> BadRequest:
     """OpenAI's answer to an item whose id the conversation holds already: a 400 naming the item."""
     ids = [str(item["id"]) for item in items]
@@ -120,4 +125,4 @@ class ConversationItemList(BaseModel):
 
 __all__ = ["Conversation", "ConversationCreateRequest", "ConversationDeleted", "ConversationItemList",
            "ConversationUpdateRequest", "ItemsCreateRequest", "MAX_ITEMS", "Metadata", "check_items",
-           "check_metadata", "duplicate", "not_found"]
+           "check_metadata", "duplicate", "item_not_found", "not_found"]

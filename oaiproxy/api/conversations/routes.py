@@ -27,20 +27,20 @@ from oaiproxy.api.conversations.protocol import (
     check_items,
     check_metadata,
     duplicate,
+    item_not_found,
     not_found,
 )
-from oaiproxy.api.paging import query_limit, query_order
+from oaiproxy.api.paging import PAGE_DEFAULT, PAGE_MAX, query_limit, query_order
 from oaiproxy.api.protocol import parse_request
 from oaiproxy.api.responses.protocol import InputItem
+from oaiproxy.api.responses.routes import model_json, state_of
 from oaiproxy.api.responses.serving import stored_item
-from oaiproxy.errors import BadRequest, NotFound
+from oaiproxy.errors import BadRequest
 from oaiproxy.store.conversations import ConversationRecord, ConversationStore, DuplicateItems, StoredItem, UnknownItem
 
 if TYPE_CHECKING:
     from oaiproxy.api.app import ProxyState, Reply
 
-#: ``limit`` of the item list: OpenAI's default and bounds
-PAGE_DEFAULT, PAGE_MAX = 20, 100
 #: the types an item may have (anything else is a 400 naming ``items[i].type``)
 _ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", "item_reference")
 _ITEM_PARAM = re.compile(r"^(\w+)\[(\d+)\]$")
@@ -50,12 +50,6 @@ def conversations_of(state: ProxyState) -> ConversationStore:
     if state.store is None:
         raise BadRequest("conversations need the store, and this server runs without one", code="store_disabled")
     return state.store.conversations
-
-
-def _state(request: web.Request) -> ProxyState:
-    from oaiproxy.api.app import STATE  # the app imports this module: the key is read when a request comes
-
-    return request.app[STATE]
 
 
 def parse_items_body(model: type[BaseModel], body: Any) -> Any:
@@ -73,10 +67,6 @@ def parse_items_body(model: type[BaseModel], body: Any) -> Any:
                 bad.message = bad.message.replace(f"'{bad.param}'", f"'{param}'", 1)
                 bad.param = param
         raise
-
-
-def _json(model: BaseModel) -> web.Response:
-    return web.Response(text=model.model_dump_json(), content_type="application/json")
 
 
 def as_conversation(record: ConversationRecord) -> Conversation:
@@ -114,7 +104,7 @@ async def create_conversation(request: web.Request, state: ProxyState, body: Any
 
 
 async def _conversation(request: web.Request) -> tuple[ConversationStore, ConversationRecord]:
-    store = conversations_of(_state(request))
+    store = conversations_of(state_of(request))
     cid = request.match_info["conversation_id"]
     record = await store.get(cid)
     if record is None:
@@ -124,7 +114,7 @@ async def _conversation(request: web.Request) -> tuple[ConversationStore, Conver
 
 async def get_conversation(request: web.Request) -> web.Response:
     _, record = await _conversation(request)
-    return _json(as_conversation(record))
+    return model_json(as_conversation(record))
 
 
 async def update_conversation(request: web.Request, state: ProxyState, body: Any) -> Reply:
@@ -143,11 +133,11 @@ async def update_conversation(request: web.Request, state: ProxyState, body: Any
 
 
 async def delete_conversation(request: web.Request) -> web.Response:
-    store = conversations_of(_state(request))
+    store = conversations_of(state_of(request))
     cid = request.match_info["conversation_id"]
     if not await store.delete(cid):
         raise not_found(cid)
-    return _json(ConversationDeleted(id=cid))
+    return model_json(ConversationDeleted(id=cid))
 
 
 # ---------------------------------------------------------------- items
@@ -176,7 +166,7 @@ async def list_items(request: web.Request) -> web.Response:
     limit = query_limit(request, PAGE_DEFAULT, PAGE_MAX)
     order = query_order(request, "desc")
     after = request.query.get("after")
-    store = conversations_of(_state(request))
+    store = conversations_of(state_of(request))
     cid = request.match_info["conversation_id"]
     try:
         page = await store.page(cid, limit=limit, after=after, descending=order == "desc")
@@ -185,7 +175,7 @@ async def list_items(request: web.Request) -> web.Response:
                          code="invalid_value") from None
     if page is None:
         raise not_found(cid)
-    return _json(as_list(page.items, page.has_more))
+    return model_json(as_list(page.items, page.has_more))
 
 
 async def get_item(request: web.Request) -> web.Response:
@@ -193,24 +183,23 @@ async def get_item(request: web.Request) -> web.Response:
     item_id = request.match_info["item_id"]
     item = await store.item(record.id, item_id)
     if item is None:
-        raise NotFound(f"item '{item_id}' not found in conversation '{record.id}'", param="item_id",
-                       code="item_not_found")
+        raise item_not_found(record.id, item_id)
     return web.json_response(item.item)
 
 
 async def delete_item(request: web.Request) -> web.Response:
     """Forget one item; the answer is the conversation, as OpenAI's."""
-    store = conversations_of(_state(request))
+    store = conversations_of(state_of(request))
     cid, item_id = request.match_info["conversation_id"], request.match_info["item_id"]
     result = await store.delete_item(cid, item_id)
     if result is None:
         raise not_found(cid)
     record, deleted = result
     if not deleted:
-        raise NotFound(f"item '{item_id}' not found in conversation '{cid}'", param="item_id", code="item_not_found")
-    return _json(as_conversation(record))
+        raise item_not_found(cid, item_id)
+    return model_json(as_conversation(record))
 
 
-__all__ = ["PAGE_DEFAULT", "PAGE_MAX", "conversations_of", "create_conversation", "create_items",
+__all__ = ["conversations_of", "create_conversation", "create_items",
            "delete_conversation", "delete_item", "get_conversation", "get_item", "list_items", "new_items",
            "parse_items_body", "update_conversation"]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from oaiproxy.api.chat.protocol import ChatCompletion
-from oaiproxy.api.paging import query_limit, query_order
+from oaiproxy.api.paging import PAGE_DEFAULT, PAGE_MAX, query_limit, query_order
 from oaiproxy.api.plain.routes import answer, brain_for, check_last, read_messages, run
 from oaiproxy.errors import BadRequest, NotFound
 from oaiproxy.server_tools.brains import recent
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: the most messages a run reads when no brain cuts the history (a brain's ``history_depth`` is at most this)
 MAX_HISTORY = 10_000
-PAGE_DEFAULT, PAGE_MAX = 20, 100
 
 
 def reserved_names(app: web.Application) -> set[str]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from oaiproxy.api.paging import query_limit, query_order
+from oaiproxy.api.paging import PAGE_DEFAULT, PAGE_MAX, query_limit, query_order
 from oaiproxy.api.protocol import parse_request
 from oaiproxy.api.responses.protocol import DeletedResponse, InputItemList, Response, ResponsesRequest
 from oaiproxy.api.responses.serving import ResponsesEngine
@@ -23,10 +23,6 @@ from oaiproxy.store.responses import ResponseRecord, ResponseStore
 
 if TYPE_CHECKING:
     from oaiproxy.api.app import ProxyState, Reply
-
-#: ``limit`` of ``input_items``: OpenAI's default and bounds
-PAGE_DEFAULT, PAGE_MAX = 20, 100
-
 
 def _responses(state: ProxyState) -> ResponseStore | None:
     return state.store.responses if state.store is not None else None
@@ -44,7 +40,8 @@ async def create_response(request: web.Request, state: ProxyState, body: Any) ->
     return engine.stream(req) if req.stream else engine.complete(req)
 
 
-def _state(request: web.Request) -> ProxyState:
+def state_of(request: web.Request) -> ProxyState:
+    """The app's state, for a route the app calls with the request alone."""
     from oaiproxy.api.app import STATE  # the app imports this module: the key is read when a request comes
 
     return request.app[STATE]
@@ -53,7 +50,7 @@ def _state(request: web.Request) -> ProxyState:
 async def _stored(request: web.Request) -> tuple[ResponseStore, ResponseRecord]:
     """The stored response the path names, or a 404 that says why there is none."""
     rid = request.match_info["response_id"]
-    store = _responses(_state(request))
+    store = _responses(state_of(request))
     if store is None:
         raise NotFound(f"response '{rid}' not found: this server runs without a response store",
                        param="response_id", code="response_not_found")
@@ -64,7 +61,7 @@ async def _stored(request: web.Request) -> tuple[ResponseStore, ResponseRecord]:
     return store, record
 
 
-def _json(model: BaseModel) -> web.Response:
+def model_json(model: BaseModel) -> web.Response:
     return web.Response(text=model.model_dump_json(), content_type="application/json")
 
 
@@ -75,7 +72,7 @@ def as_response(record: ResponseRecord) -> Response:
 
 async def get_response(request: web.Request) -> web.Response:
     _, record = await _stored(request)
-    return _json(as_response(record))
+    return model_json(as_response(record))
 
 
 async def delete_response(request: web.Request) -> web.Response:
@@ -83,7 +80,7 @@ async def delete_response(request: web.Request) -> web.Response:
     if not await store.delete(record.id):
         raise NotFound(f"response '{record.id}' not found: it was deleted meanwhile", param="response_id",
                        code="response_not_found")
-    return _json(DeletedResponse(id=record.id))
+    return model_json(DeletedResponse(id=record.id))
 
 
 def _page_args(request: web.Request) -> tuple[str | None, int, str]:
@@ -103,5 +100,5 @@ async def list_input_items(request: web.Request) -> web.Response:
                              code="invalid_value")
         items = items[ids.index(after) + 1:]
     page = items[:limit]
-    return _json(InputItemList(data=page, first_id=page[0]["id"] if page else None,
-                               last_id=page[-1]["id"] if page else None, has_more=len(items) > limit))
+    return model_json(InputItemList(data=page, first_id=page[0]["id"] if page else None,
+                                    last_id=page[-1]["id"] if page else None, has_more=len(items) > limit))

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from sqlalchemy import func, select
 
-from oaiproxy.api.paging import query_limit
+from oaiproxy.api.paging import PAGE_DEFAULT, PAGE_MAX, query_limit
 from oaiproxy.api.plain.threads import store_of
 from oaiproxy.dialects import detect_style
 from oaiproxy.errors import BadRequest
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from oaiproxy.api.app import ProxyState
 
 STATIC = Path(str(resources.files("oaiproxy.api.ui") / "static"))
-THREADS_DEFAULT, THREADS_MAX = 20, 100
 SAMPLES_MAX, SAMPLE_TOKENS_MAX = 5, 2048
 DEFAULT_SAMPLE_PROMPT = "A JSON value that matches the schema {schema}:\n"
 
@@ -137,7 +136,7 @@ def _epoch(moment: datetime | None) -> int | None:
 async def list_threads(request: web.Request, state: ProxyState) -> web.Response:
     """One page of the PikoBrain threads, by name; ``after`` is the last name of the page before."""
     store = store_of(state)
-    limit = query_limit(request, THREADS_DEFAULT, THREADS_MAX)
+    limit = query_limit(request, PAGE_DEFAULT, PAGE_MAX)
     after = request.query.get("after")
     counts = (select(Message.thread_id, func.count(Message.id).label("n"), func.max(Message.created_at)
                      .label("last")).group_by(Message.thread_id).subquery())
