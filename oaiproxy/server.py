@@ -173,7 +173,7 @@ class Proxy:
             await self._declare_models(entries)
             assert self.models is not None
             self.client = self.models.default.client
-            model_path = s.model_entries()[0].path
+            model_path = entries[0].path
         else:
             binary = find_server_binary(s.server_bin)
             info, model_path = await resolve_model(s, None)
